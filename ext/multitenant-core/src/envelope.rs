@@ -1,0 +1,261 @@
+//! The v1 envelope: `<prefix>|<group>|1.<base64url(kid ‖ iv ‖ ciphertext ‖ tag)>`.
+//! Specified in `docs/envelope.md`; keep the two in step.
+
+use std::io::Read;
+
+use aes::cipher::{block_padding::Pkcs7, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use flate2::read::DeflateDecoder;
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+use hmac::{KeyInit, Mac};
+
+use crate::error::{Error, Result};
+use crate::keys::{Key, KEY_ID_LEN};
+use crate::message::{check_group, check_user, Message};
+
+/// Slurm's limit on a job name, in characters (every character of a v1 name is ASCII).
+pub const NAME_LIMIT: usize = 1024;
+pub const DEFAULT_PREFIX: &str = "mt";
+pub const VERSION: &str = "1";
+/// Bound on the decompressed plaintext: far above anything a 1024-character name legitimately holds.
+pub const MAX_PLAINTEXT: usize = 16 * 1024;
+
+const IV_LEN: usize = 16;
+const TAG_LEN: usize = 16;
+const FLAG_JSON: u8 = 0;
+const FLAG_DEFLATE: u8 = 1;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// Which job a name is bound to, as Slurm reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    pub job_id: &'a str,
+    pub owner: &'a str,
+}
+
+impl Binding<'_> {
+    pub fn validate(&self) -> Result<()> {
+        let id_ok = (1..=20).contains(&self.job_id.len()) && self.job_id.bytes().all(|b| b.is_ascii_digit());
+        if !id_ok {
+            return Err(Error::Invalid(format!("job id {:?} must be Slurm's numeric job id", self.job_id)));
+        }
+        check_user(self.owner)
+    }
+}
+
+/// The format a payload announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    V1 {
+        key_id: [u8; KEY_ID_LEN],
+    },
+    /// The first implementation's `gzip | openssl enc` format (see `legacy`).
+    Legacy,
+}
+
+/// A job name split into its parts, before any cryptography.
+#[derive(Debug, Clone)]
+pub struct Parsed<'a> {
+    pub prefix: &'a str,
+    pub group: &'a str,
+    pub payload: &'a str,
+    pub format: Format,
+}
+
+/// A share that opened and verified.
+#[derive(Debug, Clone)]
+pub struct Share {
+    pub prefix: String,
+    pub group: String,
+    /// `"1"`, or `"legacy"`.
+    pub version: String,
+    /// Hex key id; `None` for legacy shares.
+    pub key_id: Option<String>,
+    pub message: Message,
+    /// Characters the whole job name takes.
+    pub size: usize,
+}
+
+pub fn check_prefix(s: &str) -> Result<()> {
+    let ok = (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+    ok.then_some(())
+        .ok_or_else(|| Error::Invalid(format!("prefix {s:?} must be 1-64 letters, digits, '_', '-', '.', '/'")))
+}
+
+/// Splits a job name and detects its format. Cheap: no key, no crypto.
+pub fn parse(name: &str) -> Result<Parsed<'_>> {
+    let mut parts = name.splitn(3, '|');
+    let (Some(prefix), Some(group), Some(payload)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Error::Malformed("expected <prefix>|<group>|<payload>".into()));
+    };
+    if payload.contains('|') {
+        return Err(Error::Malformed("more than three '|'-separated fields".into()));
+    }
+    check_prefix(prefix).map_err(|e| Error::Malformed(e.to_string()))?;
+    check_group(group).map_err(|e| Error::Malformed(e.to_string()))?;
+    let format = match payload.split_once('.') {
+        Some((VERSION, data)) => Format::V1 { key_id: v1_key_id(data)? },
+        Some((v, _)) if !v.is_empty() && v.len() <= 8 && v.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(Error::UnsupportedVersion(v.to_string()))
+        }
+        Some(_) => return Err(Error::Malformed("payload has no version marker".into())),
+        None if is_std_base64(payload) => Format::Legacy,
+        None => return Err(Error::Malformed("payload is neither a versioned envelope nor legacy base64".into())),
+    };
+    Ok(Parsed { prefix, group, payload, format })
+}
+
+fn is_std_base64(s: &str) -> bool {
+    !s.is_empty()
+        && s.len().is_multiple_of(4)
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+}
+
+fn v1_key_id(data: &str) -> Result<[u8; KEY_ID_LEN]> {
+    let head = data.get(..8).ok_or_else(|| Error::Malformed("v1 payload is truncated".into()))?;
+    let bytes = URL_SAFE_NO_PAD.decode(head).map_err(|_| Error::Malformed("v1 payload is not base64url".into()))?;
+    Ok(bytes[..KEY_ID_LEN].try_into().expect("8 base64 characters hold 6 bytes"))
+}
+
+/// Seals `msg` for `group` with `key`, bound to one job. Refuses names over [`NAME_LIMIT`].
+pub fn seal(msg: &Message, key: &Key, prefix: &str, group: &str, binding: Binding) -> Result<String> {
+    check_prefix(prefix)?;
+    check_group(group)?;
+    binding.validate()?;
+    msg.validate()?;
+
+    let plaintext = encode_plaintext(&msg.to_json());
+    let mut iv = [0u8; IV_LEN];
+    getrandom::fill(&mut iv).map_err(|e| Error::Io(format!("no random numbers for the IV: {e}")))?;
+    let (enc_key, mac_key) = key.subkeys();
+    let ct = cbc::Encryptor::<aes::Aes256>::new(&enc_key.into(), &iv.into()).encrypt_padded_vec::<Pkcs7>(&plaintext);
+
+    let mut body = Vec::with_capacity(KEY_ID_LEN + IV_LEN + ct.len() + TAG_LEN);
+    body.extend_from_slice(&key.id());
+    body.extend_from_slice(&iv);
+    body.extend_from_slice(&ct);
+    let tag = mac(&mac_key, &key.id(), prefix, group, binding, &body[KEY_ID_LEN..]).finalize().into_bytes();
+    body.extend_from_slice(&tag[..TAG_LEN]);
+
+    let name = format!("{prefix}|{group}|{VERSION}.{}", URL_SAFE_NO_PAD.encode(&body));
+    if name.len() > NAME_LIMIT {
+        return Err(Error::TooLarge { size: name.len(), limit: NAME_LIMIT, hint: size_hint(msg) });
+    }
+    Ok(name)
+}
+
+fn size_hint(msg: &Message) -> String {
+    let conn: usize = msg.connection.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+    let allow: usize = msg.allow.iter().flatten().map(|u| u.len() + 3).sum();
+    format!(
+        "before compression the connection values take {conn} bytes and the allow-list {allow}: shorten or drop values, share with the whole group instead of listing users, or use a shorter prefix"
+    )
+}
+
+/// Compresses when that is shorter; the first byte says which.
+fn encode_plaintext(json: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = DeflateEncoder::new(vec![FLAG_DEFLATE], Compression::best());
+    z.write_all(json).expect("writing to a Vec cannot fail");
+    let deflated = z.finish().expect("writing to a Vec cannot fail");
+    if deflated.len() < json.len() + 1 {
+        deflated
+    } else {
+        let mut out = vec![FLAG_JSON];
+        out.extend_from_slice(json);
+        out
+    }
+}
+
+fn decode_plaintext(pt: &[u8]) -> Result<Vec<u8>> {
+    match pt.split_first() {
+        Some((&FLAG_JSON, json)) => Ok(json.to_vec()),
+        Some((&FLAG_DEFLATE, z)) => bounded_read(DeflateDecoder::new(z), "deflate"),
+        Some((flag, _)) => Err(Error::Malformed(format!("unknown content flag {flag}"))),
+        None => Err(Error::Malformed("empty plaintext".into())),
+    }
+}
+
+/// Reads at most [`MAX_PLAINTEXT`] bytes; more is a decompression bomb, not a share.
+pub(crate) fn bounded_read(reader: impl Read, what: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    reader
+        .take(MAX_PLAINTEXT as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Malformed(format!("{what} data: {e}")))?;
+    if out.len() > MAX_PLAINTEXT {
+        return Err(Error::Malformed(format!("content inflates beyond {MAX_PLAINTEXT} bytes")));
+    }
+    Ok(out)
+}
+
+/// The MAC input: each field length-prefixed (u16 big-endian), so no two field lists collide.
+fn mac(mac_key: &[u8; 32], kid: &[u8], prefix: &str, group: &str, b: Binding, iv_ct: &[u8]) -> HmacSha256 {
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(mac_key).expect("HMAC takes any key length");
+    let fields: [&[u8]; 8] = [
+        b"multitenant",
+        VERSION.as_bytes(),
+        kid,
+        prefix.as_bytes(),
+        group.as_bytes(),
+        b.job_id.as_bytes(),
+        b.owner.as_bytes(),
+        iv_ct,
+    ];
+    for f in fields {
+        let len = u16::try_from(f.len()).expect("every field is shorter than a job name");
+        m.update(&len.to_be_bytes());
+        m.update(f);
+    }
+    m
+}
+
+/// Opens a v1 name bound to `binding` with whichever of `keys` carries the payload's key id.
+pub fn open(name: &str, binding: Binding, keys: &[Key]) -> Result<Share> {
+    let parsed = parse(name)?;
+    let Format::V1 { key_id } = parsed.format else {
+        return Err(Error::LegacyDisabled);
+    };
+    let key = keys
+        .iter()
+        .find(|k| k.id() == key_id)
+        .ok_or_else(|| Error::UnknownKey { group: parsed.group.to_string(), key_id: hex(&key_id) })?;
+    binding.validate()?;
+    let data = &parsed.payload[VERSION.len() + 1..];
+    let body = URL_SAFE_NO_PAD.decode(data).map_err(|_| Error::Malformed("v1 payload is not base64url".into()))?;
+    if body.len() < KEY_ID_LEN + IV_LEN + 16 + TAG_LEN
+        || !(body.len() - KEY_ID_LEN - IV_LEN - TAG_LEN).is_multiple_of(16)
+    {
+        return Err(Error::Malformed(format!("v1 payload has an impossible length ({} bytes)", body.len())));
+    }
+    let (signed, tag) = body.split_at(body.len() - TAG_LEN);
+    let iv_ct = &signed[KEY_ID_LEN..];
+    let (enc_key, mac_key) = key.subkeys();
+    mac(&mac_key, &key_id, parsed.prefix, parsed.group, binding, iv_ct)
+        .verify_truncated_left(tag)
+        .map_err(|_| Error::BadSeal)?;
+
+    let (iv, ct) = iv_ct.split_at(IV_LEN);
+    let iv: [u8; IV_LEN] = iv.try_into().expect("split at IV_LEN");
+    let pt = cbc::Decryptor::<aes::Aes256>::new(&enc_key.into(), &iv.into())
+        .decrypt_padded_vec::<Pkcs7>(ct)
+        .map_err(|_| Error::Malformed("bad padding under a valid MAC (publisher bug)".into()))?;
+    let message = Message::from_json(&decode_plaintext(&pt)?)?;
+    Ok(Share {
+        prefix: parsed.prefix.to_string(),
+        group: parsed.group.to_string(),
+        version: VERSION.to_string(),
+        key_id: Some(hex(&key_id)),
+        message,
+        size: name.len(),
+    })
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,377 @@
+//! Group keys and the site-wide key: parsing, permission checks, atomic generation.
+//!
+//! A key file holds one key per line, newest first: the first seals new shares, every line still opens.
+//! Group keys live at `<dir>/<group>.key` (`root:<group>`, 0440), the site-wide key at `<dir>/@site.key`
+//! (0444) — `@` cannot start a group name, so the two never collide.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hkdf::Hkdf;
+use nix::unistd::{Gid, Group, Uid, User};
+use sha2::{Digest, Sha256};
+
+use crate::envelope::hex;
+use crate::error::{Error, Result};
+use crate::message::check_group;
+
+pub const KEY_ID_LEN: usize = 4;
+pub const SITE_KEY_FILE: &str = "@site.key";
+const LINE_TAG: &str = "mtk1";
+
+/// A 256-bit key and its 32-bit id (a hash of the key, so ids need no coordination).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key {
+    id: [u8; KEY_ID_LEN],
+    secret: [u8; 32],
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({})", self.id_hex())
+    }
+}
+
+impl Key {
+    pub fn generate() -> Result<Key> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| Error::Io(format!("no random numbers for a key: {e}")))?;
+        Ok(Key::from_secret(secret))
+    }
+
+    pub fn from_secret(secret: [u8; 32]) -> Key {
+        let digest = Sha256::new().chain_update(b"multitenant key id").chain_update(secret).finalize();
+        let id = digest[..KEY_ID_LEN].try_into().expect("a SHA-256 digest is 32 bytes");
+        Key { id, secret }
+    }
+
+    pub fn id(&self) -> [u8; KEY_ID_LEN] {
+        self.id
+    }
+
+    pub fn id_hex(&self) -> String {
+        hex(&self.id)
+    }
+
+    /// Separate encryption and MAC keys (HKDF-SHA256, salt "multitenant v1").
+    pub(crate) fn subkeys(&self) -> ([u8; 32], [u8; 32]) {
+        let hk = Hkdf::<Sha256>::new(Some(b"multitenant v1"), &self.secret);
+        let (mut enc, mut mac) = ([0u8; 32], [0u8; 32]);
+        hk.expand(b"enc", &mut enc).expect("32 bytes is a valid HKDF length");
+        hk.expand(b"mac", &mut mac).expect("32 bytes is a valid HKDF length");
+        (enc, mac)
+    }
+
+    /// `mtk1:<key id hex>:<base64url secret>`
+    pub fn to_line(&self) -> String {
+        format!("{LINE_TAG}:{}:{}", self.id_hex(), URL_SAFE_NO_PAD.encode(self.secret))
+    }
+
+    pub fn from_line(line: &str) -> std::result::Result<Key, String> {
+        let mut parts = line.trim().split(':');
+        let (Some(LINE_TAG), Some(id), Some(secret), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("not a multitenant key (expected mtk1:<id>:<secret>)".into());
+        };
+        let secret: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(secret)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("the secret is not 32 bytes of base64url")?;
+        let key = Key::from_secret(secret);
+        if key.id_hex() != id {
+            return Err(format!("key id {id} does not match its secret (damaged line?)"));
+        }
+        Ok(key)
+    }
+}
+
+/// Parses a key file's text: `#` comments and blank lines are skipped; at least one key is required.
+pub fn parse_keys(text: &str) -> std::result::Result<Vec<Key>, String> {
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        keys.push(Key::from_line(line).map_err(|e| format!("line {}: {e}", n + 1))?);
+    }
+    if keys.is_empty() {
+        return Err("holds no key".into());
+    }
+    Ok(keys)
+}
+
+/// Which key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTarget<'a> {
+    Group(&'a str),
+    Site,
+}
+
+/// A loaded key file: `keys[0]` seals.
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    pub path: PathBuf,
+    pub keys: Vec<Key>,
+}
+
+/// The key directory, with the owner every key file must have (root unless told otherwise).
+#[derive(Debug, Clone)]
+pub struct KeyDir {
+    path: PathBuf,
+    owner: u32,
+}
+
+fn user_label(uid: u32) -> String {
+    match User::from_uid(Uid::from_raw(uid)) {
+        Ok(Some(u)) => u.name,
+        _ => format!("uid {uid}"),
+    }
+}
+
+fn group_label(gid: u32) -> String {
+    match Group::from_gid(Gid::from_raw(gid)) {
+        Ok(Some(g)) => g.name,
+        _ => format!("gid {gid}"),
+    }
+}
+
+fn lookup_gid(group: &str) -> Result<u32> {
+    match Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(Error::Invalid(format!("no such group {group:?} on this host"))),
+        Err(e) => Err(Error::Io(format!("looking up group {group:?}: {e}"))),
+    }
+}
+
+impl KeyDir {
+    pub fn new(path: impl Into<PathBuf>) -> KeyDir {
+        KeyDir { path: path.into(), owner: 0 }
+    }
+
+    /// Expect key files and the directory to be owned by `uid` instead of root (tests, personal setups).
+    pub fn with_owner(mut self, uid: u32) -> KeyDir {
+        self.owner = uid;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file_path(&self, target: KeyTarget) -> Result<PathBuf> {
+        Ok(match target {
+            KeyTarget::Group(g) => {
+                check_group(g)?;
+                self.path.join(format!("{g}.key"))
+            }
+            KeyTarget::Site => self.path.join(SITE_KEY_FILE),
+        })
+    }
+
+    fn check_dir(&self) -> Result<()> {
+        let meta = fs::metadata(&self.path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => {
+                Error::key_file(&self.path, "key directory does not exist: create keys with `mtshare keygen` as root")
+            }
+            _ => Error::key_file(&self.path, format!("cannot read key directory: {e}")),
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::key_file(&self.path, "is not a directory"));
+        }
+        if meta.uid() != self.owner {
+            return Err(Error::key_file(
+                &self.path,
+                format!(
+                    "key directory is owned by {}, not {}: chown {} {}",
+                    user_label(meta.uid()),
+                    user_label(self.owner),
+                    user_label(self.owner),
+                    self.path.display()
+                ),
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(Error::key_file(
+                &self.path,
+                format!("key directory is writable by others: chmod go-w {}", self.path.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the file's type, owner, group and mode, then reads and parses it.
+    fn load(&self, target: KeyTarget) -> Result<KeyFile> {
+        self.check_dir()?;
+        let path = self.file_path(target)?;
+        let shown = path.display();
+        let meta = fs::symlink_metadata(&path).map_err(|e| match (e.kind(), target) {
+            (ErrorKind::NotFound, KeyTarget::Group(g)) => Error::key_file(
+                &path,
+                format!("no key for group {g}: an admin creates it with `mtshare keygen --group {g}`"),
+            ),
+            (ErrorKind::NotFound, KeyTarget::Site) => {
+                Error::key_file(&path, "no site-wide key: an admin creates it with `mtshare keygen --site`")
+            }
+            _ => Error::key_file(&path, format!("cannot stat key file: {e}")),
+        })?;
+        if meta.file_type().is_symlink() {
+            return Err(Error::key_file(&path, "is a symlink: key files must be regular files"));
+        }
+        if !meta.is_file() {
+            return Err(Error::key_file(&path, "is not a regular file"));
+        }
+        let owner = user_label(self.owner);
+        let (want_mode, chown) = match target {
+            KeyTarget::Group(g) => ("0440", format!("chown {owner}:{g} {shown}")),
+            KeyTarget::Site => ("0444", format!("chown {owner} {shown}")),
+        };
+        if meta.uid() != self.owner {
+            return Err(Error::key_file(
+                &path,
+                format!("is owned by {}, not {owner}: {chown}", user_label(meta.uid())),
+            ));
+        }
+        let mode = meta.mode();
+        if let KeyTarget::Group(g) = target {
+            if meta.gid() != lookup_gid(g)? {
+                return Err(Error::key_file(
+                    &path,
+                    format!("belongs to group {}, not {g}: {chown}", group_label(meta.gid())),
+                ));
+            }
+            if mode & 0o004 != 0 {
+                return Err(Error::key_file(&path, format!("is world-readable: chmod {want_mode} {shown}")));
+            }
+            if mode & 0o003 != 0 {
+                return Err(Error::key_file(&path, format!("is accessible to others: chmod {want_mode} {shown}")));
+            }
+        }
+        if mode & 0o022 != 0 {
+            return Err(Error::key_file(&path, format!("is writable by group or others: chmod {want_mode} {shown}")));
+        }
+        let text = fs::read_to_string(&path).map_err(|e| match (e.kind(), target) {
+            (ErrorKind::PermissionDenied, KeyTarget::Group(g)) => Error::key_file(
+                &path,
+                format!(
+                    "permission denied for {}: only members of group {g} can read its key",
+                    user_label(Uid::effective().as_raw())
+                ),
+            ),
+            _ => Error::key_file(&path, format!("cannot read key file: {e}")),
+        })?;
+        let keys = parse_keys(&text).map_err(|why| Error::key_file(&path, why))?;
+        Ok(KeyFile { path, keys })
+    }
+
+    pub fn load_group(&self, group: &str) -> Result<KeyFile> {
+        self.load(KeyTarget::Group(group))
+    }
+
+    /// The site-wide key file, or `None` when there is none.
+    pub fn load_site(&self) -> Result<Option<KeyFile>> {
+        match self.load(KeyTarget::Site) {
+            Err(Error::KeyFile { path, .. }) if !path.exists() && path.ends_with(SITE_KEY_FILE) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    /// The key that seals new shares for `group`: the group's newest key, else the site-wide key.
+    pub fn sealing_key(&self, group: &str) -> Result<(Key, PathBuf)> {
+        match self.load_group(group) {
+            Ok(f) => Ok((f.keys[0].clone(), f.path)),
+            Err(group_err) if !self.file_path(KeyTarget::Group(group))?.exists() => match self.load_site()? {
+                Some(f) => Ok((f.keys[0].clone(), f.path)),
+                None => Err(group_err),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every key that may open `group`'s shares: the group's keys (if its file exists) and the site-wide keys.
+    pub fn opening_keys(&self, group: &str) -> Result<Vec<Key>> {
+        let mut keys = Vec::new();
+        if self.file_path(KeyTarget::Group(group))?.exists() {
+            keys.extend(self.load_group(group)?.keys);
+        }
+        if let Some(site) = self.load_site()? {
+            keys.extend(site.keys);
+        }
+        Ok(keys)
+    }
+
+    /// Writes a new key file (or, with `rotate`, puts a new key first in an existing one).
+    /// The file appears atomically with its final owner, group and mode; without `rotate` an existing
+    /// file is never replaced.
+    pub fn generate(&self, target: KeyTarget, rotate: bool) -> Result<KeyFile> {
+        let path = self.file_path(target)?;
+        let (gid, mode, what) = match target {
+            KeyTarget::Group(g) => (lookup_gid(g)?, 0o440, format!("group key for {g:?}")),
+            KeyTarget::Site => (0, 0o444, "site-wide key (readable by every user: obfuscation only)".to_string()),
+        };
+        if !self.path.exists() {
+            fs::create_dir_all(&self.path)
+                .map_err(|e| Error::key_file(&self.path, format!("cannot create key directory: {e}")))?;
+            fs::set_permissions(&self.path, Permissions::from_mode(0o755))
+                .map_err(|e| Error::key_file(&self.path, e.to_string()))?;
+        }
+        self.check_dir()?;
+        let mut keys = vec![Key::generate()?];
+        let exists = fs::symlink_metadata(&path).is_ok();
+        match (exists, rotate) {
+            (true, false) => {
+                return Err(Error::key_file(
+                    &path,
+                    "already exists: to add a new key and keep the old ones, use --rotate",
+                ))
+            }
+            (true, true) => keys.extend(self.load(target)?.keys),
+            (false, _) => {}
+        }
+        let text = format!(
+            "# multitenant {what}\n# The first key seals new shares; every key opens. Rotate with --rotate; delete old lines once no running share uses them.\n{}\n",
+            keys.iter().map(Key::to_line).collect::<Vec<_>>().join("\n")
+        );
+        let tmp =
+            self.path.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
+        let result = write_key_file(&tmp, &path, text.as_bytes(), self.owner, gid, mode, rotate);
+        let _ = fs::remove_file(&tmp);
+        result?;
+        Ok(KeyFile { path, keys })
+    }
+}
+
+fn write_key_file(tmp: &Path, path: &Path, text: &[u8], uid: u32, gid: u32, mode: u32, replace: bool) -> Result<()> {
+    let io = |e: std::io::Error| Error::key_file(path, format!("cannot write key file: {e}"));
+    let mut f: File = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).map_err(io)?;
+    f.write_all(text).map_err(io)?;
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| {
+        Error::key_file(
+            path,
+            format!("cannot give the key file owner {}:{}: {e} (run as root)", user_label(uid), group_label(gid)),
+        )
+    })?;
+    f.set_permissions(Permissions::from_mode(mode)).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    if replace {
+        fs::rename(tmp, path).map_err(io)?;
+    } else {
+        // link(2) fails if the name exists: a key created meanwhile is never overwritten.
+        fs::hard_link(tmp, path).map_err(|e| match e.kind() {
+            ErrorKind::AlreadyExists => {
+                Error::key_file(path, "already exists: to add a new key and keep the old ones, use --rotate")
+            }
+            _ => io(e),
+        })?;
+    }
+    if let Some(dir) = path.parent() {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! multitenant's core: the sealed job-name envelope, group keys and the scheduler call site.
+//! The Ruby extension and the `mtshare` binary are thin layers over this crate.
+
+pub mod envelope;
+pub mod error;
+pub mod keys;
+pub mod legacy;
+pub mod message;
+pub mod slurm;
+
+pub use envelope::{open, parse, seal, Binding, Format, Share, DEFAULT_PREFIX, NAME_LIMIT};
+pub use error::{Error, Result};
+pub use keys::{Key, KeyDir, KeyFile, KeyTarget};
+pub use legacy::open_legacy;
+pub use message::{Message, Method};
+pub use slurm::Scheduler;

@@ -1,0 +1,250 @@
+//! What a share says: the sealed content of a job name, and the rules every field must follow.
+//! The same rules run before sealing and after opening, so hostile content never leaves `open`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How the share reaches its receivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Offered as a choice in other apps' forms (through `MultiTenant.specs`).
+    Form,
+    /// Also delivered as a card in the receiver's "My Interactive Sessions".
+    Card,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Form => "form",
+            Method::Card => "card",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "form" => Ok(Method::Form),
+            "card" => Ok(Method::Card),
+            _ => Err(Error::Invalid(format!("method must be \"form\" or \"card\", not {s:?}"))),
+        }
+    }
+}
+
+/// The plaintext of a share. Field names on the wire are one letter to save room in the job name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    /// The owner's OOD session id; names the receiver's card file.
+    #[serde(rename = "i")]
+    pub session_id: String,
+    /// App or preset name shown to receivers (legacy `mta`).
+    #[serde(rename = "a")]
+    pub app: String,
+    #[serde(rename = "m")]
+    pub method: Method,
+    /// OOD app token of the delivery app that renders the card (legacy `mtd`).
+    #[serde(rename = "d")]
+    pub delivery: String,
+    /// Connection values, published as-is to receivers.
+    #[serde(rename = "c", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connection: BTreeMap<String, String>,
+    /// Users (names, or numeric uids) the share is narrowed to; `None` means the whole group.
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<String>>,
+    /// Expiry, seconds since the Unix epoch.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+pub const MAX_VALUE_CHARS: usize = 1024;
+pub const MAX_APP_CHARS: usize = 128;
+
+impl Message {
+    /// Checks every field; the error names the field and the rule.
+    pub fn validate(&self) -> Result<()> {
+        check_session_id(&self.session_id)?;
+        check_app(&self.app)?;
+        check_delivery(&self.delivery)?;
+        for (k, v) in &self.connection {
+            check_connection_key(k)?;
+            if v.chars().count() > MAX_VALUE_CHARS || v.contains('\0') {
+                return Err(Error::Invalid(format!(
+                    "connection value {k:?} must be at most {MAX_VALUE_CHARS} characters with no NUL"
+                )));
+            }
+        }
+        if let Some(users) = &self.allow {
+            if users.is_empty() {
+                return Err(Error::Invalid("allow-list is empty: omit it to share with the whole group".into()));
+            }
+            for u in users {
+                check_user(u)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|t| now >= t)
+    }
+
+    /// Whether the allow-list (if any) names this user by name or uid. Group membership is checked elsewhere.
+    pub fn allows(&self, user: &str, uid: u32) -> bool {
+        match &self.allow {
+            None => true,
+            Some(users) => {
+                let uid = uid.to_string();
+                users.iter().any(|u| u == user || *u == uid)
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a Message always serializes")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let msg: Message =
+            serde_json::from_slice(bytes).map_err(|e| Error::Malformed(format!("sealed content: {e}")))?;
+        msg.validate().map_err(|e| Error::Malformed(format!("sealed content: {e}")))?;
+        Ok(msg)
+    }
+}
+
+fn is_word(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// A session id names a file in the receiver's data root: a UUID or a short word, nothing path-like.
+pub fn check_session_id(s: &str) -> Result<()> {
+    let ok = (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| is_word(c) || c == '-');
+    ok.then_some(())
+        .ok_or_else(|| Error::Invalid(format!("session id {s:?} must be 1-64 letters, digits, '-' or '_' (a UUID)")))
+}
+
+pub fn check_app(s: &str) -> Result<()> {
+    let ok = !s.trim().is_empty() && s.chars().count() <= MAX_APP_CHARS && !s.chars().any(char::is_control);
+    ok.then_some(())
+        .ok_or_else(|| Error::Invalid(format!("app name must be 1-{MAX_APP_CHARS} printable characters, got {s:?}")))
+}
+
+fn is_app_dir(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| is_word(c) || c == '-' || c == '.')
+}
+
+/// An OOD app token names a directory: `sys/<app>`, `dev/<app>` or `usr/<owner>/<app>`.
+pub fn check_delivery(s: &str) -> Result<()> {
+    let parts: Vec<&str> = s.split('/').collect();
+    let ok = match parts.as_slice() {
+        ["sys" | "dev", app] => is_app_dir(app),
+        ["usr", owner, app] => is_user_name(owner) && is_app_dir(app),
+        _ => false,
+    };
+    ok.then_some(()).ok_or_else(|| {
+        Error::Invalid(format!(
+            "delivery token {s:?} must be an OOD app token: sys/<app>, dev/<app> or usr/<user>/<app>"
+        ))
+    })
+}
+
+/// Connection keys become bare names in OOD's `view.html.erb`, so they must be Ruby identifiers.
+/// `jobid` and `mt_*` are filled in by the receiver.
+pub fn check_connection_key(k: &str) -> Result<()> {
+    let ok = (1..=64).contains(&k.len())
+        && k.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && k != "jobid"
+        && !k.starts_with("mt_");
+    ok.then_some(()).ok_or_else(|| {
+        Error::Invalid(format!(
+            "connection key {k:?} must be 1-64 of a-z, 0-9, '_', start with a letter or '_', and not be jobid or mt_*"
+        ))
+    })
+}
+
+fn is_user_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| is_word(c))
+        && s.chars().all(|c| is_word(c) || matches!(c, '-' | '.' | '@'))
+}
+
+/// An allow-listed user: a login name, or a numeric uid.
+pub fn check_user(s: &str) -> Result<()> {
+    is_user_name(s).then_some(()).ok_or_else(|| Error::Invalid(format!("user {s:?} is not a valid login name or uid")))
+}
+
+/// A POSIX group name; it also names the group's key file, so nothing path-like.
+pub fn check_group(s: &str) -> Result<()> {
+    let ok = (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| is_word(c))
+        && s.chars().all(|c| is_word(c) || c == '-' || c == '.');
+    ok.then_some(()).ok_or_else(|| {
+        Error::Invalid(format!("group {s:?} must be a POSIX group name (letters, digits, '_', '-', '.')"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_that_name_paths_are_refused() {
+        for bad in ["../etc", "sys/..", "sys/a/b", "sys/.hidden", "usr/../x", "/sys/a", "sys/", "sys/a b"] {
+            assert!(check_delivery(bad).is_err(), "{bad}");
+        }
+        for good in ["sys/multitenant-delivery_default", "dev/my.app", "usr/alice/app"] {
+            check_delivery(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn session_ids_cannot_escape_the_db_dir() {
+        for bad in ["", "..", "a/b", ".x", "a.b", "x".repeat(65).as_str(), "a\nb"] {
+            assert!(check_session_id(bad).is_err(), "{bad:?}");
+        }
+        check_session_id("0f8fad5b-d9cb-469f-a165-70867728950e").unwrap();
+    }
+
+    #[test]
+    fn connection_keys_are_identifiers() {
+        for bad in ["Host", "1x", "a-b", "jobid", "mt_appname", "", "a b", "<%="] {
+            assert!(check_connection_key(bad).is_err(), "{bad:?}");
+        }
+        check_connection_key("ollama_url").unwrap();
+        check_connection_key("_x1").unwrap();
+    }
+
+    #[test]
+    fn allow_list_matches_name_or_uid() {
+        let mut m = Message {
+            session_id: "s".into(),
+            app: "A".into(),
+            method: Method::Card,
+            delivery: "sys/d".into(),
+            connection: BTreeMap::new(),
+            allow: None,
+            expires_at: Some(100),
+        };
+        assert!(m.allows("bob", 7));
+        m.allow = Some(vec!["alice".into(), "1002".into()]);
+        assert!(m.allows("alice", 1));
+        assert!(m.allows("carol", 1002));
+        assert!(!m.allows("bob", 7));
+        assert!(!m.is_expired(99));
+        assert!(m.is_expired(100));
+    }
+
+    #[test]
+    fn unknown_fields_are_malformed() {
+        let e = Message::from_json(br#"{"i":"s","a":"A","m":"card","d":"sys/d","z":1}"#).unwrap_err();
+        assert_eq!(e.kind(), "malformed");
+    }
+}

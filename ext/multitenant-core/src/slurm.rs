@@ -1,0 +1,79 @@
+//! The one place a scheduler command is run: bounded in time, stderr checked even on exit 0, output
+//! made valid UTF-8 before anyone splits it.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    bin_dir: Option<PathBuf>,
+    timeout: Duration,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler { bin_dir: None, timeout: Duration::from_secs(10) }
+    }
+}
+
+impl Scheduler {
+    /// Look for commands in `dir` instead of on `PATH`.
+    pub fn with_bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin_dir = Some(dir.into());
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs `program args…` and returns its stdout. A non-zero exit, any stderr, or the timeout is an error.
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+        let path = self.bin_dir.as_ref().map_or_else(|| PathBuf::from(program), |d| d.join(program));
+        let fail = |reason: String| Error::Command { program: program.to_string(), reason };
+        let mut child = Command::new(&path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(format!("cannot run {}: {e}", path.display())))?;
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf);
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().expect("stdout is piped")));
+        let err = drain(Box::new(child.stderr.take().expect("stderr is piped")));
+        let status = match child.wait_timeout(self.timeout).map_err(|e| fail(e.to_string()))? {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("no answer within {} s", self.timeout.as_secs_f32())));
+            }
+        };
+        let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+        let first_err = stderr.lines().map(str::trim).find(|l| !l.is_empty());
+        match (status.success(), first_err) {
+            (true, None) => Ok(stdout),
+            (_, Some(line)) => Err(fail(line.to_string())),
+            (false, None) => Err(fail(format!("exited with {status}"))),
+        }
+    }
+
+    /// `scontrol update JobId=<id> JobName=<name>`
+    pub fn rename_job(&self, job_id: &str, name: &str) -> Result<()> {
+        self.run("scontrol", &["update", &format!("JobId={job_id}"), &format!("JobName={name}")]).map(|_| ())
+    }
+}

@@ -1,0 +1,41 @@
+#![allow(dead_code)]
+use std::collections::BTreeMap;
+
+use multitenant_core::{Binding, Message, Method};
+
+pub const JOB: Binding<'static> = Binding { job_id: "4242", owner: "alice" };
+
+pub fn ollama() -> Message {
+    let mut connection = BTreeMap::new();
+    connection.insert("host".to_string(), "node017".to_string());
+    connection.insert("port".to_string(), "41234".to_string());
+    connection.insert("ollama_url".to_string(), "http://node017:41234".to_string());
+    connection.insert("ollama_model".to_string(), "gpt-oss:120b".to_string());
+    Message {
+        session_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+        app: "Ollama_API".into(),
+        method: Method::Card,
+        delivery: "sys/multitenant-delivery_default".into(),
+        connection,
+        allow: None,
+        expires_at: None,
+    }
+}
+
+pub fn database() -> Message {
+    let mut m = ollama();
+    m.app = "PostgreSQL".into();
+    m.connection = [
+        ("host", "node042"),
+        ("port", "5432"),
+        ("db_engine", "postgresql"),
+        ("db_name", "msba_2026"),
+        ("db_user", "msba_student"),
+        ("db_password", "Xk9#q 'v|7\"zP€2"),
+        ("jdbc_url", "jdbc:postgresql://node042:5432/msba_2026"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    m
+}

@@ -1,0 +1,180 @@
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::{database, ollama, JOB};
+use multitenant_core::{open, parse, seal, Binding, Error, Format, Key, NAME_LIMIT};
+
+fn kinds_of(result: multitenant_core::Result<multitenant_core::Share>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    }
+}
+
+#[test]
+fn round_trip_keeps_every_value() {
+    let key = Key::generate().unwrap();
+    let mut msg = database();
+    msg.allow = Some(vec!["bob".into(), "1002".into()]);
+    msg.expires_at = Some(1_800_000_000);
+    msg.connection.insert("note".into(), "ünïcödé, \"quotes\", 'single', a|pipe, <b>tags</b>\tand tab".into());
+    let name = seal(&msg, &key, "mt", "class101", JOB).unwrap();
+    let share = open(&name, JOB, std::slice::from_ref(&key)).unwrap();
+    assert_eq!(share.message, msg);
+    assert_eq!(share.group, "class101");
+    assert_eq!(share.prefix, "mt");
+    assert_eq!(share.version, "1");
+    assert_eq!(share.key_id.as_deref(), Some(key.id_hex().as_str()));
+    assert_eq!(share.size, name.len());
+}
+
+#[test]
+fn names_are_safe_in_a_job_name_and_a_shell_word() {
+    let key = Key::generate().unwrap();
+    let name = seal(&database(), &key, "mt", "class101", JOB).unwrap();
+    let payload = name.rsplit('|').next().unwrap();
+    assert!(payload.starts_with("1."));
+    assert!(payload.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)), "{payload}");
+    assert!(name.is_ascii());
+}
+
+#[test]
+fn each_iv_is_fresh() {
+    let key = Key::generate().unwrap();
+    let a = seal(&ollama(), &key, "mt", "g", JOB).unwrap();
+    let b = seal(&ollama(), &key, "mt", "g", JOB).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(a.len(), b.len());
+}
+
+#[test]
+fn every_flipped_payload_byte_is_rejected() {
+    let key = Key::generate().unwrap();
+    let name = seal(&ollama(), &key, "mt", "class101", JOB).unwrap();
+    let (head, data) = name.split_at(name.rfind('.').unwrap() + 1);
+    let body = URL_SAFE_NO_PAD.decode(data).unwrap();
+    for i in 0..body.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut b = body.clone();
+            b[i] ^= bit;
+            let forged = format!("{head}{}", URL_SAFE_NO_PAD.encode(&b));
+            let kind = kinds_of(open(&forged, JOB, std::slice::from_ref(&key)));
+            // The first 4 bytes are the key id: flipping them names a key we do not have.
+            let want = if i < 4 { "unknown_key" } else { "bad_seal" };
+            assert_eq!(kind, want, "byte {i} bit {bit:#x}");
+        }
+    }
+}
+
+#[test]
+fn every_changed_payload_character_is_rejected() {
+    let key = Key::generate().unwrap();
+    let name = seal(&ollama(), &key, "mt", "class101", JOB).unwrap();
+    let start = name.rfind('.').unwrap() + 1;
+    for i in start..name.len() {
+        let mut forged = name.clone().into_bytes();
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_ne!(kinds_of(open(&forged, JOB, std::slice::from_ref(&key))), "ok", "char {i}");
+    }
+}
+
+#[test]
+fn a_name_is_bound_to_its_job_owner_group_prefix_and_key() {
+    let key = Key::generate().unwrap();
+    let other_key = Key::generate().unwrap();
+    let name = seal(&ollama(), &key, "mt", "class101", JOB).unwrap();
+    let keys = std::slice::from_ref(&key);
+    assert_eq!(kinds_of(open(&name, Binding { job_id: "4243", owner: "alice" }, keys)), "bad_seal");
+    assert_eq!(kinds_of(open(&name, Binding { job_id: "4242", owner: "mallory" }, keys)), "bad_seal");
+    let moved = name.replacen("|class101|", "|class102|", 1);
+    assert_eq!(kinds_of(open(&moved, JOB, keys)), "bad_seal");
+    let relabelled = name.replacen("mt|", "mu|", 1);
+    assert_eq!(kinds_of(open(&relabelled, JOB, keys)), "bad_seal");
+    assert_eq!(kinds_of(open(&name, JOB, std::slice::from_ref(&other_key))), "unknown_key");
+    // A different key that claims the same id still fails the MAC.
+    assert_eq!(kinds_of(open(&name, JOB, &[])), "unknown_key");
+}
+
+#[test]
+fn truncation_at_every_length_is_an_error_never_a_panic() {
+    let key = Key::generate().unwrap();
+    let name = seal(&database(), &key, "mt", "class101", JOB).unwrap();
+    for len in 0..name.len() {
+        let kind = kinds_of(open(&name[..len], JOB, std::slice::from_ref(&key)));
+        assert!(["malformed", "bad_seal", "unknown_key", "legacy_disabled"].contains(&kind), "len {len}: {kind}");
+    }
+}
+
+#[test]
+fn versions_are_told_apart() {
+    assert!(matches!(parse("mt|g|2.AAAAAAAA").unwrap_err(), Error::UnsupportedVersion(v) if v == "2"));
+    assert!(matches!(parse("mt|g|17.xyz").unwrap_err(), Error::UnsupportedVersion(_)));
+    assert_eq!(parse("mt|g|x.AAAA").unwrap_err().kind(), "malformed");
+    assert_eq!(parse("sys/dashboard|g|QUJD").unwrap().format, Format::Legacy);
+    assert_eq!(open("sys/dashboard|g|QUJD", JOB, &[]).unwrap_err().kind(), "legacy_disabled");
+    for bad in ["", "a", "a|b", "a|b|c|d", "|g|1.x", "mt||1.AAAAAAAA", "mt|g|", "mt|../x|1.AAAAAAAA", "m t|g|1.AAAAAAAA"] {
+        assert_eq!(parse(bad).unwrap_err().kind(), "malformed", "{bad:?}");
+    }
+}
+
+#[test]
+fn size_is_exact_and_the_limit_is_enforced_with_a_hint() {
+    let key = Key::generate().unwrap();
+    let mut msg = ollama();
+    let name = seal(&msg, &key, "mt", "class101", JOB).unwrap();
+    assert!(name.len() < NAME_LIMIT);
+    // Incompressible values so the name must grow past the limit.
+    let mut n = 0u64;
+    let err = loop {
+        n += 1;
+        let v: String = (0..40).map(|i| char::from(b'a' + ((n * 7919 + i * 104729) % 26) as u8)).collect();
+        msg.connection.insert(format!("k{n}"), format!("{v}{}", n * 2654435761));
+        match seal(&msg, &key, "mt", "class101", JOB) {
+            Ok(name) => assert!(name.len() <= NAME_LIMIT),
+            Err(e) => break e,
+        }
+    };
+    let Error::TooLarge { size, limit, .. } = &err else { panic!("{err:?}") };
+    assert!(*size > 1024 && *limit == 1024);
+    let text = err.to_string();
+    assert!(text.contains(&format!("would be {size} characters")) && text.contains("trim about"), "{text}");
+}
+
+#[test]
+fn seal_refuses_invalid_input_with_the_reason() {
+    let key = Key::generate().unwrap();
+    let mut msg = ollama();
+    msg.connection.insert("Bad-Key".into(), "x".into());
+    let e = seal(&msg, &key, "mt", "class101", JOB).unwrap_err();
+    assert!(e.to_string().contains("\"Bad-Key\""), "{e}");
+    assert_eq!(seal(&ollama(), &key, "mt", "a/b", JOB).unwrap_err().kind(), "invalid");
+    assert_eq!(seal(&ollama(), &key, "m|t", "g", JOB).unwrap_err().kind(), "invalid");
+    assert_eq!(seal(&ollama(), &key, "mt", "g", Binding { job_id: "12a", owner: "alice" }).unwrap_err().kind(), "invalid");
+    let mut msg = ollama();
+    msg.delivery = "../../etc".into();
+    assert_eq!(seal(&msg, &key, "mt", "g", JOB).unwrap_err().kind(), "invalid");
+}
+
+#[test]
+fn hostile_names_never_panic() {
+    let key = Key::generate().unwrap();
+    let seeds = ["mt|g|1.", "mt|g|1.A", "mt|g|1.AAAAAAAAAAAAAAAA", "mt|g|1.////", "mt|g|1.é", "x|g|====", "x|g|A==="];
+    for s in seeds {
+        let _ = open(s, JOB, std::slice::from_ref(&key));
+    }
+    // Random printable garbage behind a valid-looking header.
+    let mut state = 0x2545F4914F6CDD1Du64;
+    for _ in 0..2000 {
+        let len = (state % 300) as usize;
+        let mut s = String::from("mt|g|1.");
+        for _ in 0..len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            s.push(char::from(b'!' + (state % 94) as u8));
+        }
+        let _ = open(&s, JOB, std::slice::from_ref(&key));
+    }
+}
