@@ -1,0 +1,160 @@
+//! Key files on the real filesystem: generation, rotation and every permission check.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use common::{ollama, JOB};
+use multitenant_core::{open, seal, Key, KeyDir, KeyTarget};
+use nix::unistd::{Gid, Group, Uid};
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: KeyDir,
+    group: String,
+}
+
+/// A key dir owned by whoever runs the tests, with keys for their primary group.
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("keys");
+    let dir = KeyDir::new(&path).with_owner(Uid::effective().as_raw());
+    let group = Group::from_gid(Gid::effective()).unwrap().unwrap().name;
+    Fixture { _tmp: tmp, dir, group }
+}
+
+fn err_text(f: &Fixture) -> String {
+    f.dir.load_group(&f.group).unwrap_err().to_string()
+}
+
+#[test]
+fn keygen_writes_owner_group_and_mode_and_never_overwrites() {
+    let f = fixture();
+    let made = f.dir.generate(KeyTarget::Group(&f.group), false).unwrap();
+    let meta = fs::metadata(&made.path).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o440);
+    assert_eq!(meta.uid(), Uid::effective().as_raw());
+    assert_eq!(meta.gid(), Gid::effective().as_raw());
+    assert_eq!(fs::metadata(f.dir.path()).unwrap().mode() & 0o777, 0o755);
+    let before = fs::read(&made.path).unwrap();
+    let e = f.dir.generate(KeyTarget::Group(&f.group), false).unwrap_err();
+    assert!(e.to_string().contains("already exists: to add a new key and keep the old ones, use --rotate"), "{e}");
+    assert_eq!(fs::read(&made.path).unwrap(), before);
+    let names: Vec<_> = fs::read_dir(f.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "no temp file is left behind: {names:?}");
+    assert_eq!(f.dir.load_group(&f.group).unwrap().keys, made.keys);
+}
+
+#[test]
+fn rotation_seals_with_the_new_key_and_still_opens_old_shares() {
+    let f = fixture();
+    let old = f.dir.generate(KeyTarget::Group(&f.group), false).unwrap().keys[0].clone();
+    let old_share = seal(&ollama(), &old, "mt", &f.group, JOB).unwrap();
+    let rotated = f.dir.generate(KeyTarget::Group(&f.group), true).unwrap();
+    assert_eq!(rotated.keys.len(), 2);
+    assert_eq!(rotated.keys[1], old);
+    let (sealing, _) = f.dir.sealing_key(&f.group).unwrap();
+    assert_eq!(sealing, rotated.keys[0]);
+    let keys = f.dir.opening_keys(&f.group).unwrap();
+    open(&old_share, JOB, &keys).unwrap();
+    open(&seal(&ollama(), &sealing, "mt", &f.group, JOB).unwrap(), JOB, &keys).unwrap();
+    assert_eq!(fs::metadata(&rotated.path).unwrap().mode() & 0o7777, 0o440);
+}
+
+#[test]
+fn unsafe_modes_are_named_with_their_fix() {
+    let f = fixture();
+    let path = f.dir.generate(KeyTarget::Group(&f.group), false).unwrap().path;
+    let shown = path.display().to_string();
+    for (mode, want) in [
+        (0o444, format!("is world-readable: chmod 0440 {shown}")),
+        (0o441, format!("is accessible to others: chmod 0440 {shown}")),
+        (0o460, format!("is writable by group or others: chmod 0440 {shown}")),
+    ] {
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        let text = err_text(&f);
+        assert!(text.starts_with(&shown) && text.ends_with(&want), "{mode:o}: {text}");
+    }
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+    f.dir.load_group(&f.group).unwrap();
+}
+
+#[test]
+fn the_key_directory_itself_is_checked() {
+    let f = fixture();
+    f.dir.generate(KeyTarget::Group(&f.group), false).unwrap();
+    fs::set_permissions(f.dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(err_text(&f).contains("key directory is writable by others: chmod go-w"), "{}", err_text(&f));
+    let missing = KeyDir::new("/nonexistent/multitenant-keys");
+    let e = missing.load_group("g").unwrap_err().to_string();
+    assert!(e.contains("key directory does not exist"), "{e}");
+}
+
+#[test]
+fn symlinks_damaged_lines_and_missing_files_are_refused() {
+    let f = fixture();
+    let path = f.dir.generate(KeyTarget::Group(&f.group), false).unwrap().path;
+    let real = path.with_extension("real");
+    fs::rename(&path, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &path).unwrap();
+    assert!(err_text(&f).ends_with("is a symlink: key files must be regular files"), "{}", err_text(&f));
+    fs::remove_file(&path).unwrap();
+    assert!(err_text(&f).contains(&format!("no key for group {0}: an admin creates it with `mtshare keygen --group {0}`", f.group)));
+
+    let good = Key::generate().unwrap().to_line();
+    for (text, want) in [
+        (format!("# c\n\n{good}\nmtk1:deadbeef:AAAA\n"), "line 4: the secret is not 32 bytes of base64url"),
+        (format!("mtk1:00000000:{}\n", &good[14..]), "line 1: key id 00000000 does not match its secret"),
+        ("# only a comment\n".to_string(), "holds no key"),
+        ("hello\n".to_string(), "line 1: not a multitenant key"),
+    ] {
+        fs::write(&real, &text).unwrap();
+        fs::rename(&real, &path).unwrap();
+        assert!(err_text(&f).contains(want), "{text:?}: {}", err_text(&f));
+        fs::rename(&path, &real).unwrap();
+    }
+}
+
+#[test]
+fn the_site_key_is_a_fallback_for_groups_without_their_own() {
+    let f = fixture();
+    assert!(f.dir.load_site().is_err(), "no key directory yet");
+    let site = f.dir.generate(KeyTarget::Site, false).unwrap();
+    assert!(site.path.ends_with("@site.key"));
+    assert_eq!(fs::metadata(&site.path).unwrap().mode() & 0o7777, 0o444);
+    let (sealing, from) = f.dir.sealing_key(&f.group).unwrap();
+    assert_eq!((sealing, from), (site.keys[0].clone(), site.path.clone()));
+    let group_key = f.dir.generate(KeyTarget::Group(&f.group), false).unwrap();
+    assert_eq!(f.dir.sealing_key(&f.group).unwrap().0, group_key.keys[0]);
+    assert_eq!(f.dir.opening_keys(&f.group).unwrap(), vec![group_key.keys[0].clone(), site.keys[0].clone()]);
+    fs::set_permissions(&site.path, fs::Permissions::from_mode(0o666)).unwrap();
+    let text = f.dir.load_site().unwrap_err().to_string();
+    assert!(text.ends_with(&format!("is writable by group or others: chmod 0444 {}", site.path.display())), "{text}");
+}
+
+#[test]
+fn wrong_owner_or_group_is_named_with_the_chown_that_fixes_it() {
+    if !Uid::effective().is_root() {
+        assert!(std::env::var("CI").is_err(), "CI runs as root: this test must not be skipped there");
+        eprintln!("skipped: chown to another user needs root");
+        return;
+    }
+    let f = fixture();
+    let path = f.dir.generate(KeyTarget::Group(&f.group), false).unwrap().path;
+    std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+    let text = err_text(&f);
+    assert!(text.contains("is owned by nobody, not root: chown root:root"), "{text}");
+    std::os::unix::fs::chown(&path, Some(0), Some(65534)).unwrap();
+    let text = err_text(&f);
+    assert!(text.contains("belongs to group nogroup, not root: chown root:root"), "{text}");
+}
+
+#[test]
+fn unknown_groups_are_refused_before_any_file_is_written() {
+    let f = fixture();
+    let e = f.dir.generate(KeyTarget::Group("no-such-group-xyz"), false).unwrap_err();
+    assert_eq!(e.to_string(), "no such group \"no-such-group-xyz\" on this host");
+    assert!(!f.dir.path().exists());
+    assert_eq!(f.dir.generate(KeyTarget::Group("../etc"), false).unwrap_err().kind(), "invalid");
+}
