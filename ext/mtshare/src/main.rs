@@ -1,1 +1,375 @@
-fn main() {}
+//! `mtshare`: runs inside a Slurm job, as its owner, and publishes the job's connection details to a
+//! group by sealing them into the job's own name. All logic lives in `multitenant-core`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use multitenant_core::envelope::{check_prefix, parse, Format};
+use multitenant_core::{open, open_legacy, seal, Binding, Error, KeyDir, KeyTarget, Message, Method, Scheduler, NAME_LIMIT};
+use nix::unistd::{Uid, User};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  2  usage error (unknown flag, missing argument)
+  3  invalid input: a value breaks a rule, or the sealed name would exceed 1024 characters
+  4  key problem: missing, unsafe (owner, group, mode) or unreadable key file
+  5  the scheduler command (scontrol) failed or timed out
+  6  the name does not open: malformed, unsupported version, or its seal does not verify
+  1  anything else";
+
+#[derive(Parser)]
+#[command(name = "mtshare", version, about = "Share a Slurm job's connection details with a group, sealed in its job name", after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Seal connection values for a group and rename this job (run inside the job, as its owner)
+    #[command(after_help = EXIT_CODES)]
+    Publish(Publish),
+    /// Stop sharing: give this job back its original name
+    #[command(after_help = EXIT_CODES)]
+    Unshare(Unshare),
+    /// Show a job name's fields and size; decode it when the group's key is readable here
+    #[command(after_help = EXIT_CODES)]
+    Inspect(Inspect),
+    /// Create a group's key file, or the site-wide key (admin, as root)
+    #[command(after_help = EXIT_CODES)]
+    Keygen(Keygen),
+}
+
+#[derive(Args)]
+struct KeyOpts {
+    /// Directory holding <group>.key files and @site.key
+    #[arg(long, env = "MULTITENANT_KEY_DIR", default_value = "/etc/multitenant/keys")]
+    key_dir: PathBuf,
+    /// User that must own the key directory and key files
+    #[arg(long, env = "MULTITENANT_KEY_OWNER", default_value = "root")]
+    key_owner: String,
+}
+
+impl KeyOpts {
+    fn dir(&self) -> Result<KeyDir, Error> {
+        let uid = match User::from_name(&self.key_owner) {
+            Ok(Some(u)) => u.uid.as_raw(),
+            _ => return Err(Error::Invalid(format!("--key-owner {:?} is not a user on this host", self.key_owner))),
+        };
+        Ok(KeyDir::new(&self.key_dir).with_owner(uid))
+    }
+}
+
+#[derive(Args)]
+struct JobOpts {
+    /// Job id (inside a job: from SLURM_JOB_ID)
+    #[arg(long, env = "SLURM_JOB_ID")]
+    job_id: String,
+    /// Job owner (inside a job: from SLURM_JOB_USER)
+    #[arg(long, env = "SLURM_JOB_USER")]
+    owner: String,
+}
+
+#[derive(Args)]
+struct Publish {
+    /// POSIX group to share with; its members find the share (narrow it with --allow)
+    #[arg(long)]
+    group: String,
+    /// App or preset name receivers see, e.g. Ollama_API
+    #[arg(long)]
+    app: String,
+    /// card: also deliver a card to each receiver's dashboard; form: only offer it in other apps' forms
+    #[arg(long, default_value = "card", value_parser = ["card", "form"])]
+    method: String,
+    /// OOD app token of the delivery app that renders the card
+    #[arg(long, default_value = "sys/multitenant-delivery_default")]
+    delivery: String,
+    /// Owner's OOD session id (default: the current directory's name when it is a UUID, as in OOD's
+    /// output dir, else a new UUID)
+    #[arg(long)]
+    session_id: Option<String>,
+    /// A connection value, KEY=VALUE (repeatable); the value may hold any characters
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// A connection value from an environment variable: NAME (key = name in lower case) or key=NAME
+    #[arg(long = "env", value_name = "[KEY=]NAME")]
+    env: Vec<String>,
+    /// Connection values from a file of KEY=VALUE lines (# comments and blank lines skipped)
+    #[arg(long, value_name = "PATH")]
+    from_file: Vec<PathBuf>,
+    /// Only these users (names or uids, comma-separated, repeatable) among the group's members
+    #[arg(long, value_delimiter = ',')]
+    allow: Vec<String>,
+    /// Stop sharing after this long, e.g. 90m, 8h, 2days
+    #[arg(long, conflicts_with = "expires_at")]
+    expires_in: Option<humantime::Duration>,
+    /// Stop sharing at this time, e.g. 2026-12-01T18:00:00Z
+    #[arg(long)]
+    expires_at: Option<humantime::Timestamp>,
+    /// First field of the job name, shown by squeue
+    #[arg(long, default_value = multitenant_core::DEFAULT_PREFIX)]
+    prefix: String,
+    /// Print the sealed name instead of renaming the job
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    job: JobOpts,
+    #[command(flatten)]
+    keys: KeyOpts,
+}
+
+#[derive(Args)]
+struct Unshare {
+    /// Name to restore (default: the name the job was submitted with, SLURM_JOB_NAME)
+    #[arg(long, env = "SLURM_JOB_NAME")]
+    name: String,
+    /// Job id (inside a job: from SLURM_JOB_ID)
+    #[arg(long, env = "SLURM_JOB_ID")]
+    job_id: String,
+    /// Print what would be done instead of doing it
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Args)]
+struct Inspect {
+    /// The full job name, as squeue -O Name: prints it
+    name: String,
+    /// Job id the name belongs to (needed to decode)
+    #[arg(long)]
+    job_id: Option<String>,
+    /// Owner of that job (needed to decode)
+    #[arg(long, requires = "job_id")]
+    owner: Option<String>,
+    /// Also decode the first implementation's insecure format
+    #[arg(long)]
+    legacy: bool,
+    #[command(flatten)]
+    keys: KeyOpts,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["group", "site"])))]
+struct Keygen {
+    /// Group whose key to create: the file is root:<group>, mode 0440
+    #[arg(long)]
+    group: Option<String>,
+    /// Create the site-wide key instead: readable by every user, so it only obfuscates
+    #[arg(long)]
+    site: bool,
+    /// Add a new first key to an existing file, keeping the older keys for running shares
+    #[arg(long)]
+    rotate: bool,
+    #[command(flatten)]
+    keys: KeyOpts,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mtshare: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &Error) -> u8 {
+    match e.kind() {
+        "invalid" | "too_large" => 3,
+        "key_file" | "unknown_key" => 4,
+        "command" => 5,
+        "malformed" | "unsupported_version" | "bad_seal" | "legacy_disabled" => 6,
+        _ => 1,
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Cmd::Publish(p) => publish(p),
+        Cmd::Unshare(u) => unshare(u),
+        Cmd::Inspect(i) => inspect(i),
+        Cmd::Keygen(k) => keygen(k),
+    }
+}
+
+fn split_pair<'a>(s: &'a str, flag: &str) -> Result<(&'a str, &'a str), Error> {
+    s.split_once('=').ok_or_else(|| Error::Invalid(format!("{flag} {s:?} must look like KEY=VALUE")))
+}
+
+fn connection_values(p: &Publish) -> Result<BTreeMap<String, String>, Error> {
+    let mut values = BTreeMap::new();
+    for path in &p.from_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Invalid(format!("--from-file {}: {e}", path.display())))?;
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let (k, v) = split_pair(line, &format!("{} line {}:", path.display(), n + 1))?;
+            values.insert(k.trim().to_string(), v.to_string());
+        }
+    }
+    for spec in &p.env {
+        let (key, var) = match spec.split_once('=') {
+            Some((k, var)) => (k.to_string(), var),
+            None => (spec.to_lowercase(), spec.as_str()),
+        };
+        let value = std::env::var(var).map_err(|_| Error::Invalid(format!("--env {spec}: ${var} is not set")))?;
+        values.insert(key, value);
+    }
+    for pair in &p.set {
+        let (k, v) = split_pair(pair, "--set")?;
+        values.insert(k.to_string(), v.to_string());
+    }
+    Ok(values)
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn default_session_id() -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| uuid::Uuid::try_parse(n).is_ok())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The owner named by Slurm must be the user running this: a name sealed for someone else never opens.
+fn check_owner(owner: &str) -> Result<(), Error> {
+    let me = User::from_uid(Uid::effective()).ok().flatten().map(|u| u.name);
+    match me {
+        Some(me) if me == owner => Ok(()),
+        Some(me) => Err(Error::Invalid(format!(
+            "the job's owner is {owner} (SLURM_JOB_USER) but mtshare runs as {me}: run it inside the job, as its owner"
+        ))),
+        None => Err(Error::Invalid("cannot tell which user runs mtshare".into())),
+    }
+}
+
+fn publish(p: Publish) -> Result<(), Error> {
+    check_prefix(&p.prefix)?;
+    let binding = Binding { job_id: &p.job.job_id, owner: &p.job.owner };
+    binding.validate()?;
+    check_owner(&p.job.owner)?;
+    let expires_at = match (p.expires_in, p.expires_at) {
+        (Some(d), _) => Some(now() + Duration::from(d).as_secs()),
+        (None, Some(t)) => Some(SystemTime::from(t).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
+        (None, None) => None,
+    };
+    if expires_at.is_some_and(|t| t <= now()) {
+        return Err(Error::Invalid("--expires-at is in the past".into()));
+    }
+    let msg = Message {
+        session_id: p.session_id.clone().unwrap_or_else(default_session_id),
+        app: p.app.clone(),
+        method: Method::parse(&p.method)?,
+        delivery: p.delivery.clone(),
+        connection: connection_values(&p)?,
+        allow: (!p.allow.is_empty()).then(|| p.allow.clone()),
+        expires_at,
+    };
+    msg.validate()?;
+    let (key, key_path) = p.keys.dir()?.sealing_key(&p.group)?;
+    let name = seal(&msg, &key, &p.prefix, &p.group, binding)?;
+    let summary = format!(
+        "{} share {:?} for group {} ({} connection values{}), key {} from {}: name is {} of {NAME_LIMIT} characters",
+        msg.method.as_str(),
+        msg.app,
+        p.group,
+        msg.connection.len(),
+        msg.allow.as_ref().map_or(String::new(), |a| format!(", {} allowed users", a.len())),
+        key.id_hex(),
+        key_path.display(),
+        name.len(),
+    );
+    if p.dry_run {
+        println!("{name}");
+        eprintln!("mtshare: dry run, job {} not renamed: {summary}", p.job.job_id);
+    } else {
+        Scheduler::default().rename_job(&p.job.job_id, &name)?;
+        println!("mtshare: published job {}: {summary}", p.job.job_id);
+    }
+    Ok(())
+}
+
+fn unshare(u: Unshare) -> Result<(), Error> {
+    Binding { job_id: &u.job_id, owner: "nobody" }.validate()?;
+    if u.name.len() > NAME_LIMIT {
+        return Err(Error::Invalid(format!("--name is {} characters, over {NAME_LIMIT}", u.name.len())));
+    }
+    if u.dry_run {
+        println!("scontrol update JobId={} JobName={}", u.job_id, u.name);
+        return Ok(());
+    }
+    Scheduler::default().rename_job(&u.job_id, &u.name)?;
+    println!("mtshare: job {} is no longer shared; its name is {:?} again", u.job_id, u.name);
+    Ok(())
+}
+
+fn inspect(i: Inspect) -> Result<(), Error> {
+    let parsed = parse(&i.name)?;
+    println!("prefix   {}", parsed.prefix);
+    println!("group    {}", parsed.group);
+    match &parsed.format {
+        Format::V1 { .. } => println!("format   1 (key {})", parsed.format.key_id_hex().unwrap_or_default()),
+        Format::Legacy => println!("format   legacy (INSECURE: anyone who sees the job can decrypt it; no integrity)"),
+    }
+    println!("size     {} of {NAME_LIMIT} characters ({} free)", i.name.len(), NAME_LIMIT.saturating_sub(i.name.len()));
+    let (Some(job_id), Some(owner)) = (i.job_id.as_deref(), i.owner.as_deref()) else {
+        println!("content  not decoded: give --job-id and --owner of the job this name belongs to");
+        return Ok(());
+    };
+    let binding = Binding { job_id, owner };
+    let share = match parsed.format {
+        Format::Legacy if i.legacy => open_legacy(&i.name, binding)?,
+        Format::Legacy => return Err(Error::LegacyDisabled),
+        Format::V1 { .. } => match i.keys.dir()?.opening_keys(parsed.group) {
+            Ok(keys) => open(&i.name, binding, &keys)?,
+            Err(e) => {
+                println!("content  not decoded: {e}");
+                return Ok(());
+            }
+        },
+    };
+    let m = &share.message;
+    println!("session  {}", m.session_id);
+    println!("app      {}", m.app);
+    println!("method   {}", m.method.as_str());
+    println!("delivery {}", m.delivery);
+    println!("allow    {}", m.allow.as_ref().map_or("(whole group)".to_string(), |a| a.join(",")));
+    match m.expires_at {
+        Some(t) => println!("expires  {}", humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t))),
+        None => println!("expires  never"),
+    }
+    for (k, v) in &m.connection {
+        println!("conn     {k} = {v:?}");
+    }
+    Ok(())
+}
+
+fn keygen(k: Keygen) -> Result<(), Error> {
+    let target = match &k.group {
+        Some(g) => KeyTarget::Group(g),
+        None => KeyTarget::Site,
+    };
+    let file = k.keys.dir()?.generate(target, k.rotate)?;
+    let (who, mode) = match target {
+        KeyTarget::Group(g) => (format!("{}:{g}", k.keys.key_owner), "0440"),
+        KeyTarget::Site => (k.keys.key_owner.clone(), "0444, readable by every user: it hides shares from casual view only"),
+    };
+    println!(
+        "mtshare: wrote {} ({who}, {mode}): new key {}{}",
+        file.path.display(),
+        file.keys[0].id_hex(),
+        if file.keys.len() > 1 { format!(" seals from now on; {} older key(s) still open running shares", file.keys.len() - 1) } else { String::new() }
+    );
+    Ok(())
+}

@@ -56,6 +56,16 @@ pub enum Format {
     Legacy,
 }
 
+impl Format {
+    /// Hex key id of a v1 payload.
+    pub fn key_id_hex(&self) -> Option<String> {
+        match self {
+            Format::V1 { key_id } => Some(hex(key_id)),
+            Format::Legacy => None,
+        }
+    }
+}
+
 /// A job name split into its parts, before any cryptography.
 #[derive(Debug, Clone)]
 pub struct Parsed<'a> {

@@ -1,0 +1,28 @@
+# frozen_string_literal: true
+
+require "etc"
+
+module MultiTenant
+  # The directory of <group>.key files and @site.key. Loading checks owner, group and mode.
+  class KeyDir
+    DEFAULT = "/etc/multitenant/keys"
+
+    def self.new(path = DEFAULT, owner: "root")
+      MultiTenant.native!
+      _new(path.to_s, owner.is_a?(Integer) ? owner : Etc.getpwnam(owner.to_s).uid)
+    rescue ArgumentError => e
+      raise InputError, "key owner #{owner.inspect}: #{e.message}"
+    end
+
+    # Writes a new key file (group: nil for the site-wide key); rotate: true adds a key to an existing file.
+    def generate(group: nil, site: false, rotate: false)
+      raise InputError, "give group: or site: true" if group.nil? == !site
+
+      _generate(group, rotate)
+    end
+
+    def file_path(group: nil)
+      _file_path(group)
+    end
+  end
+end
