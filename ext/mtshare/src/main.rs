@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use multitenant_core::envelope::{check_prefix, parse, Format};
-use multitenant_core::{open, open_legacy, seal, Binding, Error, KeyDir, KeyTarget, Message, Method, Scheduler, NAME_LIMIT};
+use multitenant_core::{
+    open, open_legacy, seal, Binding, Error, KeyDir, KeyTarget, Message, Method, Scheduler, NAME_LIMIT,
+};
 use nix::unistd::{Uid, User};
 
 const EXIT_CODES: &str = "\
@@ -363,13 +365,19 @@ fn keygen(k: Keygen) -> Result<(), Error> {
     let file = k.keys.dir()?.generate(target, k.rotate)?;
     let (who, mode) = match target {
         KeyTarget::Group(g) => (format!("{}:{g}", k.keys.key_owner), "0440"),
-        KeyTarget::Site => (k.keys.key_owner.clone(), "0444, readable by every user: it hides shares from casual view only"),
+        KeyTarget::Site => {
+            (k.keys.key_owner.clone(), "0444, readable by every user: it hides shares from casual view only")
+        }
     };
     println!(
         "mtshare: wrote {} ({who}, {mode}): new key {}{}",
         file.path.display(),
         file.keys[0].id_hex(),
-        if file.keys.len() > 1 { format!(" seals from now on; {} older key(s) still open running shares", file.keys.len() - 1) } else { String::new() }
+        if file.keys.len() > 1 {
+            format!(" seals from now on; {} older key(s) still open running shares", file.keys.len() - 1)
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

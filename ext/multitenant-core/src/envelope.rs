@@ -139,24 +139,28 @@ pub fn seal(msg: &Message, key: &Key, prefix: &str, group: &str, binding: Bindin
     binding.validate()?;
     msg.validate()?;
 
-    let plaintext = encode_plaintext(&msg.to_json());
+    let name = seal_bytes(&encode_plaintext(&msg.to_json()), key, prefix, group, binding)?;
+    if name.len() > NAME_LIMIT {
+        return Err(Error::TooLarge { size: name.len(), limit: NAME_LIMIT, hint: size_hint(msg) });
+    }
+    Ok(name)
+}
+
+/// Encrypts and MACs plaintext bytes as they are. `seal` validates first; this does not, so test
+/// vectors can carry content a receiver must reject.
+#[doc(hidden)]
+pub fn seal_bytes(plaintext: &[u8], key: &Key, prefix: &str, group: &str, binding: Binding) -> Result<String> {
     let mut iv = [0u8; IV_LEN];
     getrandom::fill(&mut iv).map_err(|e| Error::Io(format!("no random numbers for the IV: {e}")))?;
     let (enc_key, mac_key) = key.subkeys();
-    let ct = cbc::Encryptor::<aes::Aes256>::new(&enc_key.into(), &iv.into()).encrypt_padded_vec::<Pkcs7>(&plaintext);
-
+    let ct = cbc::Encryptor::<aes::Aes256>::new(&enc_key.into(), &iv.into()).encrypt_padded_vec::<Pkcs7>(plaintext);
     let mut body = Vec::with_capacity(KEY_ID_LEN + IV_LEN + ct.len() + TAG_LEN);
     body.extend_from_slice(&key.id());
     body.extend_from_slice(&iv);
     body.extend_from_slice(&ct);
     let tag = mac(&mac_key, &key.id(), prefix, group, binding, &body[KEY_ID_LEN..]).finalize().into_bytes();
     body.extend_from_slice(&tag[..TAG_LEN]);
-
-    let name = format!("{prefix}|{group}|{VERSION}.{}", URL_SAFE_NO_PAD.encode(&body));
-    if name.len() > NAME_LIMIT {
-        return Err(Error::TooLarge { size: name.len(), limit: NAME_LIMIT, hint: size_hint(msg) });
-    }
-    Ok(name)
+    Ok(format!("{prefix}|{group}|{VERSION}.{}", URL_SAFE_NO_PAD.encode(&body)))
 }
 
 fn size_hint(msg: &Message) -> String {

@@ -45,7 +45,9 @@ impl Scheduler {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| fail(format!("cannot run {}: {e} (is Slurm's client installed and on PATH?)", path.display())))?;
+            .map_err(|e| {
+                fail(format!("cannot run {}: {e} (is Slurm's client installed and on PATH?)", path.display()))
+            })?;
         let drain = |mut pipe: Box<dyn Read + Send>| {
             thread::spawn(move || {
                 let mut buf = Vec::new();

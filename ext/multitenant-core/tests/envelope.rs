@@ -114,7 +114,9 @@ fn versions_are_told_apart() {
     assert_eq!(parse("mt|g|x.AAAA").unwrap_err().kind(), "malformed");
     assert_eq!(parse("sys/dashboard|g|QUJD").unwrap().format, Format::Legacy);
     assert_eq!(open("sys/dashboard|g|QUJD", JOB, &[]).unwrap_err().kind(), "legacy_disabled");
-    for bad in ["", "a", "a|b", "a|b|c|d", "|g|1.x", "mt||1.AAAAAAAA", "mt|g|", "mt|../x|1.AAAAAAAA", "m t|g|1.AAAAAAAA"] {
+    for bad in
+        ["", "a", "a|b", "a|b|c|d", "|g|1.x", "mt||1.AAAAAAAA", "mt|g|", "mt|../x|1.AAAAAAAA", "m t|g|1.AAAAAAAA"]
+    {
         assert_eq!(parse(bad).unwrap_err().kind(), "malformed", "{bad:?}");
     }
 }
@@ -151,7 +153,10 @@ fn seal_refuses_invalid_input_with_the_reason() {
     assert!(e.to_string().contains("\"Bad-Key\""), "{e}");
     assert_eq!(seal(&ollama(), &key, "mt", "a/b", JOB).unwrap_err().kind(), "invalid");
     assert_eq!(seal(&ollama(), &key, "m|t", "g", JOB).unwrap_err().kind(), "invalid");
-    assert_eq!(seal(&ollama(), &key, "mt", "g", Binding { job_id: "12a", owner: "alice" }).unwrap_err().kind(), "invalid");
+    assert_eq!(
+        seal(&ollama(), &key, "mt", "g", Binding { job_id: "12a", owner: "alice" }).unwrap_err().kind(),
+        "invalid"
+    );
     let mut msg = ollama();
     msg.delivery = "../../etc".into();
     assert_eq!(seal(&msg, &key, "mt", "g", JOB).unwrap_err().kind(), "invalid");

@@ -100,7 +100,8 @@ fn symlinks_damaged_lines_and_missing_files_are_refused() {
     std::os::unix::fs::symlink(&real, &path).unwrap();
     assert!(err_text(&f).ends_with("is a symlink: key files must be regular files"), "{}", err_text(&f));
     fs::remove_file(&path).unwrap();
-    assert!(err_text(&f).contains(&format!("no key for group {0}: an admin creates it with `mtshare keygen --group {0}`", f.group)));
+    assert!(err_text(&f)
+        .contains(&format!("no key for group {0}: an admin creates it with `mtshare keygen --group {0}`", f.group)));
 
     let good = Key::generate().unwrap().to_line();
     for (text, want) in [

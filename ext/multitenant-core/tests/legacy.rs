@@ -99,7 +99,8 @@ fn multi_member_gzip_is_read_whole() {
     let (first, second) = OLLAMA.split_at(40);
     let key = hex_padded("99bob", 64);
     let iv = hex_padded("9999", 32);
-    let script = r#"{ printf %s "$A" | gzip; printf %s "$B" | gzip; } | openssl enc -aes-256-cbc -e -a -A -K "$K" -iv "$IV""#;
+    let script =
+        r#"{ printf %s "$A" | gzip; printf %s "$B" | gzip; } | openssl enc -aes-256-cbc -e -a -A -K "$K" -iv "$IV""#;
     let out = Command::new("bash")
         .args(["-c", script])
         .env("A", first)

@@ -12,7 +12,14 @@ fn input(e: impl std::fmt::Display) -> Error {
     to_ruby(multitenant_core::Error::Invalid(format!("message: {e}")))
 }
 
-fn seal(message: Value, key: &Key, prefix: String, group: String, job_id: String, owner: String) -> Result<String, Error> {
+fn seal(
+    message: Value,
+    key: &Key,
+    prefix: String,
+    group: String,
+    job_id: String,
+    owner: String,
+) -> Result<String, Error> {
     let fields: MessageFields = serde_magnus::deserialize(&Ruby::get().expect("from Ruby"), message).map_err(input)?;
     let msg = fields.into_message().rb()?;
     multitenant_core::seal(&msg, &key.0, &prefix, &group, Binding { job_id: &job_id, owner: &owner }).rb()

@@ -1,0 +1,38 @@
+//! Every file in docs/vectors/ must open (or fail) exactly as it says. RSpec reads the same files.
+
+use std::path::Path;
+
+use multitenant_core::{open, open_legacy, Binding, Key, Message};
+use serde_json::{json, Value};
+
+fn fields(m: &Message) -> Value {
+    json!({"session_id": m.session_id, "app": m.app, "method": m.method.as_str(), "delivery": m.delivery,
+           "connection": m.connection, "allow": m.allow, "expires_at": m.expires_at})
+}
+
+#[test]
+fn every_vector_behaves_as_specified() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/vectors");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let keys: Vec<Key> =
+            v["keys"].as_array().unwrap().iter().map(|l| Key::from_line(l.as_str().unwrap()).unwrap()).collect();
+        let b = Binding { job_id: v["job_id"].as_str().unwrap(), owner: v["owner"].as_str().unwrap() };
+        let name = v["name"].as_str().unwrap();
+        let result = if v["legacy"].as_bool().unwrap() { open_legacy(name, b) } else { open(name, b, &keys) };
+        let file = path.file_name().unwrap().to_string_lossy();
+        match (v["expect"].as_str().unwrap(), result) {
+            ("ok", Ok(share)) => {
+                assert_eq!(fields(&share.message), v["message"], "{file}");
+                assert_eq!(share.size, name.len(), "{file}");
+            }
+            ("ok", Err(e)) => panic!("{file}: expected to open, got {e}"),
+            (kind, Ok(_)) => panic!("{file}: expected {kind}, but it opened"),
+            (kind, Err(e)) => assert_eq!(e.kind(), kind, "{file}: {e}"),
+        }
+        count += 1;
+    }
+    assert!(count >= 18, "only {count} vectors found in {}", dir.display());
+}
