@@ -34,7 +34,7 @@ struct Cli {
 enum Cmd {
     /// Seal connection values for a group and rename this job (run inside the job, as its owner)
     #[command(after_help = EXIT_CODES)]
-    Publish(Publish),
+    Publish(Box<Publish>),
     /// Stop sharing: give this job back its original name
     #[command(after_help = EXIT_CODES)]
     Unshare(Unshare),
@@ -193,7 +193,7 @@ fn exit_code(e: &Error) -> u8 {
 
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Cmd::Publish(p) => publish(p),
+        Cmd::Publish(p) => publish(*p),
         Cmd::Unshare(u) => unshare(u),
         Cmd::Inspect(i) => inspect(i),
         Cmd::Keygen(k) => keygen(k),
