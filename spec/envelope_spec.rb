@@ -1,0 +1,67 @@
+# frozen_string_literal: true
+
+RSpec.describe MultiTenant::Envelope do
+  let(:key) { MultiTenant::Key.generate }
+  let(:message) do
+    { "session_id" => "0f8fad5b-d9cb-469f-a165-70867728950e", "app" => "Ollama_API", "method" => "card",
+      "delivery" => "sys/multitenant-delivery_default",
+      "connection" => { "host" => "node017", "ollama_url" => "http://node017:41234",
+                        "note" => "spaces, 'quotes', \"double\", a|pipe, ünïcödé, <script>x</script>" },
+      "allow" => %w[bob 1002], "expires_at" => 1_900_000_000 }
+  end
+  let(:job) { { job_id: 4242, owner: "alice" } }
+
+  def seal(msg = message, **kw)
+    described_class.seal(msg, key: key, group: "class101", **job, **kw)
+  end
+
+  it "round-trips every value through the native seal" do
+    name = seal
+    share = described_class.open(name, keys: [key], **job)
+    expect(share["message"]).to eq(message)
+    expect(share).to include("prefix" => "mt", "group" => "class101", "version" => "1", "key_id" => key.id,
+                              "size" => name.size)
+    expect(name).to match(/\Amt\|class101\|1\.[A-Za-z0-9_-]+\z/)
+  end
+
+  it "accepts symbol keys and a custom prefix" do
+    name = seal({ session_id: "s1", app: "A", method: :form, delivery: "sys/d", connection: { x: "1" } }, prefix: "ollama")
+    share = described_class.open(name, keys: key, **job)
+    expect(share["prefix"]).to eq("ollama")
+    expect(share["message"]).to include("method" => "form", "connection" => { "x" => "1" }, "allow" => nil)
+  end
+
+  it "parses a name without a key" do
+    expect(described_class.parse(seal)).to eq("prefix" => "mt", "group" => "class101", "version" => "1",
+                                              "key_id" => key.id, "size" => seal.size)
+  end
+
+  it "raises a MultiTenant error of the right class for each failure" do
+    name = seal
+    expect { described_class.open(name, keys: [key], job_id: 4243, owner: "alice") }
+      .to raise_error(MultiTenant::SealError, /moved to another job/)
+    expect { described_class.open(name, keys: [key], job_id: 4242, owner: "mallory") }.to raise_error(MultiTenant::SealError)
+    expect { described_class.open(name, keys: [MultiTenant::Key.generate], **job) }
+      .to raise_error(MultiTenant::UnknownKeyError, /no key with id #{key.id} for group class101/)
+    expect { described_class.open("mt|g|9.AAAA", keys: [key], **job) }.to raise_error(MultiTenant::VersionError)
+    expect { described_class.open("garbage", keys: [key], **job) }.to raise_error(MultiTenant::FormatError)
+    expect { seal(message.merge("method" => "both")) }.to raise_error(MultiTenant::InputError, /"both"/)
+    expect { seal(message.merge("connection" => { "Bad-Key" => "v" })) }.to raise_error(MultiTenant::InputError, /Bad-Key/)
+    expect { seal(message.merge("session_id" => "../../x")) }.to raise_error(MultiTenant::InputError, /session id/)
+    expect { seal({ "app" => 1 }) }.to raise_error(MultiTenant::InputError)
+    expect(MultiTenant::VersionError.ancestors).to include(MultiTenant::FormatError, MultiTenant::Error)
+  end
+
+  it "refuses names over 1024 characters with the size and what to trim" do
+    big = message.merge("connection" => (1..40).to_h { |i| ["k#{i}", Random.new(i).bytes(30).unpack1("H*")] })
+    expect { seal(big) }.to raise_error(MultiTenant::TooLargeError,
+                                        /would be (\d{4}) characters, over Slurm's 1024-character job-name limit: trim about \d+ characters/)
+  end
+
+  it "keeps a key's secret out of inspect" do
+    expect(key.inspect).to eq("#<MultiTenant::Key #{key.id}>")
+    expect(key.inspect).not_to include(key.to_line.split(":").last)
+    expect(MultiTenant::Key.from_line(key.to_line)).to eq(key)
+    expect { MultiTenant::Key.from_line("mtk1:00:zz") }.to raise_error(MultiTenant::InputError, /key line/)
+  end
+end

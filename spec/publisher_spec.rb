@@ -1,0 +1,149 @@
+# frozen_string_literal: true
+
+# The real mtshare binary, run as real users in a fake Slurm job environment.
+RSpec.describe "mtshare" do
+  before { require_root! }
+
+  around do |example|
+    shared_tmpdir do |dir|
+      @tmp = dir
+      @bin = File.join(dir, "mtshare")
+      FileUtils.cp(MultiTenant.publisher_path, @bin)
+      @key_dir = File.join(dir, "keys")
+      @keys = MultiTenant::KeyDir.new(@key_dir)
+      @keys.generate(group: "mtclass")
+      example.run
+    end
+  end
+
+  def job_env(user, job_id: "777", **extra)
+    { "PATH" => "#{@tmp}/fakebin:/usr/bin:/bin", "SLURM_JOB_ID" => job_id, "SLURM_JOB_USER" => user,
+      "SLURM_JOB_NAME" => "ollama-service", "MULTITENANT_KEY_DIR" => @key_dir, **extra }
+  end
+
+  # Runs mtshare as `user` with exactly `env` (runuser keeps no other environment).
+  def mtshare(user, *args, env: job_env(user), stdin: "")
+    cmd = ["runuser", "-u", user, "--", "env", "-i", *env.map { |k, v| "#{k}=#{v}" }, @bin, *args]
+    out, err, status = Open3.capture3(*cmd, stdin_data: stdin, chdir: @tmp)
+    [out, err, status.exitstatus]
+  end
+
+  def open_name(name, owner, job_id = "777")
+    MultiTenant::Envelope.open(name, keys: @keys.opening_keys("mtclass"), job_id: job_id, owner: owner)
+  end
+
+  it "has complete help with documented exit codes" do
+    out, _, code = mtshare("mtoutsider", "--help")
+    expect(code).to eq(0)
+    expect(out).to include("publish", "unshare", "inspect", "keygen", "Exit codes:", "4  key problem")
+    out, = mtshare("mtoutsider", "publish", "--help")
+    expect(out).to include("--group", "--set", "--env", "--from-file", "--allow", "--expires-in", "--dry-run", "SLURM_JOB_ID")
+  end
+
+  it "publishes with --dry-run from flags, environment and a file, and Ruby opens the name" do
+    File.write(File.join(@tmp, "conn.env"), "# db\ndb_password=p@ss w'rd|\"x\" ü\njdbc_url=jdbc:postgresql://n1:5432/db\n")
+    env = job_env("mtowner", "OLLAMA_URL" => "http://node1:4000 ", "PORT_NUMBER" => "4000")
+    out, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "Ollama API", "--set", "host=node1",
+                             "--env", "OLLAMA_URL", "--env", "port=PORT_NUMBER", "--from-file", "conn.env",
+                             "--allow", "mtmember,mtprimary", "--expires-in", "2h", "--session-id", "abc-123", "--dry-run", env: env)
+    expect([code, err]).to match([0, /dry run, job 777 not renamed: card share "Ollama API" for group mtclass \(5 connection values, 2 allowed users\), key \h{8} .*: name is (\d+) of 1024 characters/])
+    name = out.chomp
+    expect(err[/name is (\d+) of/, 1].to_i).to eq(name.size)
+    share = open_name(name, "mtowner")
+    expect(share["message"]).to include(
+      "session_id" => "abc-123", "app" => "Ollama API", "method" => "card", "allow" => %w[mtmember mtprimary],
+      "connection" => { "host" => "node1", "ollama_url" => "http://node1:4000 ", "port" => "4000",
+                        "db_password" => "p@ss w'rd|\"x\" ü", "jdbc_url" => "jdbc:postgresql://n1:5432/db" }
+    )
+    expect(share["message"]["expires_at"]).to be_within(5).of(Time.now.to_i + 7200)
+    expect { open_name(name, "mtmember") }.to raise_error(MultiTenant::SealError)
+  end
+
+  it "refuses an unreadable key with a clear message when run by a non-member" do
+    out, err, code = mtshare("mtoutsider", "publish", "--group", "mtclass", "--app", "A", "--dry-run")
+    expect(out).to eq("")
+    expect(code).to eq(4)
+    expect(err).to eq("mtshare: #{@key_dir}/mtclass.key: permission denied for mtoutsider: only members of group mtclass can read its key\n")
+  end
+
+  it "lets a user whose primary group is the group publish" do
+    out, _, code = mtshare("mtprimary", "publish", "--group", "mtclass", "--app", "A", "--dry-run")
+    expect(code).to eq(0)
+    expect(open_name(out.chomp, "mtprimary")["group"]).to eq("mtclass")
+  end
+
+  it "refuses to seal for an owner other than the user running it" do
+    _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--dry-run", env: job_env("mtmember"))
+    expect(code).to eq(3)
+    expect(err).to include("the job's owner is mtmember (SLURM_JOB_USER) but mtshare runs as mtowner")
+  end
+
+  it "refuses a name over 1024 characters, naming its size" do
+    sets = (1..30).flat_map { |i| ["--set", "k#{i}=#{Random.new(i).bytes(24).unpack1("H*")}"] }
+    _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", *sets, "--dry-run")
+    expect(code).to eq(3)
+    expect(err).to match(/\Amtshare: sealed name would be \d{4} characters, over Slurm's 1024-character job-name limit: trim about \d+ characters \(.*connection values take \d+ bytes.*\)\n\z/)
+  end
+
+  it "gives bad input a one-line reason and exit code 3" do
+    [[%w[--set Host=x], /connection key "Host"/], [%w[--set novalue], /--set "novalue" must look like KEY=VALUE/],
+     [%w[--env NOPE_UNSET], /\$NOPE_UNSET is not set/], [%w[--delivery ../x], /delivery token/],
+     [%w[--allow a/b], /user "a\/b"/]].each do |args, why|
+      _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", *args, "--dry-run")
+      expect([code, err.lines.size]).to eq([3, 1]), err
+      expect(err).to match(why)
+    end
+  end
+
+  context "with a scontrol on PATH" do
+    def fake_scontrol(body)
+      FileUtils.mkdir_p(File.join(@tmp, "fakebin"))
+      File.write(File.join(@tmp, "fakebin/scontrol"), "#!/bin/sh\n#{body}\n")
+      File.chmod(0o755, File.join(@tmp, "fakebin/scontrol"))
+      FileUtils.touch(File.join(@tmp, "calls"))
+      File.chmod(0o666, File.join(@tmp, "calls"))
+    end
+
+    it "renames the job with scontrol update and reports the size" do
+      fake_scontrol(%(printf '%s\\n' "$@" >> #{@tmp}/calls))
+      out, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--set", "host=n1")
+      expect([code, err]).to eq([0, ""])
+      expect(out).to match(/\Amtshare: published job 777: card share "A" for group mtclass .*name is \d+ of 1024 characters\n\z/)
+      args = File.read(File.join(@tmp, "calls")).lines.map(&:chomp)
+      expect(args[0..1]).to eq(%w[update JobId=777])
+      expect(open_name(args[2].delete_prefix("JobName="), "mtowner")["message"]["connection"]).to eq("host" => "n1")
+    end
+
+    it "restores the submitted name on unshare" do
+      fake_scontrol(%(printf '%s\\n' "$@" >> #{@tmp}/calls))
+      _, _, code = mtshare("mtowner", "unshare")
+      expect(code).to eq(0)
+      expect(File.read(File.join(@tmp, "calls")).lines.map(&:chomp)).to eq(%w[update JobId=777 JobName=ollama-service])
+    end
+
+    it "fails with exit 5 when scontrol complains, even on exit 0" do
+      fake_scontrol("echo 'slurm_update error: Invalid user id' >&2; exit 0")
+      _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A")
+      expect([code, err]).to eq([5, "mtshare: scontrol: slurm_update error: Invalid user id\n"])
+    end
+  end
+
+  it "inspects a name: fields and size for anyone, content for members" do
+    name, = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--set", "host=n1", "--dry-run")
+    name = name.chomp
+    out, _, code = mtshare("mtoutsider", "inspect", name, "--job-id", "777", "--owner", "mtowner")
+    expect(code).to eq(0)
+    expect(out).to include("group    mtclass", "size     #{name.size} of 1024", "content  not decoded:", "permission denied")
+    out, _, code = mtshare("mtmember", "inspect", name, "--job-id", "777", "--owner", "mtowner")
+    expect(code).to eq(0)
+    expect(out).to include("app      A", %(conn     host = "n1"))
+    _, err, code = mtshare("mtmember", "inspect", name, "--job-id", "778", "--owner", "mtowner")
+    expect([code, err]).to eq([6, "mtshare: seal does not verify: wrong key, or the name was altered or moved to another job, owner or group\n"])
+  end
+
+  it "keygen needs root to give the file its owner" do
+    _, err, code = mtshare("mtowner", "keygen", "--group", "mtclass", "--key-dir", File.join(@tmp, "k2"))
+    expect(code).to eq(4)
+    expect(err).to start_with("mtshare: #{@tmp}/k2")
+  end
+end
