@@ -12,6 +12,8 @@ RSpec.describe "the gem" do
       expect(status).to be_success, out
       gem_dir = File.join(env["GEM_HOME"], "gems/multitenant-#{MultiTenant::VERSION}")
       expect(Dir.exist?(File.join(gem_dir, "target"))).to be(false)
+      installed = Dir.glob(File.join(gem_dir, "**/*"), File::FNM_DOTMATCH).select { |f| File.file?(f) }.sum { |f| File.size(f) }
+      expect(installed).to be < 8 * 1024 * 1024
       check = <<~RUBY
         gem "multitenant"
         require "multitenant"
