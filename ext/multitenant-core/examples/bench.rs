@@ -40,35 +40,46 @@ fn user(i: usize) -> String {
 }
 
 fn max_fit(base: &Message, key: &Key, f: impl Fn(&mut Message, usize)) -> usize {
-    (1..).take_while(|&n| {
-        let mut m = base.clone();
-        f(&mut m, n);
-        size(&m, key, "class101").is_ok()
-    }).last().unwrap_or(0)
+    (1..)
+        .take_while(|&n| {
+            let mut m = base.clone();
+            f(&mut m, n);
+            size(&m, key, "class101").is_ok()
+        })
+        .last()
+        .unwrap_or(0)
 }
 
 fn main() {
     let key = Key::generate().unwrap();
-    let ollama = message("Ollama_API", &[
-        ("host", "node017"),
-        ("port", "41234"),
-        ("ollama_url", "http://node017.cluster.example.edu:41234"),
-        ("ollama_model", "gpt-oss:120b"),
-    ]);
-    let mut db = message("PostgreSQL", &[
-        ("host", "node042"),
-        ("port", "5432"),
-        ("db_engine", "postgresql"),
-        ("db_name", "msba_2026"),
-        ("db_user", "msba_student"),
-        ("db_password", "q7VtX2mLp9ZcR4sWk8Ne"),
-        ("jdbc_url", "jdbc:postgresql://node042.cluster.example.edu:5432/msba_2026"),
-    ]);
+    let ollama = message(
+        "Ollama_API",
+        &[
+            ("host", "node017"),
+            ("port", "41234"),
+            ("ollama_url", "http://node017.cluster.example.edu:41234"),
+            ("ollama_model", "gpt-oss:120b"),
+        ],
+    );
+    let mut db = message(
+        "PostgreSQL",
+        &[
+            ("host", "node042"),
+            ("port", "5432"),
+            ("db_engine", "postgresql"),
+            ("db_name", "msba_2026"),
+            ("db_user", "msba_student"),
+            ("db_password", "q7VtX2mLp9ZcR4sWk8Ne"),
+            ("jdbc_url", "jdbc:postgresql://node042.cluster.example.edu:5432/msba_2026"),
+        ],
+    );
     db.method = Method::Form;
     let minimal = message("A", &[]);
     println!("| share | name size (characters of 1024) |");
     println!("|---|---|");
-    for (label, m) in [("minimal (no connection values)", &minimal), ("Ollama (4 values)", &ollama), ("PostgreSQL (7 values)", &db)] {
+    for (label, m) in
+        [("minimal (no connection values)", &minimal), ("Ollama (4 values)", &ollama), ("PostgreSQL (7 values)", &db)]
+    {
         println!("| {label} | {} |", size(m, &key, "class101").unwrap());
     }
     let mut with_expiry = ollama.clone();
@@ -84,12 +95,16 @@ fn main() {
     println!("| allow-listed 8-character user names, Ollama share | {} |", max_fit(&ollama, &key, allow));
     println!("| allow-listed 6-digit uids, Ollama share | {} |", max_fit(&ollama, &key, uids));
     println!("| allow-listed 8-character user names, PostgreSQL share | {} |", max_fit(&db, &key, allow));
-    println!("| extra 40-character random values (key `vNN`), Ollama share | {} |", max_fit(&ollama, &key, |m, n| {
-        for i in 0..n {
-            let v: String = (0..40).map(|j| char::from(b'!' + ((i * 131 + j * 71 + i * j * 17) % 90) as u8)).collect();
-            m.connection.insert(format!("v{i:02}"), v);
-        }
-    }));
+    println!(
+        "| extra 40-character random values (key `vNN`), Ollama share | {} |",
+        max_fit(&ollama, &key, |m, n| {
+            for i in 0..n {
+                let v: String =
+                    (0..40).map(|j| char::from(b'!' + ((i * 131 + j * 71 + i * j * 17) % 90) as u8)).collect();
+                m.connection.insert(format!("v{i:02}"), v);
+            }
+        })
+    );
 
     let name = seal(&ollama, &key, "mt", "class101", JOB).unwrap();
     let keys = [key.clone()];
