@@ -1,6 +1,8 @@
 //! multitenant's core: the sealed job-name envelope, group keys and the scheduler call site.
 //! The Ruby extension and the `mtshare` binary are thin layers over this crate.
 
+pub mod cards;
+pub mod discover;
 pub mod envelope;
 pub mod error;
 pub mod keys;

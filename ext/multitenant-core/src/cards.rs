@@ -1,0 +1,388 @@
+//! Cards: the session files that make a share appear under the receiver's "My Interactive Sessions".
+//!
+//! Every file written is recorded in `<dataroot>/multitenant/cards.json`; only recorded files are ever
+//! changed or removed, so the user's own sessions are never touched. Every path is walked component by
+//! component below the data root and a symlink anywhere is refused, so nothing is written outside it.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::discover::Found;
+use crate::error::{Error, Result};
+use crate::message::Method;
+
+#[derive(Debug, Clone)]
+pub struct CardOptions {
+    /// OOD's `Configuration.dataroot` for this user.
+    pub dataroot: PathBuf,
+    /// OOD's `Configuration.per_cluster_dataroot?`.
+    pub per_cluster: bool,
+    /// Slurm cluster name → OOD cluster id (a clusters.d file name); unmapped names are used as they are.
+    pub cluster_map: BTreeMap<String, String>,
+    pub now: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CardReport {
+    pub created: Vec<String>,
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub dismissed: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Entry {
+    job_id: String,
+    cluster: String,
+    owner: String,
+    db: PathBuf,
+    output: PathBuf,
+    digest: String,
+    created_at: u64,
+    #[serde(default)]
+    dismissed: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Manifest {
+    version: u32,
+    cards: BTreeMap<String, Entry>,
+}
+
+const MANIFEST_DIR: &str = "multitenant";
+const MANIFEST: &str = "cards.json";
+
+/// The card's session id: a UUID-shaped hash of the job, stable across runs, never chosen by the
+/// publisher (so a share cannot aim at one of the receiver's own session files).
+pub fn card_id(cluster: &str, job_id: &str, owner: &str) -> String {
+    let d = Sha256::new()
+        .chain_update(b"multitenant card\0")
+        .chain_update(cluster)
+        .chain_update(b"\0")
+        .chain_update(job_id)
+        .chain_update(b"\0")
+        .chain_update(owner)
+        .finalize();
+    let mut b: [u8; 16] = d[..16].try_into().expect("32-byte digest");
+    b[6] = (b[6] & 0x0f) | 0x80; // version 8: custom
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+fn valid_cluster_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        && !s.starts_with('.')
+}
+
+/// The data root, and safe operations strictly inside it.
+struct SafeRoot {
+    root: PathBuf,
+}
+
+impl SafeRoot {
+    fn open(dataroot: &Path, uid: u32) -> Result<SafeRoot> {
+        let meta = fs::metadata(dataroot).map_err(|e| Error::Io(format!("data root {}: {e}", dataroot.display())))?;
+        if !meta.is_dir() || meta.uid() != uid {
+            return Err(Error::Io(format!("data root {} is not a directory owned by uid {uid}", dataroot.display())));
+        }
+        Ok(SafeRoot { root: dataroot.to_path_buf() })
+    }
+
+    /// Resolves `rel` below the root, refusing `..`, absolute parts and symlinks; creates missing
+    /// directories (mode 0700) when asked.
+    fn dir(&self, rel: &Path, create: bool) -> Result<Option<PathBuf>> {
+        let mut path = self.root.clone();
+        for c in rel.components() {
+            let Component::Normal(part) = c else {
+                return Err(Error::Io(format!("refusing path {} (not a plain relative path)", rel.display())));
+            };
+            path.push(part);
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::Io(format!("refusing {}: it is a symlink", path.display())))
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(Error::Io(format!("refusing {}: not a directory", path.display()))),
+                Err(e) if e.kind() == ErrorKind::NotFound && create => {
+                    fs::create_dir(&path).map_err(|e| Error::Io(format!("creating {}: {e}", path.display())))?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
+                        .map_err(|e| Error::Io(format!("chmod {}: {e}", path.display())))?;
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::Io(format!("{}: {e}", path.display()))),
+            }
+        }
+        Ok(Some(path))
+    }
+
+    fn split(rel: &Path) -> Result<(&Path, &str)> {
+        let name =
+            rel.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::Io(format!("bad path {}", rel.display())))?;
+        Ok((rel.parent().unwrap_or(Path::new("")), name))
+    }
+
+    /// Regular file at `rel`? (A symlink or anything else counts as "not ours to touch".)
+    fn file_state(&self, rel: &Path) -> Result<FileState> {
+        let (dir, name) = Self::split(rel)?;
+        let Some(dir) = self.dir(dir, false)? else { return Ok(FileState::Missing) };
+        Ok(match fs::symlink_metadata(dir.join(name)) {
+            Ok(m) if m.file_type().is_file() => FileState::File,
+            Ok(_) => FileState::Other,
+            Err(e) if e.kind() == ErrorKind::NotFound => FileState::Missing,
+            Err(e) => return Err(Error::Io(format!("{}: {e}", rel.display()))),
+        })
+    }
+
+    /// Writes via a temporary `.…bak` name (OOD skips those) and renames into place: readers see the
+    /// old file or the new one, never half of one.
+    fn write(&self, rel: &Path, contents: &[u8]) -> Result<()> {
+        let (dir, name) = Self::split(rel)?;
+        let dir = self.dir(dir, true)?.expect("created");
+        let mut rnd = [0u8; 6];
+        getrandom::fill(&mut rnd).map_err(|e| Error::Io(e.to_string()))?;
+        let tmp = dir.join(format!(".{name}.{}.bak", rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+        let io = |e: std::io::Error| Error::Io(format!("writing {}: {e}", dir.join(name).display()));
+        let result = (|| {
+            let mut f =
+                OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc_nofollow()).open(&tmp)?;
+            f.write_all(contents)?;
+            f.sync_all()?;
+            fs::rename(&tmp, dir.join(name))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(io)
+    }
+
+    fn remove(&self, rel: &Path) -> Result<()> {
+        let (dir, name) = Self::split(rel)?;
+        let Some(dir) = self.dir(dir, false)? else { return Ok(()) };
+        match fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::Io(format!("removing {}: {e}", rel.display()))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the directory only if it is empty: anything else in it is not ours.
+    fn remove_empty_dir(&self, rel: &Path) {
+        if let Ok(Some(dir)) = self.dir(rel, false) {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+fn libc_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum FileState {
+    Missing,
+    File,
+    Other,
+}
+
+struct Wanted {
+    entry: Entry,
+    db_json: serde_json::Value,
+    connection_json: Vec<u8>,
+}
+
+fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
+    let m = &f.share.message;
+    let ood_cluster = opts.cluster_map.get(&f.job.cluster).cloned().unwrap_or_else(|| f.job.cluster.clone());
+    if !valid_cluster_id(&ood_cluster) {
+        return Err(Error::Invalid(format!(
+            "OOD cluster id {ood_cluster:?} for Slurm cluster {:?} is not a clusters.d name",
+            f.job.cluster
+        )));
+    }
+    let id = card_id(&f.job.cluster, &f.job.id, &f.job.owner);
+    let mut output = PathBuf::from("batch_connect");
+    if opts.per_cluster {
+        output.push(&ood_cluster);
+    }
+    output.push(&m.delivery);
+    output.push("output");
+    output.push(&id);
+    let title = format!("{} from {}", m.app, f.job.owner);
+    let mut conn: BTreeMap<&str, &str> = m.connection.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    conn.insert("jobid", &f.job.id);
+    conn.insert("mt_appname", &m.app);
+    conn.insert("mt_owner", &f.job.owner);
+    conn.insert("mt_group", &f.share.group);
+    // JSON is YAML that YAML.safe_load reads back as strings: no `yes`→true, no `0123`→83.
+    let connection_json = serde_json::to_vec_pretty(&conn).expect("strings serialize");
+    let digest_src = json!([ood_cluster, m.delivery, title, f.job.id, conn]);
+    let digest: String = Sha256::digest(digest_src.to_string()).iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let db_json = json!({
+        "id": id, "cluster_id": ood_cluster, "job_id": f.job.id, "created_at": 0, "token": m.delivery,
+        "title": title, "script_type": "basic", "cache_completed": null, "completed_at": null,
+    });
+    let entry = Entry {
+        job_id: f.job.id.clone(),
+        cluster: f.job.cluster.clone(),
+        owner: f.job.owner.clone(),
+        db: Path::new("batch_connect/db").join(&id),
+        output,
+        digest,
+        created_at: opts.now,
+        dismissed: false,
+    };
+    Ok((id, Wanted { entry, db_json, connection_json }))
+}
+
+fn load_manifest(root: &SafeRoot, report: &mut CardReport) -> Manifest {
+    let rel = Path::new(MANIFEST_DIR).join(MANIFEST);
+    let path = match root.dir(Path::new(MANIFEST_DIR), false) {
+        Ok(Some(dir)) => dir.join(MANIFEST),
+        Ok(None) => return Manifest { version: 1, ..Manifest::default() },
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return Manifest { version: 1, ..Manifest::default() };
+        }
+    };
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_file() => {}
+        Ok(_) => {
+            report.errors.push(format!("refusing {}: not a regular file", rel.display()));
+            return Manifest { version: 1, ..Manifest::default() };
+        }
+        Err(_) => return Manifest { version: 1, ..Manifest::default() },
+    }
+    match fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<Manifest>(&b).map_err(|e| e.to_string()))
+    {
+        Ok(m) => m,
+        Err(e) => {
+            report
+                .errors
+                .push(format!("{}: unreadable ({e}); cards written before are no longer tracked", path.display()));
+            Manifest { version: 1, ..Manifest::default() }
+        }
+    }
+}
+
+/// Brings the viewer's cards in line with the shares found: creates, updates and removes the cards
+/// this gem wrote, remembers dismissals, and touches nothing else.
+pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found]) -> CardReport {
+    let mut report = CardReport::default();
+    let root = match SafeRoot::open(&opts.dataroot, uid) {
+        Ok(r) => r,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
+    let mut manifest = load_manifest(&root, &mut report);
+    manifest.version = 1;
+
+    let mut want = BTreeMap::new();
+    for f in found.iter().filter(|f| f.share.message.method == Method::Card && f.job.owner != viewer) {
+        match wanted(f, opts) {
+            Ok((id, w)) => {
+                want.insert(id, w);
+            }
+            Err(e) => report.errors.push(format!("job {}: {e}", f.job.id)),
+        }
+    }
+
+    let ended: Vec<String> = manifest.cards.keys().filter(|id| !want.contains_key(*id)).cloned().collect();
+    for id in ended {
+        let e = manifest.cards.remove(&id).expect("listed");
+        remove_card(&root, &e, &mut report);
+        report.removed.push(id);
+    }
+
+    for (id, w) in want {
+        let state = root.file_state(&w.entry.db);
+        match (manifest.cards.get_mut(&id), state) {
+            (_, Err(e)) => report.errors.push(e.to_string()),
+            (Some(e), _) if e.dismissed => report.unchanged.push(id),
+            (Some(e), Ok(FileState::Missing)) => {
+                // The user deleted the card: remember it while the share lives.
+                let _ = root.remove(&e.output.join("connection.yml"));
+                root.remove_empty_dir(&e.output);
+                e.dismissed = true;
+                report.dismissed.push(id);
+            }
+            (Some(e), Ok(_))
+                if e.digest == w.entry.digest
+                    && root.file_state(&e.output.join("connection.yml")).ok() == Some(FileState::File) =>
+            {
+                report.unchanged.push(id)
+            }
+            (Some(e), Ok(_)) => {
+                let created_at = e.created_at;
+                if e.output != w.entry.output {
+                    let _ = root.remove(&e.output.join("connection.yml"));
+                    root.remove_empty_dir(&e.output);
+                }
+                match write_card(&root, &w, created_at) {
+                    Ok(()) => {
+                        *e = Entry { created_at, ..w.entry };
+                        report.updated.push(id);
+                    }
+                    Err(err) => report.errors.push(format!("card {id}: {err}")),
+                }
+            }
+            (None, Ok(FileState::Missing)) => {
+                let conn = root.file_state(&w.entry.output.join("connection.yml"));
+                if conn.as_ref().ok() != Some(&FileState::Missing) {
+                    report.errors.push(format!(
+                        "card {id}: {} exists and was not written by multitenant: left alone",
+                        w.entry.output.display()
+                    ));
+                    continue;
+                }
+                match write_card(&root, &w, opts.now) {
+                    Ok(()) => {
+                        manifest.cards.insert(id.clone(), w.entry);
+                        report.created.push(id);
+                    }
+                    Err(err) => report.errors.push(format!("card {id}: {err}")),
+                }
+            }
+            (None, Ok(_)) => report.errors.push(format!(
+                "card {id}: {} exists and was not written by multitenant: left alone",
+                w.entry.db.display()
+            )),
+        }
+    }
+
+    let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    if let Err(e) = root.write(&Path::new(MANIFEST_DIR).join(MANIFEST), &body) {
+        report.errors.push(e.to_string());
+    }
+    report
+}
+
+fn write_card(root: &SafeRoot, w: &Wanted, created_at: u64) -> Result<()> {
+    root.write(&w.entry.output.join("connection.yml"), &w.connection_json)?;
+    let mut db = w.db_json.clone();
+    db["created_at"] = json!(created_at);
+    root.write(&w.entry.db, &serde_json::to_vec(&db).expect("db serializes"))
+}
+
+fn remove_card(root: &SafeRoot, e: &Entry, report: &mut CardReport) {
+    for rel in [e.db.clone(), e.output.join("connection.yml")] {
+        if let Err(err) = root.remove(&rel) {
+            report.errors.push(err.to_string());
+        }
+    }
+    root.remove_empty_dir(&e.output);
+}

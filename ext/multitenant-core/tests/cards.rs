@@ -1,0 +1,204 @@
+//! Card reconciliation on the real filesystem.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::ollama;
+use multitenant_core::cards::{card_id, reconcile, CardOptions};
+use multitenant_core::discover::{Found, Job};
+use multitenant_core::{Method, Share};
+use serde_json::Value;
+
+const VIEWER: &str = "bob";
+
+fn found(job_id: &str, owner: &str) -> Found {
+    let job = Job { id: job_id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: String::new() };
+    let share = Share {
+        prefix: "mt".into(),
+        group: "class101".into(),
+        version: "1".into(),
+        key_id: None,
+        message: ollama(),
+        size: 300,
+    };
+    Found { job, share }
+}
+
+struct Fx {
+    _tmp: tempfile::TempDir,
+    opts: CardOptions,
+}
+
+impl Fx {
+    fn new() -> Fx {
+        let tmp = tempfile::tempdir().unwrap();
+        let dataroot = tmp.path().join("ondemand/data/sys/dashboard");
+        fs::create_dir_all(&dataroot).unwrap();
+        let opts = CardOptions { dataroot, per_cluster: false, cluster_map: BTreeMap::new(), now: 1_700_000_000 };
+        Fx { _tmp: tmp, opts }
+    }
+
+    fn run(&self, found: &[Found]) -> multitenant_core::cards::CardReport {
+        let r = reconcile(&self.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, found);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        r
+    }
+
+    fn db(&self, id: &str) -> PathBuf {
+        self.opts.dataroot.join("batch_connect/db").join(id)
+    }
+
+    fn conn(&self, id: &str) -> PathBuf {
+        self.opts.dataroot.join("batch_connect/sys/multitenant-delivery_default/output").join(id).join("connection.yml")
+    }
+}
+
+fn json(p: &Path) -> Value {
+    serde_json::from_slice(&fs::read(p).unwrap()).unwrap()
+}
+
+#[test]
+fn a_card_is_written_the_way_ood_reads_it() {
+    let fx = Fx::new();
+    let id = card_id("mtcluster", "42", "alice");
+    assert_eq!(fx.run(&[found("42", "alice")]).created, vec![id.clone()]);
+    let db = json(&fx.db(&id));
+    let keys: Vec<&str> = db.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "cache_completed",
+            "cluster_id",
+            "completed_at",
+            "created_at",
+            "id",
+            "job_id",
+            "script_type",
+            "title",
+            "token"
+        ]
+    );
+    assert_eq!(db["id"], id.as_str());
+    assert_eq!(db["created_at"], 1_700_000_000);
+    assert!(db["created_at"].is_u64());
+    assert_eq!(db["job_id"], "42");
+    assert_eq!(db["cluster_id"], "mtcluster");
+    assert_eq!(db["token"], "sys/multitenant-delivery_default");
+    assert_eq!(db["title"], "Ollama_API from alice");
+    assert_eq!(db["script_type"], "basic");
+    let conn = json(&fx.conn(&id));
+    assert_eq!(conn["ollama_url"], "http://node017:41234");
+    assert_eq!(conn["jobid"], "42");
+    assert!(conn.as_object().unwrap().values().all(Value::is_string));
+    for p in [fx.db(&id), fx.conn(&id)] {
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let leftovers: Vec<_> =
+        fs::read_dir(fx.db(&id).parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "no temp files: {leftovers:?}");
+}
+
+#[test]
+fn cards_are_updated_and_removed_and_other_files_are_untouched() {
+    let fx = Fx::new();
+    let own = fx.opts.dataroot.join("batch_connect/db/0f8fad5b-d9cb-469f-a165-70867728950e");
+    fs::create_dir_all(own.parent().unwrap()).unwrap();
+    fs::write(&own, "{\"my\":\"own session\"}").unwrap();
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    let mut f = found("42", "alice");
+    assert_eq!(fx.run(&[f.clone()]).unchanged, vec![id.clone()]);
+    f.share.message.connection.insert("port".into(), "5555".into());
+    assert_eq!(fx.run(&[f.clone()]).updated, vec![id.clone()]);
+    assert_eq!(json(&fx.conn(&id))["port"], "5555");
+    assert_eq!(json(&fx.db(&id))["created_at"], 1_700_000_000);
+    assert_eq!(fx.run(&[]).removed, vec![id.clone()]);
+    assert!(!fx.db(&id).exists() && !fx.conn(&id).exists() && !fx.conn(&id).parent().unwrap().exists());
+    assert_eq!(fs::read_to_string(&own).unwrap(), "{\"my\":\"own session\"}");
+}
+
+#[test]
+fn a_dismissed_card_stays_dismissed_while_its_share_lives() {
+    let fx = Fx::new();
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    fs::remove_file(fx.db(&id)).unwrap();
+    assert_eq!(fx.run(&[found("42", "alice")]).dismissed, vec![id.clone()]);
+    assert!(!fx.conn(&id).exists());
+    for _ in 0..3 {
+        fx.run(&[found("42", "alice")]);
+        assert!(!fx.db(&id).exists());
+    }
+    assert_eq!(fx.run(&[]).removed, vec![id.clone()]);
+    assert_eq!(fx.run(&[found("42", "alice")]).created, vec![id], "a new share of the same job is a new card");
+}
+
+#[test]
+fn no_card_for_the_owner_or_for_form_shares() {
+    let fx = Fx::new();
+    let mut form = found("43", "carol");
+    form.share.message.method = Method::Form;
+    let r = fx.run(&[found("42", VIEWER), form]);
+    assert!(r.created.is_empty());
+    assert!(!fx.opts.dataroot.join("batch_connect").exists());
+}
+
+#[test]
+fn symlinks_inside_the_data_root_are_never_followed() {
+    let fx = Fx::new();
+    let elsewhere = fx.opts.dataroot.parent().unwrap().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::create_dir_all(fx.opts.dataroot.join("batch_connect")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, fx.opts.dataroot.join("batch_connect/db")).unwrap();
+    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")]);
+    assert!(r.created.is_empty());
+    assert!(r.errors.iter().any(|e| e.contains("is a symlink")), "{:?}", r.errors);
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+#[test]
+fn a_file_it_did_not_write_is_left_alone() {
+    let fx = Fx::new();
+    let id = card_id("mtcluster", "42", "alice");
+    fs::create_dir_all(fx.db(&id).parent().unwrap()).unwrap();
+    fs::write(fx.db(&id), "mine").unwrap();
+    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")]);
+    assert!(r.errors[0].contains("was not written by multitenant: left alone"), "{:?}", r.errors);
+    assert_eq!(fs::read_to_string(fx.db(&id)).unwrap(), "mine");
+    reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[]);
+    assert_eq!(fs::read_to_string(fx.db(&id)).unwrap(), "mine");
+}
+
+#[test]
+fn per_cluster_data_root_and_cluster_mapping() {
+    let mut fx = Fx::new();
+    fx.opts.per_cluster = true;
+    fx.opts.cluster_map.insert("mtcluster".into(), "hpc".into());
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    assert_eq!(json(&fx.db(&id))["cluster_id"], "hpc");
+    assert!(fx
+        .opts
+        .dataroot
+        .join("batch_connect/hpc/sys/multitenant-delivery_default/output")
+        .join(&id)
+        .join("connection.yml")
+        .exists());
+    fx.opts.cluster_map.insert("mtcluster".into(), "../x".into());
+    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")]);
+    assert!(r.errors.iter().any(|e| e.contains("not a clusters.d name")), "{:?}", r.errors);
+}
+
+#[test]
+fn card_ids_are_uuids_bound_to_the_job() {
+    let id = card_id("c", "1", "alice");
+    assert_eq!(id.len(), 36);
+    assert_eq!(id.matches('-').count(), 4);
+    assert_ne!(id, card_id("c", "1", "bob"));
+    assert_ne!(id, card_id("c", "2", "alice"));
+    assert_eq!(id, card_id("c", "1", "alice"));
+}
