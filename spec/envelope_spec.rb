@@ -58,6 +58,12 @@ RSpec.describe MultiTenant::Envelope do
                                         /would be (\d{4}) characters, over Slurm's 1024-character job-name limit: trim about \d+ characters/)
   end
 
+  it "raises (never aborts Ruby) on input far over the limit" do
+    huge = message.merge("connection" => (1..80).to_h { |i| ["k#{i}", Random.new(i).bytes(500).unpack1("H*")] })
+    expect { seal(huge) }.to raise_error(MultiTenant::TooLargeError)
+    expect { described_class.open(seal + "A" * 93_000, keys: [key], **job) }.to raise_error(MultiTenant::FormatError, /over Slurm's 1024/)
+  end
+
   it "keeps a key's secret out of inspect" do
     expect(key.inspect).to eq("#<MultiTenant::Key #{key.id}>")
     expect(key.inspect).not_to include(key.to_line.split(":").last)

@@ -38,7 +38,8 @@ RSpec.describe MultiTenant::KeyDir do
     path = keys.generate(site: true)
     expect(File.basename(path)).to eq("@site.key")
     expect(File.stat(path).mode & 0o7777).to eq(0o444)
-    expect(keys.sealing_key("mtclass")).to eq(keys.opening_keys("mtclass").first)
+    expect { keys.sealing_key("mtclass") }.to raise_error(MultiTenant::KeyFileError, /no key for group mtclass/)
+    expect(keys.sealing_key("mtclass", allow_site: true)).to eq(keys.opening_keys("mtclass").first)
     expect { keys.generate }.to raise_error(MultiTenant::InputError, /group: or site: true/)
   end
 end

@@ -131,14 +131,38 @@ RSpec.describe "mtshare" do
   it "inspects a name: fields and size for anyone, content for members" do
     name, = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--set", "host=n1", "--dry-run")
     name = name.chomp
-    out, _, code = mtshare("mtoutsider", "inspect", name, "--job-id", "777", "--owner", "mtowner")
+    out, _, code = mtshare("mtoutsider", "inspect", name)
     expect(code).to eq(0)
-    expect(out).to include("group    mtclass", "size     #{name.size} of 1024", "content  not decoded:", "permission denied")
+    expect(out).to include("group    mtclass", "size     #{name.size} of 1024", "content  not decoded: give --job-id and --owner")
+    out, err, code = mtshare("mtoutsider", "inspect", name, "--job-id", "777", "--owner", "mtowner")
+    expect(code).to eq(4)
+    expect(out).to include("group    mtclass")
+    expect(err).to eq("mtshare: #{@key_dir}/mtclass.key: permission denied for mtoutsider: only members of group mtclass can read its key\n")
     out, _, code = mtshare("mtmember", "inspect", name, "--job-id", "777", "--owner", "mtowner")
     expect(code).to eq(0)
     expect(out).to include("app      A", %(conn     host = "n1"))
     _, err, code = mtshare("mtmember", "inspect", name, "--job-id", "778", "--owner", "mtowner")
     expect([code, err]).to eq([6, "mtshare: seal does not verify: wrong key, or the name was altered or moved to another job, owner or group\n"])
+  end
+
+  it "refuses out-of-range expiries with the flag it was given" do
+    _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--expires-in", "100000years", "--dry-run")
+    expect([code, err]).to eq([3, "mtshare: --expires-in reaches past the year 9999\n"])
+    _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--expires-in", "0s", "--dry-run")
+    expect([code, err]).to eq([3, "mtshare: --expires-in must be longer than 0 seconds\n"])
+    _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--expires-at", "2001-01-01T00:00:00Z", "--dry-run")
+    expect([code, err]).to eq([3, "mtshare: --expires-at is in the past\n"])
+  end
+
+  it "uses the site-wide key only when asked, and warns" do
+    @keys.generate(site: true)
+    File.unlink(File.join(@key_dir, "mtclass.key"))
+    _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--dry-run")
+    expect([code, err]).to match([4, /no key for group mtclass/])
+    out, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--allow-site-key", "--dry-run")
+    expect(code).to eq(0)
+    expect(err).to include("warning: sealed with the site-wide key: every user on the cluster can read this share")
+    expect(open_name(out.chomp, "mtowner")["key_id"]).to eq(@keys.opening_keys("mtclass").first.id)
   end
 
   it "keygen needs root to give the file its owner" do

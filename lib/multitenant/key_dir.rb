@@ -21,6 +21,12 @@ module MultiTenant
       _generate(group, rotate)
     end
 
+    # The key new shares for the group are sealed with. allow_site: true falls back to the site-wide
+    # key (readable by every user) when the group has no key file.
+    def sealing_key(group, allow_site: false)
+      _sealing_key(group, allow_site)
+    end
+
     def file_path(group: nil)
       _file_path(group)
     end

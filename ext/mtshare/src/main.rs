@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use multitenant_core::envelope::{check_prefix, parse, Format};
+use multitenant_core::message::MAX_EXPIRY;
 use multitenant_core::{
     open, open_legacy, seal, Binding, Error, KeyDir, KeyTarget, Message, Method, Scheduler, NAME_LIMIT,
 };
@@ -18,7 +19,8 @@ Exit codes:
   0  success
   2  usage error (unknown flag, missing argument)
   3  invalid input: a value breaks a rule, or the sealed name would exceed 1024 characters
-  4  key problem: missing, unsafe (owner, group, mode) or unreadable key file
+  4  key problem: no key for the group or for the name's key id; unsafe (owner, group, mode) or
+     unreadable key file or key directory
   5  the scheduler command (scontrol) failed or timed out
   6  the name does not open: malformed, unsupported version, or its seal does not verify
   1  anything else";
@@ -112,6 +114,10 @@ struct Publish {
     /// Stop sharing at this time, e.g. 2026-12-01T18:00:00Z
     #[arg(long)]
     expires_at: Option<humantime::Timestamp>,
+    /// Seal with the site-wide key when the group has no key of its own (every user can read that key,
+    /// so the share is only hidden from casual view)
+    #[arg(long, env = "MULTITENANT_ALLOW_SITE_KEY")]
+    allow_site_key: bool,
     /// First field of the job name, shown by squeue
     #[arg(long, default_value = multitenant_core::DEFAULT_PREFIX)]
     prefix: String,
@@ -262,13 +268,17 @@ fn publish(p: Publish) -> Result<(), Error> {
     binding.validate()?;
     check_owner(&p.job.owner)?;
     let expires_at = match (p.expires_in, p.expires_at) {
-        (Some(d), _) => Some(now() + Duration::from(d).as_secs()),
-        (None, Some(t)) => Some(SystemTime::from(t).duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
+        (Some(d), _) => match now().checked_add(Duration::from(d).as_secs()).filter(|&t| t <= MAX_EXPIRY) {
+            Some(t) if Duration::from(d).as_secs() > 0 => Some(t),
+            Some(_) => return Err(Error::Invalid("--expires-in must be longer than 0 seconds".into())),
+            None => return Err(Error::Invalid("--expires-in reaches past the year 9999".into())),
+        },
+        (None, Some(t)) => match SystemTime::from(t).duration_since(UNIX_EPOCH).map(|d| d.as_secs()) {
+            Ok(t) if t > now() => Some(t),
+            _ => return Err(Error::Invalid("--expires-at is in the past".into())),
+        },
         (None, None) => None,
     };
-    if expires_at.is_some_and(|t| t <= now()) {
-        return Err(Error::Invalid("--expires-at is in the past".into()));
-    }
     let msg = Message {
         session_id: p.session_id.clone().unwrap_or_else(default_session_id),
         app: p.app.clone(),
@@ -279,7 +289,10 @@ fn publish(p: Publish) -> Result<(), Error> {
         expires_at,
     };
     msg.validate()?;
-    let (key, key_path) = p.keys.dir()?.sealing_key(&p.group)?;
+    let (key, key_path) = p.keys.dir()?.sealing_key(&p.group, p.allow_site_key)?;
+    if key_path.ends_with(multitenant_core::keys::SITE_KEY_FILE) {
+        eprintln!("mtshare: warning: sealed with the site-wide key: every user on the cluster can read this share");
+    }
     let name = seal(&msg, &key, &p.prefix, &p.group, binding)?;
     let summary = format!(
         "{} share {:?} for group {} ({} connection values{}), key {} from {}: name is {} of {NAME_LIMIT} characters",
@@ -333,13 +346,7 @@ fn inspect(i: Inspect) -> Result<(), Error> {
     let share = match parsed.format {
         Format::Legacy if i.legacy => open_legacy(&i.name, binding)?,
         Format::Legacy => return Err(Error::LegacyDisabled),
-        Format::V1 { .. } => match i.keys.dir()?.opening_keys(parsed.group) {
-            Ok(keys) => open(&i.name, binding, &keys)?,
-            Err(e) => {
-                println!("content  not decoded: {e}");
-                return Ok(());
-            }
-        },
+        Format::V1 { .. } => open(&i.name, binding, &i.keys.dir()?.opening_keys(parsed.group)?)?,
     };
     let m = &share.message;
     println!("session  {}", m.session_id);
@@ -348,6 +355,7 @@ fn inspect(i: Inspect) -> Result<(), Error> {
     println!("delivery {}", m.delivery);
     println!("allow    {}", m.allow.as_ref().map_or("(whole group)".to_string(), |a| a.join(",")));
     match m.expires_at {
+        // validate() caps expiries at 9999-12-31, so this is a date humantime can show.
         Some(t) => println!("expires  {}", humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t))),
         None => println!("expires  never"),
     }

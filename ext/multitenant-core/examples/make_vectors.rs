@@ -202,13 +202,38 @@ fn main() {
         &raw(&[7, b'{', b'}'], &key),
         Err("malformed"),
     );
-    let bomb = deflated(1, &vec![b' '; 1 << 20]);
+    let bomb = deflated(1, &vec![b' '; 64 * 1024]);
     out.write(
         "v1-deflate-bomb",
-        "MUST reject: 1 MiB of content under a valid MAC (bound is 16 KiB).",
+        "MUST reject: 64 KiB of content under a valid MAC (bound is 16 KiB).",
         &[&key],
         JOB,
         &raw(&bomb, &key),
+        Err("malformed"),
+    );
+    let body = &good[good.rfind('.').unwrap() + 1..];
+    out.write(
+        "v1-impossible-length",
+        "MUST reject: a body whose ciphertext is not whole blocks.",
+        &[&key],
+        JOB,
+        &format!("mt|class101|1.{}", &body[..body.len() - 8]),
+        Err("malformed"),
+    );
+    out.write(
+        "v1-bad-base64url",
+        "MUST reject as malformed: a character outside base64url after the key id.",
+        &[&key],
+        JOB,
+        &format!("mt|class101|1.{}+{}", &body[..20], &body[21..]),
+        Err("malformed"),
+    );
+    out.write(
+        "v1-too-long",
+        "MUST reject: names over 1024 characters, before any cryptography.",
+        &[&key],
+        JOB,
+        &format!("mt|class101|1.{}{}", body, "A".repeat(1100)),
         Err("malformed"),
     );
     let extra = br#"{"i":"s","a":"A","m":"card","d":"sys/d","z":"?"}"#;

@@ -189,7 +189,8 @@ pub struct Discovery {
 /// Memoizes per-group answers so each group costs one lookup and one key load per run.
 #[derive(Default)]
 struct GroupCache {
-    member: BTreeMap<String, bool>,
+    member: BTreeMap<String, Option<u32>>,
+    owner_gids: BTreeMap<String, Vec<u32>>,
     keys: BTreeMap<String, std::result::Result<Vec<Key>, String>>,
 }
 
@@ -217,11 +218,21 @@ pub fn discover(sched: &Scheduler, viewer: &Viewer, opts: &Options) -> Discovery
             }
         };
         let group = parsed.group.to_string();
-        let member = *cache.member.entry(group.clone()).or_insert_with(|| match Group::from_name(&group) {
-            Ok(Some(g)) => viewer.gids.contains(&g.gid.as_raw()),
-            _ => false,
+        let gid = *cache.member.entry(group.clone()).or_insert_with(|| match Group::from_name(&group) {
+            Ok(Some(g)) if viewer.gids.contains(&g.gid.as_raw()) => Some(g.gid.as_raw()),
+            _ => None,
         });
-        if !member {
+        let Some(gid) = gid else { continue };
+        // The publisher must be a member too: a share cannot speak for a group its owner is not in.
+        let owner_gids = cache.owner_gids.entry(job.owner.clone()).or_insert_with(|| {
+            User::from_name(&job.owner)
+                .ok()
+                .flatten()
+                .and_then(|u| Viewer::by_uid(u.uid.as_raw()).ok())
+                .map_or_else(Vec::new, |v| v.gids)
+        });
+        if !owner_gids.contains(&gid) {
+            d.errors.push(format!("job {} ({}): the owner is not a member of group {group}", job.id, job.owner));
             continue;
         }
         let binding = Binding { job_id: &job.id, owner: &job.owner };

@@ -99,6 +99,9 @@ pub fn check_prefix(s: &str) -> Result<()> {
 
 /// Splits a job name and detects its format. Cheap: no key, no crypto.
 pub fn parse(name: &str) -> Result<Parsed<'_>> {
+    if name.len() > NAME_LIMIT {
+        return Err(Error::Malformed(format!("name is {} bytes, over Slurm's {NAME_LIMIT}", name.len())));
+    }
     let mut parts = name.splitn(3, '|');
     let (Some(prefix), Some(group), Some(payload)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(Error::Malformed("expected <prefix>|<group>|<payload>".into()));
@@ -110,8 +113,8 @@ pub fn parse(name: &str) -> Result<Parsed<'_>> {
     check_group(group).map_err(|e| Error::Malformed(e.to_string()))?;
     let format = match payload.split_once('.') {
         Some((VERSION, data)) => Format::V1 { key_id: v1_key_id(data)? },
-        Some((v, _)) if !v.is_empty() && v.len() <= 8 && v.bytes().all(|b| b.is_ascii_digit()) => {
-            return Err(Error::UnsupportedVersion(v.to_string()))
+        Some((v, _)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(Error::UnsupportedVersion(v.chars().take(16).collect()))
         }
         Some(_) => return Err(Error::Malformed("payload has no version marker".into())),
         None if is_std_base64(payload) => Format::Legacy,
@@ -127,6 +130,9 @@ fn is_std_base64(s: &str) -> bool {
 }
 
 fn v1_key_id(data: &str) -> Result<[u8; KEY_ID_LEN]> {
+    if !data.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(Error::Malformed("v1 payload is not base64url".into()));
+    }
     let head = data.get(..8).ok_or_else(|| Error::Malformed("v1 payload is truncated".into()))?;
     let bytes = URL_SAFE_NO_PAD.decode(head).map_err(|_| Error::Malformed("v1 payload is not base64url".into()))?;
     Ok(bytes[..KEY_ID_LEN].try_into().expect("8 base64 characters hold 6 bytes"))
@@ -139,17 +145,20 @@ pub fn seal(msg: &Message, key: &Key, prefix: &str, group: &str, binding: Bindin
     binding.validate()?;
     msg.validate()?;
 
-    let name = seal_bytes(&encode_plaintext(&msg.to_json()), key, prefix, group, binding)?;
-    if name.len() > NAME_LIMIT {
-        return Err(Error::TooLarge { size: name.len(), limit: NAME_LIMIT, hint: size_hint(msg) });
-    }
-    Ok(name)
+    seal_bytes(&encode_plaintext(&msg.to_json()), key, prefix, group, binding).map_err(|e| match e {
+        Error::TooLarge { size, limit, .. } => Error::TooLarge { size, limit, hint: size_hint(msg) },
+        e => e,
+    })
 }
 
 /// Encrypts and MACs plaintext bytes as they are. `seal` validates first; this does not, so test
 /// vectors can carry content a receiver must reject.
 #[doc(hidden)]
 pub fn seal_bytes(plaintext: &[u8], key: &Key, prefix: &str, group: &str, binding: Binding) -> Result<String> {
+    let size = sealed_len(plaintext.len(), prefix, group);
+    if size > NAME_LIMIT {
+        return Err(Error::TooLarge { size, limit: NAME_LIMIT, hint: String::new() });
+    }
     let mut iv = [0u8; IV_LEN];
     getrandom::fill(&mut iv).map_err(|e| Error::Io(format!("no random numbers for the IV: {e}")))?;
     let (enc_key, mac_key) = key.subkeys();
@@ -158,7 +167,7 @@ pub fn seal_bytes(plaintext: &[u8], key: &Key, prefix: &str, group: &str, bindin
     body.extend_from_slice(&key.id());
     body.extend_from_slice(&iv);
     body.extend_from_slice(&ct);
-    let tag = mac(&mac_key, &key.id(), prefix, group, binding, &body[KEY_ID_LEN..]).finalize().into_bytes();
+    let tag = mac(&mac_key, &key.id(), prefix, group, binding, &body[KEY_ID_LEN..])?.finalize().into_bytes();
     body.extend_from_slice(&tag[..TAG_LEN]);
     Ok(format!("{prefix}|{group}|{VERSION}.{}", URL_SAFE_NO_PAD.encode(&body)))
 }
@@ -169,6 +178,13 @@ fn size_hint(msg: &Message) -> String {
     format!(
         "before compression the connection values take {conn} bytes and the allow-list {allow}: shorten or drop values, share with the whole group instead of listing users, or use a shorter prefix"
     )
+}
+
+/// The exact length of the name a plaintext of `len` bytes seals to (the MAC is never computed for
+/// a name that would not fit).
+fn sealed_len(len: usize, prefix: &str, group: &str) -> usize {
+    let body = KEY_ID_LEN + IV_LEN + (len / 16 + 1) * 16 + TAG_LEN;
+    prefix.len() + group.len() + 2 + VERSION.len() + 1 + (body * 4).div_ceil(3)
 }
 
 /// Compresses when that is shorter; the first byte says which.
@@ -209,7 +225,7 @@ pub(crate) fn bounded_read(reader: impl Read, what: &str) -> Result<Vec<u8>> {
 }
 
 /// The MAC input: each field length-prefixed (u16 big-endian), so no two field lists collide.
-fn mac(mac_key: &[u8; 32], kid: &[u8], prefix: &str, group: &str, b: Binding, iv_ct: &[u8]) -> HmacSha256 {
+fn mac(mac_key: &[u8; 32], kid: &[u8], prefix: &str, group: &str, b: Binding, iv_ct: &[u8]) -> Result<HmacSha256> {
     let mut m = <HmacSha256 as KeyInit>::new_from_slice(mac_key).expect("HMAC takes any key length");
     let fields: [&[u8]; 8] = [
         b"multitenant",
@@ -222,11 +238,11 @@ fn mac(mac_key: &[u8; 32], kid: &[u8], prefix: &str, group: &str, b: Binding, iv
         iv_ct,
     ];
     for f in fields {
-        let len = u16::try_from(f.len()).expect("every field is shorter than a job name");
+        let len = u16::try_from(f.len()).map_err(|_| Error::Malformed("a field is longer than a job name".into()))?;
         m.update(&len.to_be_bytes());
         m.update(f);
     }
-    m
+    Ok(m)
 }
 
 /// Opens a v1 name bound to `binding` with whichever of `keys` carries the payload's key id.
@@ -250,7 +266,7 @@ pub fn open(name: &str, binding: Binding, keys: &[Key]) -> Result<Share> {
     let (signed, tag) = body.split_at(body.len() - TAG_LEN);
     let iv_ct = &signed[KEY_ID_LEN..];
     let (enc_key, mac_key) = key.subkeys();
-    mac(&mac_key, &key_id, parsed.prefix, parsed.group, binding, iv_ct)
+    mac(&mac_key, &key_id, parsed.prefix, parsed.group, binding, iv_ct)?
         .verify_truncated_left(tag)
         .map_err(|_| Error::BadSeal)?;
 

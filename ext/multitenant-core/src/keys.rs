@@ -5,14 +5,17 @@
 //! (0444) — `@` cannot start a group name, so the two never collide.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{ErrorKind, Write};
+use std::fs::{self, File, Metadata, OpenOptions, Permissions};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hkdf::Hkdf;
+use nix::errno::Errno;
+use nix::fcntl::{openat, Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Group, Uid, User};
 use sha2::{Digest, Sha256};
 
@@ -175,16 +178,19 @@ impl KeyDir {
         })
     }
 
-    fn check_dir(&self) -> Result<()> {
-        let meta = fs::metadata(&self.path).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => {
-                Error::key_file(&self.path, "key directory does not exist: create keys with `mtshare keygen` as root")
-            }
-            _ => Error::key_file(&self.path, format!("cannot read key directory: {e}")),
-        })?;
-        if !meta.is_dir() {
-            return Err(Error::key_file(&self.path, "is not a directory"));
-        }
+    /// Opens the key directory and checks it through the descriptor, so the checked directory is the
+    /// one every key file is then opened in.
+    fn open_dir(&self) -> Result<File> {
+        let dir = OpenOptions::new().read(true).custom_flags(OFlag::O_DIRECTORY.bits()).open(&self.path).map_err(
+            |e| match e.kind() {
+                ErrorKind::NotFound => Error::key_file(
+                    &self.path,
+                    "key directory does not exist: create keys with `mtshare keygen` as root",
+                ),
+                _ => Error::key_file(&self.path, format!("cannot open key directory: {e}")),
+            },
+        )?;
+        let meta = dir.metadata().map_err(|e| Error::key_file(&self.path, e.to_string()))?;
         if meta.uid() != self.owner {
             return Err(Error::key_file(
                 &self.path,
@@ -203,29 +209,26 @@ impl KeyDir {
                 format!("key directory is writable by others: chmod go-w {}", self.path.display()),
             ));
         }
-        Ok(())
+        Ok(dir)
     }
 
-    /// Checks the file's type, owner, group and mode, then reads and parses it.
-    fn load(&self, target: KeyTarget) -> Result<KeyFile> {
-        self.check_dir()?;
+    /// Whether the key file exists (a symlink or an unreadable entry counts: loading then says why).
+    fn file_exists(&self, target: KeyTarget) -> Result<bool> {
         let path = self.file_path(target)?;
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::key_file(&path, format!("cannot stat key file: {e}"))),
+        }
+    }
+
+    fn check_meta(&self, target: KeyTarget, path: &Path, meta: &Metadata) -> Result<()> {
         let shown = path.display();
-        let meta = fs::symlink_metadata(&path).map_err(|e| match (e.kind(), target) {
-            (ErrorKind::NotFound, KeyTarget::Group(g)) => Error::key_file(
-                &path,
-                format!("no key for group {g}: an admin creates it with `mtshare keygen --group {g}`"),
-            ),
-            (ErrorKind::NotFound, KeyTarget::Site) => {
-                Error::key_file(&path, "no site-wide key: an admin creates it with `mtshare keygen --site`")
-            }
-            _ => Error::key_file(&path, format!("cannot stat key file: {e}")),
-        })?;
         if meta.file_type().is_symlink() {
-            return Err(Error::key_file(&path, "is a symlink: key files must be regular files"));
+            return Err(Error::key_file(path, "is a symlink: key files must be regular files"));
         }
         if !meta.is_file() {
-            return Err(Error::key_file(&path, "is not a regular file"));
+            return Err(Error::key_file(path, "is not a regular file"));
         }
         let owner = user_label(self.owner);
         let (want_mode, chown) = match target {
@@ -233,39 +236,76 @@ impl KeyDir {
             KeyTarget::Site => ("0444", format!("chown {owner} {shown}")),
         };
         if meta.uid() != self.owner {
-            return Err(Error::key_file(
-                &path,
-                format!("is owned by {}, not {owner}: {chown}", user_label(meta.uid())),
-            ));
+            return Err(Error::key_file(path, format!("is owned by {}, not {owner}: {chown}", user_label(meta.uid()))));
         }
         let mode = meta.mode();
         if let KeyTarget::Group(g) = target {
             if meta.gid() != lookup_gid(g)? {
                 return Err(Error::key_file(
-                    &path,
+                    path,
                     format!("belongs to group {}, not {g}: {chown}", group_label(meta.gid())),
                 ));
             }
             if mode & 0o004 != 0 {
-                return Err(Error::key_file(&path, format!("is world-readable: chmod {want_mode} {shown}")));
+                return Err(Error::key_file(path, format!("is world-readable: chmod {want_mode} {shown}")));
             }
             if mode & 0o003 != 0 {
-                return Err(Error::key_file(&path, format!("is accessible to others: chmod {want_mode} {shown}")));
+                return Err(Error::key_file(path, format!("is accessible to others: chmod {want_mode} {shown}")));
             }
         }
         if mode & 0o022 != 0 {
-            return Err(Error::key_file(&path, format!("is writable by group or others: chmod {want_mode} {shown}")));
+            return Err(Error::key_file(path, format!("is writable by group or others: chmod {want_mode} {shown}")));
         }
-        let text = fs::read_to_string(&path).map_err(|e| match (e.kind(), target) {
-            (ErrorKind::PermissionDenied, KeyTarget::Group(g)) => Error::key_file(
-                &path,
-                format!(
-                    "permission denied for {}: only members of group {g} can read its key",
-                    user_label(Uid::effective().as_raw())
-                ),
-            ),
-            _ => Error::key_file(&path, format!("cannot read key file: {e}")),
-        })?;
+        Ok(())
+    }
+
+    /// Opens the file relative to the checked directory without following symlinks, checks type,
+    /// owner, group and mode on that descriptor, and reads from the same descriptor.
+    fn load(&self, target: KeyTarget) -> Result<KeyFile> {
+        let dir = self.open_dir()?;
+        let path = self.file_path(target)?;
+        let name = path.file_name().expect("key files have names").to_os_string();
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let file = match openat(&dir, name.as_os_str(), flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::ENOENT) => {
+                return Err(match target {
+                    KeyTarget::Group(g) => Error::key_file(
+                        &path,
+                        format!("no key for group {g}: an admin creates it with `mtshare keygen --group {g}`"),
+                    ),
+                    KeyTarget::Site => {
+                        Error::key_file(&path, "no site-wide key: an admin creates it with `mtshare keygen --site`")
+                    }
+                })
+            }
+            Err(Errno::ELOOP) => return Err(Error::key_file(&path, "is a symlink: key files must be regular files")),
+            Err(Errno::EACCES) => {
+                // Say what is wrong with the file if anything is; else the reader is simply not a member.
+                if let Ok(meta) = fs::symlink_metadata(&path) {
+                    self.check_meta(target, &path, &meta)?;
+                }
+                let who = user_label(Uid::effective().as_raw());
+                return Err(match target {
+                    KeyTarget::Group(g) => Error::key_file(
+                        &path,
+                        format!("permission denied for {who}: only members of group {g} can read its key"),
+                    ),
+                    KeyTarget::Site => Error::key_file(
+                        &path,
+                        format!("permission denied for {who}: the site-wide key must be mode 0444"),
+                    ),
+                });
+            }
+            Err(e) => return Err(Error::key_file(&path, format!("cannot open key file: {e}"))),
+        };
+        let meta = file.metadata().map_err(|e| Error::key_file(&path, e.to_string()))?;
+        self.check_meta(target, &path, &meta)?;
+        let mut text = String::new();
+        (&file)
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::key_file(&path, format!("cannot read key file: {e}")))?;
         let keys = parse_keys(&text).map_err(|why| Error::key_file(&path, why))?;
         Ok(KeyFile { path, keys })
     }
@@ -276,34 +316,36 @@ impl KeyDir {
 
     /// The site-wide key file, or `None` when there is none.
     pub fn load_site(&self) -> Result<Option<KeyFile>> {
-        match self.load(KeyTarget::Site) {
-            Err(Error::KeyFile { path, .. }) if !path.exists() && path.ends_with(SITE_KEY_FILE) => Ok(None),
-            other => other.map(Some),
+        if !self.file_exists(KeyTarget::Site)? {
+            self.open_dir()?;
+            return Ok(None);
+        }
+        self.load(KeyTarget::Site).map(Some)
+    }
+
+    /// The key that seals new shares for `group`: the group's newest key. The site-wide key is used
+    /// only for a group with no key file of its own, and only when `allow_site` says so, because
+    /// every user can read it.
+    pub fn sealing_key(&self, group: &str, allow_site: bool) -> Result<(Key, PathBuf)> {
+        lookup_gid(group)?;
+        if self.file_exists(KeyTarget::Group(group))? || !allow_site {
+            let f = self.load_group(group)?;
+            return Ok((f.keys[0].clone(), f.path));
+        }
+        match self.load_site()? {
+            Some(f) => Ok((f.keys[0].clone(), f.path)),
+            None => Err(self.load_group(group).expect_err("the group key file is missing")),
         }
     }
 
-    /// The key that seals new shares for `group`: the group's newest key, else the site-wide key.
-    pub fn sealing_key(&self, group: &str) -> Result<(Key, PathBuf)> {
-        match self.load_group(group) {
-            Ok(f) => Ok((f.keys[0].clone(), f.path)),
-            Err(group_err) if !self.file_path(KeyTarget::Group(group))?.exists() => match self.load_site()? {
-                Some(f) => Ok((f.keys[0].clone(), f.path)),
-                None => Err(group_err),
-            },
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Every key that may open `group`'s shares: the group's keys (if its file exists) and the site-wide keys.
+    /// The keys that may open `group`'s shares: the group's own keys when it has a key file, else the
+    /// site-wide keys. Never both: a site-wide key, readable by all, must not vouch for a group that
+    /// has its own key.
     pub fn opening_keys(&self, group: &str) -> Result<Vec<Key>> {
-        let mut keys = Vec::new();
-        if self.file_path(KeyTarget::Group(group))?.exists() {
-            keys.extend(self.load_group(group)?.keys);
+        if self.file_exists(KeyTarget::Group(group))? {
+            return Ok(self.load_group(group)?.keys);
         }
-        if let Some(site) = self.load_site()? {
-            keys.extend(site.keys);
-        }
-        Ok(keys)
+        Ok(self.load_site()?.map(|f| f.keys).unwrap_or_default())
     }
 
     /// Writes a new key file (or, with `rotate`, puts a new key first in an existing one).
@@ -321,9 +363,11 @@ impl KeyDir {
             fs::set_permissions(&self.path, Permissions::from_mode(0o755))
                 .map_err(|e| Error::key_file(&self.path, e.to_string()))?;
         }
-        self.check_dir()?;
+        // One writer at a time: two concurrent rotations must not lose a key.
+        let _lock = Flock::lock(self.open_dir()?, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::key_file(&self.path, format!("cannot lock key directory: {e}")))?;
         let mut keys = vec![Key::generate()?];
-        let exists = fs::symlink_metadata(&path).is_ok();
+        let exists = self.file_exists(target)?;
         match (exists, rotate) {
             (true, false) => {
                 return Err(Error::key_file(
@@ -338,38 +382,42 @@ impl KeyDir {
             "# multitenant {what}\n# The first key seals new shares; every key opens. Rotate with --rotate; delete old lines once no running share uses them.\n{}\n",
             keys.iter().map(Key::to_line).collect::<Vec<_>>().join("\n")
         );
-        let tmp =
-            self.path.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
-        let result = write_key_file(&tmp, &path, text.as_bytes(), self.owner, gid, mode, rotate);
-        let _ = fs::remove_file(&tmp);
-        result?;
+        let mut rnd = [0u8; 6];
+        getrandom::fill(&mut rnd).map_err(|e| Error::Io(e.to_string()))?;
+        let tmp = self.path.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), hex(&rnd)));
+        write_key_file(&tmp, &path, text.as_bytes(), self.owner, gid, mode, exists)?;
         Ok(KeyFile { path, keys })
     }
 }
 
+/// Creates `tmp` (never an existing file), gives it its owner and mode, then links it into place:
+/// a new key file with link(2), which fails rather than overwrite; a rotated one with rename(2).
 fn write_key_file(tmp: &Path, path: &Path, text: &[u8], uid: u32, gid: u32, mode: u32, replace: bool) -> Result<()> {
     let io = |e: std::io::Error| Error::key_file(path, format!("cannot write key file: {e}"));
-    let mut f: File = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).map_err(io)?;
-    f.write_all(text).map_err(io)?;
-    std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| {
-        Error::key_file(
-            path,
-            format!("cannot give the key file owner {}:{}: {e} (run as root)", user_label(uid), group_label(gid)),
-        )
-    })?;
-    f.set_permissions(Permissions::from_mode(mode)).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    if replace {
-        fs::rename(tmp, path).map_err(io)?;
-    } else {
-        // link(2) fails if the name exists: a key created meanwhile is never overwritten.
-        fs::hard_link(tmp, path).map_err(|e| match e.kind() {
-            ErrorKind::AlreadyExists => {
-                Error::key_file(path, "already exists: to add a new key and keep the old ones, use --rotate")
-            }
-            _ => io(e),
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).map_err(io)?;
+    let result = (|| {
+        f.write_all(text).map_err(io)?;
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| {
+            Error::key_file(
+                path,
+                format!("cannot give the key file owner {}:{}: {e} (run as root)", user_label(uid), group_label(gid)),
+            )
         })?;
-    }
+        f.set_permissions(Permissions::from_mode(mode)).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        if replace {
+            fs::rename(tmp, path).map_err(io)
+        } else {
+            fs::hard_link(tmp, path).map_err(|e| match e.kind() {
+                ErrorKind::AlreadyExists => {
+                    Error::key_file(path, "already exists: to add a new key and keep the old ones, use --rotate")
+                }
+                _ => io(e),
+            })
+        }
+    })();
+    let _ = fs::remove_file(tmp);
+    result?;
     if let Some(dir) = path.parent() {
         let _ = File::open(dir).and_then(|d| d.sync_all());
     }

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod legacy;
 pub mod message;
 pub mod slurm;
+pub mod specs;
 
 pub use envelope::{open, parse, seal, Binding, Format, Share, DEFAULT_PREFIX, NAME_LIMIT};
 pub use error::{Error, Result};

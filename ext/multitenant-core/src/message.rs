@@ -62,6 +62,8 @@ pub struct Message {
 
 pub const MAX_VALUE_CHARS: usize = 1024;
 pub const MAX_APP_CHARS: usize = 128;
+/// 9999-12-31T23:59:59Z: later expiries cannot be shown as dates and are surely mistakes.
+pub const MAX_EXPIRY: u64 = 253_402_300_799;
 
 impl Message {
     /// Checks every field; the error names the field and the rule.
@@ -76,6 +78,9 @@ impl Message {
                     "connection value {k:?} must be at most {MAX_VALUE_CHARS} characters with no NUL"
                 )));
             }
+        }
+        if self.expires_at.is_some_and(|t| t > MAX_EXPIRY) {
+            return Err(Error::Invalid("expiry must be before the year 10000".into()));
         }
         if let Some(users) = &self.allow {
             if users.is_empty() {

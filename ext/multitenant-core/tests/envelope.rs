@@ -183,3 +183,44 @@ fn hostile_names_never_panic() {
         let _ = open(&s, JOB, std::slice::from_ref(&key));
     }
 }
+
+#[test]
+fn oversized_input_is_an_error_never_a_panic() {
+    let key = Key::generate().unwrap();
+    let mut msg = ollama();
+    let mut x = 88172645463325252u64;
+    for i in 0..80 {
+        let v: String = (0..1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'!' + (x % 90) as u8)
+            })
+            .collect();
+        msg.connection.insert(format!("k{i}"), v);
+    }
+    assert_eq!(seal(&msg, &key, "mt", "g", JOB).unwrap_err().kind(), "too_large");
+    // A 93 KB name carrying a real key id.
+    let name = seal(&ollama(), &key, "mt", "g", JOB).unwrap();
+    let huge = format!("{name}{}", "A".repeat(93_000));
+    let e = open(&huge, JOB, std::slice::from_ref(&key)).unwrap_err();
+    assert_eq!(e.kind(), "malformed");
+    assert!(e.to_string().contains("over Slurm's 1024"), "{e}");
+}
+
+#[test]
+fn expiries_past_the_year_9999_are_refused() {
+    let key = Key::generate().unwrap();
+    let mut msg = ollama();
+    msg.expires_at = Some(u64::MAX);
+    assert_eq!(seal(&msg, &key, "mt", "g", JOB).unwrap_err().kind(), "invalid");
+    msg.expires_at = Some(253_402_300_799);
+    seal(&msg, &key, "mt", "g", JOB).unwrap();
+}
+
+#[test]
+fn any_all_digit_version_is_unsupported_and_bad_characters_are_malformed() {
+    assert_eq!(parse("mt|g|123456789012.x").unwrap_err().kind(), "unsupported_version");
+    assert_eq!(parse("mt|g|1.AAAAAAAAé€").unwrap_err().kind(), "malformed");
+}

@@ -54,7 +54,7 @@ fn rotation_seals_with_the_new_key_and_still_opens_old_shares() {
     let rotated = f.dir.generate(KeyTarget::Group(&f.group), true).unwrap();
     assert_eq!(rotated.keys.len(), 2);
     assert_eq!(rotated.keys[1], old);
-    let (sealing, _) = f.dir.sealing_key(&f.group).unwrap();
+    let (sealing, _) = f.dir.sealing_key(&f.group, false).unwrap();
     assert_eq!(sealing, rotated.keys[0]);
     let keys = f.dir.opening_keys(&f.group).unwrap();
     open(&old_share, JOB, &keys).unwrap();
@@ -124,11 +124,18 @@ fn the_site_key_is_a_fallback_for_groups_without_their_own() {
     let site = f.dir.generate(KeyTarget::Site, false).unwrap();
     assert!(site.path.ends_with("@site.key"));
     assert_eq!(fs::metadata(&site.path).unwrap().mode() & 0o7777, 0o444);
-    let (sealing, from) = f.dir.sealing_key(&f.group).unwrap();
+    let e = f.dir.sealing_key(&f.group, false).unwrap_err().to_string();
+    assert!(e.contains(&format!("no key for group {}", f.group)), "the site key needs an explicit opt-in: {e}");
+    let (sealing, from) = f.dir.sealing_key(&f.group, true).unwrap();
     assert_eq!((sealing, from), (site.keys[0].clone(), site.path.clone()));
+    assert_eq!(f.dir.opening_keys(&f.group).unwrap(), site.keys);
     let group_key = f.dir.generate(KeyTarget::Group(&f.group), false).unwrap();
-    assert_eq!(f.dir.sealing_key(&f.group).unwrap().0, group_key.keys[0]);
-    assert_eq!(f.dir.opening_keys(&f.group).unwrap(), vec![group_key.keys[0].clone(), site.keys[0].clone()]);
+    assert_eq!(f.dir.sealing_key(&f.group, true).unwrap().0, group_key.keys[0]);
+    // Readable by all, the site key must not vouch for a group that has its own key.
+    assert_eq!(f.dir.opening_keys(&f.group).unwrap(), group_key.keys);
+    let forged = seal(&ollama(), &site.keys[0], "mt", &f.group, JOB).unwrap();
+    assert_eq!(open(&forged, JOB, &f.dir.opening_keys(&f.group).unwrap()).unwrap_err().kind(), "unknown_key");
+    assert!(f.dir.sealing_key("no-such-group-xyz", true).is_err(), "a group that does not exist is refused");
     fs::set_permissions(&site.path, fs::Permissions::from_mode(0o666)).unwrap();
     let text = f.dir.load_site().unwrap_err().to_string();
     assert!(text.ends_with(&format!("is writable by group or others: chmod 0444 {}", site.path.display())), "{text}");

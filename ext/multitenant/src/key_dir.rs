@@ -23,8 +23,8 @@ impl KeyDir {
     }
 
     /// The key new shares for `group` are sealed with.
-    fn sealing_key(&self, group: String) -> Result<Key, Error> {
-        self.0.sealing_key(&group).rb().map(|(k, _)| Key(k))
+    fn sealing_key(&self, group: String, allow_site: bool) -> Result<Key, Error> {
+        self.0.sealing_key(&group, allow_site).rb().map(|(k, _)| Key(k))
     }
 
     fn opening_keys(ruby: &Ruby, rb_self: &Self, group: String) -> Result<RArray, Error> {
@@ -46,7 +46,7 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let class = module.define_class("KeyDir", ruby.class_object())?;
     class.define_singleton_method("_new", function!(KeyDir::new, 2))?;
     class.define_method("path", method!(KeyDir::path, 0))?;
-    class.define_method("sealing_key", method!(KeyDir::sealing_key, 1))?;
+    class.define_method("_sealing_key", method!(KeyDir::sealing_key, 2))?;
     class.define_method("opening_keys", method!(KeyDir::opening_keys, 1))?;
     class.define_method("_generate", method!(KeyDir::generate, 2))?;
     class.define_method("_file_path", method!(KeyDir::file_path, 1))?;

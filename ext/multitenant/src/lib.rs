@@ -1,6 +1,7 @@
 //! The Ruby face of multitenant-core: thin wrappers, one file per Ruby-facing type.
 
 mod convert;
+mod discovery;
 mod envelope;
 mod error;
 mod key;
@@ -14,5 +15,6 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     key::init(ruby, module)?;
     key_dir::init(ruby, module)?;
     envelope::init(ruby, module)?;
+    discovery::init(ruby, module)?;
     Ok(())
 }

@@ -1,0 +1,38 @@
+//! `MultiTenant.specs`: the shape the first implementation's client apps iterate, keyed by job id.
+
+use serde_json::{json, Map, Value};
+
+use crate::cards::{card_id, CardOptions};
+use crate::discover::Found;
+use crate::message::Method;
+
+/// `{job id => {"info" => {…}, "accounting" => {"mtu","mti","mta","mtm","mtd"}, "connection" => {…}}}`
+pub fn specs(found: &[Found], cards: Option<&CardOptions>, viewer: &str) -> Value {
+    let mut out = Map::new();
+    for f in found {
+        let m = &f.share.message;
+        let ood_cluster = cards.and_then(|c| c.cluster_map.get(&f.job.cluster)).unwrap_or(&f.job.cluster);
+        let carded = cards.is_some() && m.method == Method::Card && f.job.owner != viewer;
+        let id = card_id(&f.job.cluster, &f.job.id, &f.job.owner);
+        let db = carded.then(|| cards.unwrap().dataroot.join("batch_connect/db").join(&id).display().to_string());
+        let mut connection: Map<String, Value> = m.connection.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        connection.insert("jobid".into(), json!(f.job.id));
+        connection.insert("mt_appname".into(), json!(m.app));
+        out.insert(
+            f.job.id.clone(),
+            json!({
+                "info": {
+                    "user": f.job.owner, "cluster": f.job.cluster, "ood_cluster": ood_cluster, "group": f.share.group,
+                    "version": f.share.version, "key_id": f.share.key_id, "message": f.job.name,
+                    "message_size": f.share.size, "expires_at": m.expires_at, "card_id": carded.then_some(&id), "db": db,
+                },
+                "accounting": {
+                    "mtu": m.allow.as_ref().map(|a| a.join(",")).unwrap_or_default(),
+                    "mti": m.session_id, "mta": m.app, "mtm": m.method.as_str(), "mtd": m.delivery,
+                },
+                "connection": connection,
+            }),
+        );
+    }
+    Value::Object(out)
+}
