@@ -38,5 +38,8 @@ module MultiTenant
   end
 end
 
+require "logger"
+require_relative "multitenant/config"
 require_relative "multitenant/envelope"
 require_relative "multitenant/key_dir"
+require_relative "multitenant/discovery"

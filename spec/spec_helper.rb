@@ -5,6 +5,7 @@ require "open3"
 require "tmpdir"
 require "fileutils"
 require "etc"
+require "shellwords"
 require "multitenant"
 
 ROOT = File.expand_path("..", __dir__)
@@ -12,7 +13,6 @@ ROOT = File.expand_path("..", __dir__)
 module SpecHelpers
   # Real Linux users and a real group, so permissions are the kernel's.
   GROUP = "mtclass"
-  USERS = { "mtowner" => :member, "mtmember" => :member, "mtprimary" => :primary, "mtoutsider" => :outsider }.freeze
 
   # Specs that need root (real users, chown) are skipped elsewhere with a reason, but never under CI.
   def require_root!
@@ -22,18 +22,9 @@ module SpecHelpers
     skip "needs root to create real users and chown key files"
   end
 
+  # The users and group are defined once, in the test cluster script.
   def self.ensure_users!
-    system("groupadd", GROUP, exception: true) unless system("getent group #{GROUP} >/dev/null")
-    USERS.each do |user, role|
-      next if system("getent passwd #{user} >/dev/null")
-
-      args = case role
-             when :member then ["-G", GROUP]
-             when :primary then ["-g", GROUP]
-             else []
-             end
-      system("useradd", "-M", "-N", "-s", "/bin/sh", *args, user, exception: true)
-    end
+    system(File.join(ROOT, "spec/cluster/testcluster"), "users", exception: true)
   end
 
   def vectors
@@ -50,8 +41,11 @@ module SpecHelpers
   end
 end
 
+require_relative "support/cluster"
+
 RSpec.configure do |config|
   config.include SpecHelpers
+  config.include ClusterHelpers, :cluster
   config.disable_monkey_patching!
   config.order = :random
   config.before(:suite) { SpecHelpers.ensure_users! if Process.uid.zero? }

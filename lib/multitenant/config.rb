@@ -1,0 +1,55 @@
+# frozen_string_literal: true
+
+require "etc"
+
+module MultiTenant
+  # Discovery settings. An OOD site sets them in /etc/ood/config/apps/dashboard/env.
+  class Config
+    ENV_NAMES = {
+      enabled: "MULTITENANT_ENABLED", key_dir: "MULTITENANT_KEY_DIR", key_owner: "MULTITENANT_KEY_OWNER",
+      wckey: "MULTITENANT_WCKEY", strategy: "MULTITENANT_STRATEGY", legacy: "MULTITENANT_LEGACY",
+      timeout: "MULTITENANT_TIMEOUT", clusters: "MULTITENANT_CLUSTERS", cards: "MULTITENANT_CARDS",
+      bin_dir: "MULTITENANT_SLURM_BIN"
+    }.freeze
+    DEFAULTS = {
+      enabled: true, key_dir: "/etc/multitenant/keys", key_owner: "root", wckey: "multitenant",
+      strategy: "squeue", legacy: false, timeout: 5.0, clusters: {}, cards: true, bin_dir: nil
+    }.freeze
+
+    attr_reader(*DEFAULTS.keys)
+
+    def initialize(**settings)
+      unknown = settings.keys - DEFAULTS.keys
+      raise InputError, "unknown setting(s): #{unknown.join(", ")}" unless unknown.empty?
+
+      DEFAULTS.merge(settings).each { |k, v| instance_variable_set(:"@#{k}", v) }
+    end
+
+    # MULTITENANT_CLUSTERS="slurm_name=ood_id,other=ood2" maps Slurm cluster names to OOD cluster ids.
+    def self.from_env(env = ENV)
+      raw = ENV_NAMES.to_h { |k, name| [k, env[name]] }.compact.reject { |_, v| v.strip.empty? }
+      settings = raw.to_h do |k, v|
+        case k
+        when :enabled, :legacy, :cards then [k, !%w[0 false no off].include?(v.strip.downcase)]
+        when :timeout then [k, Float(v)]
+        when :clusters then [k, v.split(",").to_h { |pair| pair.split("=", 2).map(&:strip) }]
+        else [k, v.strip]
+        end
+      end
+      new(**settings)
+    rescue ArgumentError, TypeError => e
+      raise InputError, "multitenant settings: #{e.message}"
+    end
+
+    # What the native discovery takes.
+    def native(dataroot:, per_cluster:, now: nil)
+      owner = key_owner.to_s.match?(/\A\d+\z/) ? Integer(key_owner) : Etc.getpwnam(key_owner.to_s).uid
+      { "key_dir" => key_dir.to_s, "key_owner_uid" => owner, "wckey" => wckey.to_s, "strategy" => strategy.to_s,
+        "legacy" => legacy ? true : false, "timeout" => timeout.to_f, "bin_dir" => bin_dir&.to_s,
+        "dataroot" => cards && dataroot ? dataroot.to_s : nil, "per_cluster" => per_cluster ? true : false,
+        "cluster_map" => clusters.to_h { |k, v| [k.to_s, v.to_s] }, "now" => now }
+    rescue ArgumentError => e
+      raise InputError, "MULTITENANT_KEY_OWNER #{key_owner.inspect}: #{e.message}"
+    end
+  end
+end

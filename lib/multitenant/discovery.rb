@@ -1,0 +1,58 @@
+# frozen_string_literal: true
+
+module MultiTenant
+  class << self
+    # One line per problem met by the last discovery (for admin tools); empty when all went well.
+    def errors
+      @errors ||= []
+    end
+
+    # What the last discovery did to the viewer's cards ({"created" => [ids], ...}), or nil.
+    attr_reader :cards
+
+    attr_writer :logger
+
+    def logger
+      @logger ||= defined?(Rails) && Rails.respond_to?(:logger) && Rails.logger ? Rails.logger : Logger.new($stderr, progname: "multitenant")
+    end
+
+    # Finds the shares this user may open, fills MultiTenant.specs and reconciles the user's cards
+    # under dataroot (none when dataroot is nil). Never raises: problems go to MultiTenant.errors and
+    # the log, and whatever could be found is returned.
+    def discover(dataroot: nil, per_cluster: false, config: nil, now: nil)
+      discover!(dataroot: dataroot, per_cluster: per_cluster, config: config, now: now, strict: false)
+    rescue StandardError, ScriptError => e
+      @errors = ["#{e.class}: #{e.message}"]
+      logger.warn("multitenant: discovery failed: #{e.message}")
+      specs
+    end
+
+    # Like discover, but raises MultiTenant::Error when anything went wrong (tests, admin tasks).
+    def discover!(dataroot: nil, per_cluster: false, config: nil, now: nil, strict: true)
+      native!
+      config ||= Config.from_env
+      result = Discovery._run(config.native(dataroot: dataroot, per_cluster: per_cluster, now: now))
+      @specs = result["specs"]
+      @cards = result["cards"]
+      @errors = result["errors"] + (@cards ? @cards["errors"] : [])
+      @errors.each { |line| logger.warn("multitenant: #{line}") } unless strict
+      raise Error, "discovery for #{result["viewer"]}: #{@errors.join("; ")}" if strict && !@errors.empty?
+
+      @specs
+    end
+
+    # [[label, value], …] for a select in a form: every share carrying the connection value `key`.
+    #   MultiTenant.options_for("ollama_url")  # => [["Ollama_API from alice (job 12)", "http://node1:4000"]]
+    def options_for(key, shares = specs)
+      shares.filter_map do |id, s|
+        value = s.dig("connection", key.to_s)
+        ["#{s.dig("accounting", "mta")} from #{s.dig("info", "user")} (job #{id})", value] if value
+      end
+    end
+
+    # The running LLMs shared with this user, for a Jupyter form's select.
+    def llm_options(shares = specs)
+      options_for("ollama_url", shares)
+    end
+  end
+end

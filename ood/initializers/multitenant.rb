@@ -1,0 +1,43 @@
+# frozen_string_literal: true
+
+# multitenant's Open OnDemand initializer. Install as
+#   /etc/ood/config/apps/dashboard/initializers/multitenant.rb
+# and set, in /etc/ood/config/apps/dashboard/env:
+#   MULTITENANT_LIB=/path/to/multitenant/lib      (the installed gem's lib directory)
+#   MULTITENANT_ENABLED=1  MULTITENANT_KEY_DIR=/etc/multitenant/keys  MULTITENANT_WCKEY=multitenant
+#   MULTITENANT_STRATEGY=squeue  MULTITENANT_CLUSTERS=slurm_name=ood_cluster_id
+# It runs discovery once per dashboard start and can never stop the dashboard from booting.
+
+module MultiTenant
+  # Forms that read MultiTenant.specs keep working even if nothing below loads.
+  def self.specs
+    @specs ||= {}
+  end
+end
+
+begin
+  lib = ENV.fetch("MULTITENANT_LIB", "/opt/multitenant/lib")
+  $LOAD_PATH.unshift(lib) unless $LOAD_PATH.include?(lib)
+  require "multitenant"
+
+  run = lambda do
+    config = MultiTenant::Config.from_env
+    next unless config.enabled
+
+    dataroot = defined?(Configuration) && Configuration.respond_to?(:dataroot) ? Configuration.dataroot : nil
+    dataroot ||= OodAppkit.dataroot if defined?(OodAppkit) && OodAppkit.respond_to?(:dataroot)
+    per_cluster = defined?(Configuration) && Configuration.respond_to?(:per_cluster_dataroot?) &&
+                  Configuration.per_cluster_dataroot?
+    MultiTenant.discover(dataroot: dataroot, per_cluster: per_cluster, config: config)
+  rescue StandardError, ScriptError => e
+    warn "multitenant: discovery skipped: #{e.class}: #{e.message}"
+  end
+
+  if defined?(Rails) && Rails.respond_to?(:application) && Rails.application
+    Rails.application.config.after_initialize(&run)
+  else
+    run.call
+  end
+rescue StandardError, ScriptError => e
+  warn "multitenant: not loaded (#{e.class}: #{e.message}); shares will not be discovered"
+end

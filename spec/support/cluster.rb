@@ -1,0 +1,132 @@
+# frozen_string_literal: true
+
+require "timeout"
+
+# The real test cluster (spec/cluster/testcluster) and helpers to act on it as real users.
+module ClusterHelpers
+  SCRIPT = File.join(ROOT, "spec/cluster/testcluster")
+  LAB = "/var/tmp/multitenant-specs"
+
+  # Brings the cluster up once per run; skips (or fails under CI) where that cannot be done.
+  def self.up!
+    return @up if defined?(@up)
+
+    @up = if !Process.uid.zero?
+            "needs root to start Slurm and create users"
+          else
+            out, status = Open3.capture2e(SCRIPT, "up")
+            status.success? ? nil : "testcluster up failed:\n#{out}"
+          end
+  end
+
+  def require_cluster!
+    why = ClusterHelpers.up!
+    return unless why
+    raise "CI=true: the integration specs must run: #{why}" if ENV["CI"] == "true"
+
+    skip why
+  end
+
+  # A world-traversable directory with mtshare and a key dir, shared by every test user.
+  def self.lab
+    @lab ||= begin
+      FileUtils.rm_rf(LAB)
+      FileUtils.mkdir_p(LAB, mode: 0o755)
+      File.chmod(0o755, LAB)
+      FileUtils.cp(MultiTenant.publisher_path, File.join(LAB, "mtshare"))
+      MultiTenant::KeyDir.new(File.join(LAB, "keys")).generate(group: "mtclass")
+      LAB
+    end
+  end
+
+  def lab = ClusterHelpers.lab
+  def key_dir = File.join(lab, "keys")
+
+  def run_as(user, *cmd, env: {}, chdir: lab)
+    vars = { "PATH" => "/usr/local/bin:/usr/bin:/bin" }.merge(env).map { |k, v| "#{k}=#{v}" }
+    Open3.capture3("runuser", "-u", user, "--", "env", "-i", *vars, *cmd, chdir: chdir)
+  end
+
+  def poll(what, timeout: 30)
+    Timeout.timeout(timeout, RuntimeError, "timed out waiting for #{what}") do
+      loop do
+        result = yield
+        return result if result
+
+        sleep 0.2
+      end
+    end
+  end
+
+  def job_name(id)
+    out, = Open3.capture2("squeue", "-h", "-j", id.to_s, "-O", "Name:")
+    out.chomp
+  end
+
+  def running?(id)
+    out, = Open3.capture2("squeue", "-h", "-t", "R", "-j", id.to_s, "-o", "%i")
+    out.strip == id.to_s
+  end
+
+  def in_accounting?(id)
+    out, = Open3.capture2("sacct", "-n", "-X", "-P", "-a", "--state=RUNNING", "-j", id.to_s, "--format=JobIDRaw")
+    out.lines.map(&:strip).include?(id.to_s)
+  end
+
+  # Submits a job as `owner` that publishes itself with mtshare, and waits until it is shared and
+  # visible to both discovery strategies.
+  def submit_share(owner:, app: "Ollama_API", group: "mtclass", args: [], wckey: "multitenant", sleep_for: 900)
+    publish = [File.join(lab, "mtshare"), "publish", "--group", group, "--app", app, *args].map { |a| Shellwords.escape(a) }.join(" ")
+    script = "#{publish} || exit 1; exec sleep #{sleep_for}"
+    wck = wckey ? ["--wckey=#{wckey}"] : []
+    out, err, = run_as(owner, "sbatch", "--parsable", *wck, "-J", "service", "-o", "/dev/null", "--chdir", lab,
+                       "--wrap", script, env: { "MULTITENANT_KEY_DIR" => key_dir })
+    id = out.strip
+    raise "sbatch failed: #{err}" unless id.match?(/\A\d+\z/)
+
+    (@jobs ||= []) << id
+    poll("job #{id} to publish") { job_name(id).include?("|") }
+    poll("job #{id} in accounting") { in_accounting?(id) }
+    id
+  end
+
+  def plain_job(user)
+    out, err, = run_as(user, "sbatch", "--parsable", "-J", "plain", "-o", "/dev/null", "--wrap", "sleep 900")
+    raise "sbatch failed: #{err}" unless out.strip.match?(/\A\d+\z/)
+
+    (@jobs ||= []) << out.strip
+    out.strip
+  end
+
+  def cancel_jobs
+    system("scancel", *@jobs) if @jobs&.any?
+    @jobs = []
+    FileUtils.rm_rf(File.join(lab, "home"))
+  end
+
+  # A data root owned by `user`, as OOD would have it.
+  def dataroot_for(user)
+    dir = File.join(lab, "home", user, "ondemand/data/sys/dashboard")
+    FileUtils.mkdir_p(dir)
+    pw = Etc.getpwnam(user)
+    FileUtils.chown_R(pw.uid, pw.gid, File.join(lab, "home", user))
+    FileUtils.chmod(0o700, File.join(lab, "home", user))
+    File.chmod(0o755, File.join(lab, "home"))
+    dir
+  end
+
+  # Runs MultiTenant.discover in a Ruby process as `user`; returns {"specs", "errors", "cards"}.
+  def discover_as(user, strategy: "squeue", dataroot: dataroot_for(user), legacy: false, strict: false, now: nil)
+    script = <<~RUBY
+      require "multitenant"; require "json"
+      config = MultiTenant::Config.new(key_dir: #{key_dir.inspect}, strategy: #{strategy.inspect}, legacy: #{legacy},
+                                       clusters: { "mtcluster" => "ood_mt" })
+      specs = MultiTenant.discover#{strict ? "!" : ""}(dataroot: #{dataroot.inspect}, config: config, now: #{now.inspect})
+      puts JSON.generate("specs" => specs, "errors" => MultiTenant.errors, "cards" => MultiTenant.cards)
+    RUBY
+    out, err, status = run_as(user, RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-e", script)
+    raise "discover as #{user} failed: #{err}" unless status.success?
+
+    JSON.parse(out.lines.last)
+  end
+end
