@@ -1,0 +1,95 @@
+# frozen_string_literal: true
+
+# Discovery cost on the real test cluster: `rake bench:discover` (as root; starts the cluster).
+# For 50 and 200 running jobs, half of them shared with mtclass, times MultiTenant.discover as a
+# member with each strategy, with and without cards, next to the bare scheduler commands it runs.
+require "json"
+require "open3"
+require "fileutils"
+require "multitenant"
+
+ROOT = File.expand_path("..", __dir__)
+LAB = "/var/tmp/multitenant-bench"
+RUNS = Integer(ENV.fetch("RUNS", "20"))
+
+def sh!(*cmd, **opts)
+  out, err, status = Open3.capture3(*cmd, **opts)
+  raise "#{cmd.join(" ")}: #{err}" unless status.success?
+
+  out
+end
+
+def as(user, *cmd) = ["runuser", "-u", user, "--", *cmd]
+
+sh!(File.join(ROOT, "spec/cluster/testcluster"), "up")
+FileUtils.rm_rf(LAB)
+FileUtils.mkdir_p(LAB)
+File.chmod(0o755, LAB)
+keys = MultiTenant::KeyDir.new(File.join(LAB, "keys"))
+keys.generate(group: "mtclass")
+key = keys.sealing_key("mtclass")
+
+def wait_for(what)
+  200.times { return if yield; sleep 0.25 }
+  raise "timed out: #{what}"
+end
+
+results = []
+[50, 200].each do |total|
+  system("scancel", "-u", "mtowner")
+  system("scancel", "-u", "mtmember")
+  wait_for("queue empty") { sh!("squeue", "-h", "-o", "%i").strip.empty? }
+  shared = (1..total / 2).map do
+    sh!(*as("mtowner", "sbatch", "--parsable", "--wckey=multitenant", "-o", "/dev/null", "--chdir", LAB, "--wrap", "sleep 3600")).strip
+  end
+  (total - shared.size).times { sh!(*as("mtmember", "sbatch", "--parsable", "-o", "/dev/null", "--chdir", LAB, "--wrap", "sleep 3600")) }
+  shared.each_with_index do |id, i|
+    msg = { "session_id" => "s#{i}", "app" => "Ollama_#{i}", "method" => "card", "delivery" => "sys/multitenant-delivery_default",
+            "connection" => { "host" => "node#{i}", "ollama_url" => "http://node#{i}:4000" } }
+    sh!("scontrol", "update", "JobId=#{id}", "JobName=#{MultiTenant::Envelope.seal(msg, key: key, group: "mtclass", job_id: id, owner: "mtowner")}")
+  end
+  wait_for("#{total} running") { sh!("squeue", "-h", "-t", "R", "-o", "%i").lines.size == total }
+  wait_for("accounting") { sh!("sacct", "-a", "-X", "-n", "-P", "--state=RUNNING", "--wckeys=multitenant", "--format=JobIDRaw").lines.size == shared.size }
+
+  dataroot = File.join(LAB, "home/mtmember/ondemand/data/sys/dashboard")
+  FileUtils.rm_rf(File.join(LAB, "home"))
+  FileUtils.mkdir_p(dataroot)
+  FileUtils.chown_R("mtmember", nil, File.join(LAB, "home"))
+  File.chmod(0o755, File.join(LAB, "home"))
+
+  probe = <<~RUBY
+    require "multitenant"; require "json"; require "open3"
+    def median(runs) = Array.new(runs) { t = Process.clock_gettime(Process::CLOCK_MONOTONIC); yield; (Process.clock_gettime(Process::CLOCK_MONOTONIC) - t) * 1000 }.sort[runs / 2]
+    runs = #{RUNS}
+    ids = Open3.capture2("sacct", "-a", "-X", "-n", "-P", "--state=RUNNING", "--wckeys=multitenant", "--format=JobIDRaw")[0].split.join(",")
+    out = {}
+    out["bare squeue (one call, all running)"] = median(runs) { Open3.capture2("squeue", "--noheader", "--states=RUNNING", "-O", "JobID:|,UserName:|,WCKey:|,Cluster:|,Name:@x@") }
+    out["bare sacct (wckey filter)"] = median(runs) { Open3.capture2("sacct", "--allocations", "--noheader", "--parsable2", "--allusers", "--state=RUNNING", "--wckeys=multitenant", "--format=JobIDRaw,User,Cluster,WCKey") }
+    out["bare squeue -j <shared ids>"] = median(runs) { Open3.capture2("squeue", "--noheader", "--states=RUNNING", "--jobs", ids, "-O", "JobID:|,UserName:|,Name:@x@") }
+    %w[squeue sacct].each do |strategy|
+      config = MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, strategy: strategy)
+      out["shares found by \#{strategy}"] = MultiTenant.discover!(config: config).size
+      out["discover, \#{strategy} (specs only)"] = median(runs) { MultiTenant.discover!(config: config) }
+      MultiTenant.discover!(config: config, dataroot: #{dataroot.inspect})
+      out["discover, \#{strategy} + cards (steady state)"] = median(runs) { MultiTenant.discover!(config: config, dataroot: #{dataroot.inspect}) }
+    end
+    puts JSON.generate(out)
+  RUBY
+  times = JSON.parse(sh!(*as("mtmember", RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-e", probe), chdir: LAB).lines.last)
+  results << [total, times]
+end
+system("scancel", "-u", "mtowner")
+system("scancel", "-u", "mtmember")
+
+bare = { "squeue" => ->(t) { t["bare squeue (one call, all running)"] },
+         "sacct" => ->(t) { t["bare sacct (wckey filter)"] + t["bare squeue -j <shared ids>"] } }
+puts "| median of #{RUNS} runs, ms, as mtmember | #{results.map { |n, _| "#{n} running (#{n / 2} shared)" }.join(" | ")} |"
+puts "|---|#{results.map { "---" }.join("|")}|"
+results.first[1].each_key do |row|
+  cells = results.map do |_, t|
+    strategy = row[/discover, (\w+)/, 1]
+    ratio = strategy ? format(" (%.2f× bare)", t[row] / bare[strategy].call(t)) : ""
+    t[row].is_a?(Integer) ? t[row].to_s : format("%.1f%s", t[row], ratio)
+  end
+  puts "| #{row} | #{cells.join(" | ")} |"
+end
