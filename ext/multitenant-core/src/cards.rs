@@ -245,7 +245,14 @@ fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
     Ok((id, Wanted { entry, db_json, connection_json }))
 }
 
-fn load_manifest(root: &SafeRoot, report: &mut CardReport) -> Manifest {
+/// The manifest and the bytes it was read from (empty when there was none).
+fn load_manifest(root: &SafeRoot, report: &mut CardReport) -> (Manifest, Vec<u8>) {
+    let mut raw = Vec::new();
+    let m = read_manifest(root, report, &mut raw);
+    (m, raw)
+}
+
+fn read_manifest(root: &SafeRoot, report: &mut CardReport, raw: &mut Vec<u8>) -> Manifest {
     let rel = Path::new(MANIFEST_DIR).join(MANIFEST);
     let path = match root.dir(Path::new(MANIFEST_DIR), false) {
         Ok(Some(dir)) => dir.join(MANIFEST),
@@ -263,10 +270,12 @@ fn load_manifest(root: &SafeRoot, report: &mut CardReport) -> Manifest {
         }
         Err(_) => return Manifest { version: 1, ..Manifest::default() },
     }
-    match fs::read(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice::<Manifest>(&b).map_err(|e| e.to_string()))
-    {
+    let parsed = fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
+        let m = serde_json::from_slice::<Manifest>(&b).map_err(|e| e.to_string());
+        *raw = b;
+        m
+    });
+    match parsed {
         Ok(m) => m,
         Err(e) => {
             report
@@ -288,7 +297,7 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found]) ->
             return report;
         }
     };
-    let mut manifest = load_manifest(&root, &mut report);
+    let (mut manifest, before) = load_manifest(&root, &mut report);
     manifest.version = 1;
 
     let mut want = BTreeMap::new();
@@ -364,9 +373,13 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found]) ->
         }
     }
 
+    // Most dashboard starts change nothing: then nothing is written.
     let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    if let Err(e) = root.write(&Path::new(MANIFEST_DIR).join(MANIFEST), &body) {
-        report.errors.push(e.to_string());
+    let unchanged = body == before || (before.is_empty() && manifest.cards.is_empty());
+    if !unchanged {
+        if let Err(e) = root.write(&Path::new(MANIFEST_DIR).join(MANIFEST), &body) {
+            report.errors.push(e.to_string());
+        }
     }
     report
 }

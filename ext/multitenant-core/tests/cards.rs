@@ -138,6 +138,21 @@ fn a_dismissed_card_stays_dismissed_while_its_share_lives() {
 }
 
 #[test]
+fn a_run_that_changes_nothing_writes_nothing() {
+    let fx = Fx::new();
+    fx.run(&[]);
+    assert_eq!(fs::read_dir(&fx.opts.dataroot).unwrap().count(), 0, "no shares, no files");
+    fx.run(&[found("42", "alice")]);
+    let manifest = fx.opts.dataroot.join("multitenant/cards.json");
+    let stamp = fs::metadata(&manifest).unwrap().modified().unwrap();
+    let db = fs::metadata(fx.db(&card_id("mtcluster", "42", "alice"))).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fx.run(&[found("42", "alice")]);
+    assert_eq!(fs::metadata(&manifest).unwrap().modified().unwrap(), stamp);
+    assert_eq!(fs::metadata(fx.db(&card_id("mtcluster", "42", "alice"))).unwrap().modified().unwrap(), db);
+}
+
+#[test]
 fn no_card_for_the_owner_or_for_form_shares() {
     let fx = Fx::new();
     let mut form = found("43", "carol");

@@ -1,0 +1,69 @@
+# frozen_string_literal: true
+
+# The shipped OOD initializer, loaded the way the dashboard loads it: in a fresh Ruby, with OOD's
+# Configuration (a stand-in: OOD itself is not installed here) and the real gem on MULTITENANT_LIB.
+RSpec.describe "ood/initializers/multitenant.rb" do
+  INITIALIZER = File.join(ROOT, "ood/initializers/multitenant.rb")
+
+  def boot(env, prelude: "")
+    script = <<~RUBY
+      #{prelude}
+      load #{INITIALIZER.inspect}
+      puts "booted specs=\#{MultiTenant.specs.inspect}"
+    RUBY
+    Open3.capture3(env, RbConfig.ruby, "-e", script)
+  end
+
+  it "never stops the dashboard from booting when the gem is missing, and still defines MultiTenant.specs" do
+    out, err, status = boot({ "MULTITENANT_LIB" => "/nonexistent" })
+    expect(status).to be_success
+    expect(out).to eq("booted specs={}\n")
+    expect(err).to match(/\Amultitenant: not loaded \(LoadError: .*\); shares will not be discovered\n\z/)
+  end
+
+  it "does nothing when disabled" do
+    out, err, status = boot({ "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_ENABLED" => "0" })
+    expect([status.success?, out, err]).to eq([true, "booted specs={}\n", ""])
+  end
+
+  it "survives bad settings with one line" do
+    out, err, status = boot({ "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_TIMEOUT" => "soon" })
+    expect([status.success?, out]).to eq([true, "booted specs={}\n"])
+    expect(err).to eq("multitenant: discovery skipped: MultiTenant::InputError: multitenant settings: invalid value for Float(): \"soon\"\n")
+  end
+
+  context "on the real cluster", :cluster do
+    before { require_cluster! }
+    after { cancel_jobs }
+
+    it "discovers once at boot, into OOD's data root" do
+      id = submit_share(owner: "mtowner", args: ["--set", "ollama_url=http://node1:4000"])
+      root = dataroot_for("mtmember")
+      prelude = <<~RUBY
+        module Configuration
+          def self.dataroot = #{root.inspect}
+          def self.per_cluster_dataroot? = false
+        end
+      RUBY
+      script = "#{prelude}\nload #{INITIALIZER.inspect}\nputs MultiTenant.llm_options.inspect"
+      out, err, status = run_as("mtmember", RbConfig.ruby, "-e", script,
+                                env: { "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_KEY_DIR" => key_dir })
+      expect(status).to be_success, err
+      expect(out).to eq(%([["Ollama_API from mtowner (job #{id})", "http://node1:4000"]]\n))
+      expect(Dir[File.join(root, "batch_connect/db/*")].size).to eq(1)
+    end
+  end
+end
+
+RSpec.describe "MultiTenant form helpers" do
+  let(:specs) do
+    { "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => "Ollama_API" }, "connection" => { "ollama_url" => "http://n1:4000" } },
+      "13" => { "info" => { "user" => "bob" }, "accounting" => { "mta" => "PostgreSQL" }, "connection" => { "db_url" => "x" } } }
+  end
+
+  it "lists the shares carrying a value as select options" do
+    expect(MultiTenant.llm_options(specs)).to eq([["Ollama_API from alice (job 12)", "http://n1:4000"]])
+    expect(MultiTenant.options_for(:db_url, specs)).to eq([["PostgreSQL from bob (job 13)", "x"]])
+    expect(MultiTenant.options_for("none", specs)).to eq([])
+  end
+end
