@@ -81,11 +81,24 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     ensure
       system("gpasswd", "-a", "mtmember", "mtclass", out: File::NULL, exception: true)
     end
-    expect(discover_as("mtmember", dataroot: root)["cards"]["created"].size).to eq(1)
+    readded = discover_as("mtmember", dataroot: root)
+    expect(readded["cards"]["created"].size).to eq(1), readded.inspect
     system("scancel", id, exception: true)
     poll("job #{id} to end") { !running?(id) }
     expect(discover_as("mtmember", dataroot: root)["specs"]).to eq({})
     expect(card_files(root)).to be_empty
+  end
+
+  it "keeps a card the member dismissed dismissed while the share lives" do
+    id = submit_share(owner: "mtowner", args: conn)
+    root = dataroot_for("mtmember")
+    card = discover_as("mtmember", dataroot: root)["specs"][id]["info"]["card_id"]
+    # OOD's Delete (with the no-op scancel cluster entry) removes the db file.
+    run_as("mtmember", "rm", File.join(root, "batch_connect/db", card))
+    expect(discover_as("mtmember", dataroot: root)["cards"]["dismissed"]).to eq([card])
+    3.times { expect(discover_as("mtmember", dataroot: root)["cards"]["created"]).to eq([]) }
+    expect(card_files(root)).to be_empty
+    expect(discover_as("mtmember", dataroot: root)["specs"].keys).to eq([id])
   end
 
   it "honours the allow-list and expiry" do

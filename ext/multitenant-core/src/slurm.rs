@@ -79,3 +79,31 @@ impl Scheduler {
         self.run("scontrol", &["update", &format!("JobId={job_id}"), &format!("JobName={name}")]).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_command_that_hangs_is_cut_off() {
+        let t = Instant::now();
+        let e = Scheduler::default().with_timeout(Duration::from_millis(200)).run("sleep", &["5"]).unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert_eq!(e.to_string(), "sleep: no answer within 0.2 s");
+    }
+
+    #[test]
+    fn stderr_is_an_error_even_on_exit_0() {
+        let e = Scheduler::default().run("sh", &["-c", "echo out; echo 'slurm_load_jobs error: x' >&2"]).unwrap_err();
+        assert_eq!(e.to_string(), "sh: slurm_load_jobs error: x");
+        let e = Scheduler::default().run("sh", &["-c", "exit 3"]).unwrap_err();
+        assert!(e.to_string().starts_with("sh: exited with"), "{e}");
+    }
+
+    #[test]
+    fn output_is_made_valid_utf8() {
+        let out = Scheduler::default().run("printf", &["a\\377b"]).unwrap();
+        assert_eq!(out, "a\u{fffd}b");
+    }
+}
