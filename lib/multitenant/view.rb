@@ -1,0 +1,107 @@
+# frozen_string_literal: true
+
+require "erb"
+require "json"
+require "uri"
+require "shellwords"
+
+module MultiTenant
+  # HTML for the delivery apps' card views. Every value came from a job name: it is escaped here, links
+  # are made only for http(s) URLs, and shell snippets are quoted. OOD passes a view's output through
+  # Markdown without filtering, so the HTML has no blank lines and no indented lines (which Markdown
+  # would turn into code blocks) — newlines inside values become &#10;.
+  module View
+    SECRET = /pass|secret|token|(\A|_)key\z/i
+    INTERNAL = %w[jobid mt_appname mt_owner mt_group].freeze
+
+    module_function
+
+    def h(value) = ERB::Util.html_escape(value.to_s).gsub(/\r?\n/, "&#10;")
+
+    def link(url)
+      uri = URI.parse(url.to_s)
+      return h(url) unless uri.is_a?(URI::HTTP) && uri.host
+
+      %(<a href="#{h(url)}" target="_blank" rel="noopener noreferrer">#{h(url)}</a>)
+    rescue URI::InvalidURIError
+      h(url)
+    end
+
+    def code(text) = "<pre><code>#{h(text)}</code></pre>"
+    def rows(pairs) = "<table class=\"table table-sm\">#{pairs.map { |k, v| "<tr><th>#{h(k)}</th><td>#{v}</td></tr>" }.join}</table>"
+    def section(title, body) = %(<div class="mt-section"><h5>#{h(title)}</h5>#{body}</div>)
+    def sh(value) = Shellwords.escape(value.to_s)
+
+    def strings(conn) = conn.to_h.to_h { |k, v| [k.to_s, v.to_s] }
+
+    def footer(c)
+      %(<p class="text-muted small">Shared by #{h(c["mt_owner"])} with group #{h(c["mt_group"])} (job #{h(c["jobid"])}).</p>)
+    end
+
+    # sys/multitenant-delivery_default: a section per kind of share, then any other values.
+    def default(conn)
+      c = strings(conn)
+      used = INTERNAL.dup
+      parts = []
+      if (url = c["ollama_url"])
+        model = c["ollama_model"]
+        used += %w[ollama_url ollama_model host port]
+        body = rows([["URL", link(url)], ["Model", h(model)]].reject { |_, v| v.empty? })
+        body += code("export OLLAMA_HOST=#{sh(url)}")
+        body += code(%(curl -s #{sh("#{url}/api/generate")} -d #{sh(JSON.generate(model: model.to_s, prompt: "Hello"))}))
+        parts << section("LLM API", body)
+        parts << section("Code assistant", "<p>In VS Code (Cline or Continue) choose the Ollama provider with base URL #{link(url)}#{model ? " and model <code>#{h(model)}</code>" : ""}.</p>")
+      end
+      if c["db_engine"] || c["db_name"]
+        keys = %w[db_engine host port db_name db_user db_password]
+        used += keys
+        body = rows(keys.filter_map { |k| [k.delete_prefix("db_").capitalize, h(c[k])] if c[k] })
+        client = c["db_engine"].to_s.match?(/maria|mysql/i) ? "mysql -h #{sh(c["host"])} -P #{sh(c["port"])} -u #{sh(c["db_user"])} -p #{sh(c["db_name"])}" : "psql -h #{sh(c["host"])} -p #{sh(c["port"])} -U #{sh(c["db_user"])} #{sh(c["db_name"])}"
+        parts << section("Database connection", body + code(client))
+      end
+      if (jdbc = c["jdbc_url"])
+        used << "jdbc_url"
+        parts << section("JDBC URL", code(jdbc))
+      end
+      if (url = c["url"])
+        used << "url"
+        parts << section("Web dashboard", "<p>#{link(url)}</p>")
+      end
+      rest = c.except(*used)
+      parts << section(parts.empty? ? "Connection" : "Other values", rows(rest.map { |k, v| [k, k.match?(SECRET) ? h(v) : link(v)] })) unless rest.empty?
+      %(<div class="multitenant">#{parts.join}#{footer(c)}</div>)
+    end
+
+    # sys/multitenant-delivery_debug: the share as JSON; secrets only behind a click.
+    def debug(conn)
+      c = strings(conn)
+      secrets = c.select { |k, _| k.match?(SECRET) }
+      shown = c.to_h { |k, v| [k, secrets.key?(k) ? "(hidden)" : v] }
+      body = code(JSON.pretty_generate(shown))
+      body += "<details><summary>Show secrets</summary>#{code(JSON.pretty_generate(secrets))}</details>" unless secrets.empty?
+      %(<div class="multitenant">#{section("Share", body)}#{footer(c)}</div>)
+    end
+
+    # sys/multitenant-delivery_content: published Markdown/HTML/text, shown in a sandboxed frame (no
+    # scripts, no same-origin access, no forms), from the share itself — never from a path.
+    def content(conn)
+      c = strings(conn)
+      text = c["content"].to_s
+      inner = case c["content_format"]
+              when "html" then text
+              when "text" then "<pre>#{ERB::Util.html_escape(text)}</pre>"
+              else markdown(text)
+              end
+      doc = %(<!doctype html><meta charset="utf-8"><style>body{font-family:sans-serif}</style>#{inner})
+      frame = %(<iframe sandbox="" referrerpolicy="no-referrer" style="width:100%;min-height:20em;border:0" srcdoc="#{h(doc)}"></iframe>)
+      %(<div class="multitenant">#{section(c["mt_appname"] || "Content", frame)}#{footer(c)}</div>)
+    end
+
+    def markdown(text)
+      return "<pre>#{ERB::Util.html_escape(text)}</pre>" unless defined?(Redcarpet)
+
+      Redcarpet::Markdown.new(Redcarpet::Render::HTML.new(escape_html: true, safe_links_only: true),
+                              tables: true, fenced_code_blocks: true, autolink: true).render(text)
+    end
+  end
+end

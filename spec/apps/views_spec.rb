@@ -1,0 +1,99 @@
+# frozen_string_literal: true
+
+require "ostruct"
+require "redcarpet"
+
+# Each delivery app's view.html.erb rendered the way OOD renders a card: ERB with connection.yml as an
+# OpenStruct binding, then Markdown with no HTML filtering (an approximation of OodAppkit.markdown).
+RSpec.describe "delivery app views" do
+  MARKDOWN = Redcarpet::Markdown.new(Redcarpet::Render::HTML, autolink: true, tables: true, strikethrough: true,
+                                                              fenced_code_blocks: true, no_intra_emphasis: true)
+  HOSTILE = %(<script>alert("x")</script><img src=x onerror=alert(1)>)
+
+  def render(app, conn)
+    erb = File.read(File.join(ROOT, "ood/apps", app, "view.html.erb"))
+    MARKDOWN.render(ERB.new(erb).result(OpenStruct.new(conn).instance_eval { binding }))
+  end
+
+  def base = { "jobid" => "42", "mt_appname" => "Ollama_API", "mt_owner" => "alice", "mt_group" => "class101" }
+
+  # Only real tags count: escaped text such as "&lt;img onerror=...&gt;" is inert.
+  def expect_inert(html)
+    tags = html.scan(/<([a-zA-Z][a-zA-Z0-9]*)((?:[^>"']|"[^"]*"|'[^']*')*)>/)
+    expect(tags.map(&:first).map(&:downcase) & %w[script img object embed svg style link meta form]).to eq([])
+    tags.each do |_, attrs|
+      expect(attrs).not_to match(/\son[a-z]+\s*=/i)
+      expect(attrs).not_to match(/(href|src)\s*=\s*["']?\s*javascript:/i)
+    end
+  end
+
+  it "default: shows an LLM with URL, model, shell snippets and the assistant settings" do
+    html = render("multitenant-delivery_default", base.merge("host" => "node1", "ollama_url" => "http://node1:4000", "ollama_model" => "gpt-oss:120b"))
+    expect(html).to include("<h5>LLM API</h5>", "<h5>Code assistant</h5>", %(<a href="http://node1:4000" target="_blank" rel="noopener noreferrer">))
+    expect(html).to include("export OLLAMA_HOST=http://node1:4000", "gpt-oss:120b", "Shared by alice with group class101 (job 42).")
+    expect(html).not_to include("<pre><code>&lt;") # nothing was double-escaped into a Markdown code block
+  end
+
+  it "default: shows a database with a client command, and a JDBC URL" do
+    conn = base.merge("db_engine" => "postgresql", "host" => "node42", "port" => "5432", "db_name" => "msba", "db_user" => "student",
+                      "db_password" => "p@ss w'rd", "jdbc_url" => "jdbc:postgresql://node42:5432/msba")
+    html = render("multitenant-delivery_default", conn)
+    expect(html).to include("<h5>Database connection</h5>", "<h5>JDBC URL</h5>", "psql -h node42 -p 5432 -U student msba",
+                            "p@ss w&#39;rd", "jdbc:postgresql://node42:5432/msba")
+    expect(render("multitenant-delivery_default", conn.merge("db_engine" => "mariadb"))).to include("mysql -h node42 -P 5432 -u student -p msba")
+  end
+
+  it "default: links a web dashboard only when it is an http(s) URL" do
+    expect(render("multitenant-delivery_default", base.merge("url" => "https://lab.example.edu/app"))).to include(%(<a href="https://lab.example.edu/app"))
+    html = render("multitenant-delivery_default", base.merge("url" => "javascript:alert(document.cookie)"))
+    expect(html).not_to include("<a href")
+    expect(html).to include("javascript:alert(document.cookie)")
+  end
+
+  it "debug: shows the share as JSON with secrets only behind a click" do
+    html = render("multitenant-delivery_debug", base.merge("db_password" => "hunter2", "api_token" => "t0k", "host" => "n1"))
+    visible = html.split("<details>").first
+    expect(visible).to include("&quot;db_password&quot;: &quot;(hidden)&quot;", "&quot;host&quot;: &quot;n1&quot;")
+    expect(visible).not_to include("hunter2", "t0k")
+    expect(html).to include("<summary>Show secrets</summary>", "hunter2")
+  end
+
+  it "content: renders published Markdown inside a sandboxed frame and reads no file" do
+    html = render("multitenant-delivery_content", base.merge("content" => "# Week 3\n\n* read [the notes](https://example.edu)\n* [bad](javascript:alert(1))\n\n/etc/passwd"))
+    frame = html[/<iframe[^>]*>/]
+    expect(frame).to include('sandbox=""', "srcdoc=")
+    doc = CGI.unescapeHTML(frame[/srcdoc="([^"]*)"/, 1])
+    expect(doc).to include("<h1>Week 3</h1>", %(<a href="https://example.edu">the notes</a>))
+    expect(doc).not_to match(/href="javascript:/)
+    expect(doc).to include("[bad](javascript:alert(1))") # left as text
+    expect(doc).not_to include("root:x:0:0")
+  end
+
+  it "content: HTML stays inside the sandbox" do
+    html = render("multitenant-delivery_content", base.merge("content" => HOSTILE, "content_format" => "html"))
+    expect(html.scan(/<iframe/).size).to eq(1)
+    expect_inert(html.sub(/srcdoc="[^"]*"/, ""))
+    expect(html).to include("srcdoc=\"&lt;!doctype html&gt;")
+  end
+
+  %w[default debug content].each do |app|
+    it "#{app}: renders hostile values as text, in every field" do
+      evil = base.transform_values { HOSTILE }.merge("ollama_url" => HOSTILE, "ollama_model" => HOSTILE, "db_name" => HOSTILE, "host" => HOSTILE,
+                                                     "jdbc_url" => HOSTILE, "url" => HOSTILE, "content" => HOSTILE, "x" => "#{HOSTILE}\n\n    indented\n\n#{HOSTILE}")
+      html = render("multitenant-delivery_#{app}", evil)
+      expect_inert(app == "content" ? html.sub(/srcdoc="[^"]*"/, "") : html)
+      expect(html).to include("&lt;script&gt;") unless app == "content"
+    end
+
+    it "#{app}: says so when the gem is not loaded, instead of breaking the sessions page" do
+      erb = File.read(File.join(ROOT, "ood/apps/multitenant-delivery_#{app}/view.html.erb"))
+      out, err, status = Open3.capture3(RbConfig.ruby, "-rerb", "-rostruct", "-e", "puts ERB.new(STDIN.read).result(OpenStruct.new(jobid: '1').instance_eval { binding })", stdin_data: erb)
+      expect(status).to be_success, err
+      expect(out).to include("This share cannot be shown: multitenant is not loaded on this dashboard.")
+    end
+
+    it "#{app}: is hidden from menus (its form raises)" do
+      expect { ERB.new(File.read(File.join(ROOT, "ood/apps/multitenant-delivery_#{app}/form.yml.erb"))).result }.to raise_error(RuntimeError, /not launched/)
+    end
+  end
+end
