@@ -2,6 +2,7 @@
 //! group by sealing them into the job's own name. All logic lives in `multitenant-core`.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -99,6 +100,10 @@ struct Publish {
     /// A connection value, KEY=VALUE (repeatable); the value may hold any characters
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// A connection value read whole from a file, KEY=PATH (repeatable; at most 64 KiB; one final
+    /// newline dropped): for multi-line text such as Markdown
+    #[arg(long = "set-file", value_name = "KEY=PATH")]
+    set_file: Vec<String>,
     /// A connection value from an environment variable: NAME (key = name in lower case) or key=NAME
     #[arg(long = "env", value_name = "[KEY=]NAME")]
     env: Vec<String>,
@@ -230,6 +235,15 @@ fn connection_values(p: &Publish) -> Result<BTreeMap<String, String>, Error> {
         };
         let value = std::env::var(var).map_err(|_| Error::Invalid(format!("--env {spec}: ${var} is not set")))?;
         values.insert(key, value);
+    }
+    for pair in &p.set_file {
+        let (k, path) = split_pair(pair, "--set-file")?;
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| std::io::Read::take(f, 64 * 1024).read_to_string(&mut text))
+            .map_err(|e| Error::Invalid(format!("--set-file {k}={path}: {e}")))?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        values.insert(k.to_string(), text.to_string());
     }
     for pair in &p.set {
         let (k, v) = split_pair(pair, "--set")?;
