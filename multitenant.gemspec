@@ -16,6 +16,6 @@ Gem::Specification.new do |spec|
   glob = lambda do |*patterns|
     patterns.flat_map { |p| Dir.glob(p, File::FNM_DOTMATCH, base: __dir__) }.reject { |f| File.directory?(File.join(__dir__, f)) }
   end
-  spec.files = glob.call("lib/**/*.rb", "ext/**/*.{rs,rb,toml}", "docs/**/*", "vendor/**/*", ".cargo/config.toml") +
-               %w[Cargo.toml Cargo.lock README.md Rakefile multitenant.gemspec rustfmt.toml]
+  spec.files = glob.call("lib/**/*.rb", "ext/**/*.{rs,rb,toml}", "docs/**/*", "ood/**/*", "vendor/**/*", ".cargo/config.toml") +
+               %w[Cargo.toml Cargo.lock README.md Rakefile admin.rake multitenant.gemspec rustfmt.toml]
 end

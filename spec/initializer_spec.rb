@@ -21,6 +21,28 @@ RSpec.describe "ood/initializers/multitenant.rb" do
     expect(err).to match(/\Amultitenant: not loaded \(LoadError: .*\); shares will not be discovered\n\z/)
   end
 
+  it "boots under Rails, whose after_initialize hooks get the application as an argument, and installs live refresh" do
+    prelude = <<~RUBY
+      module Rails
+        HOOKS = []
+        Config = Struct.new(:hooks) { def after_initialize(&b) = hooks << b }
+        App = Struct.new(:config)
+        def self.application = (@app ||= App.new(Config.new(HOOKS)))
+        def self.logger = nil
+      end
+      class DashboardController
+        def self.before_action(&b) = (@hooks ||= []) << b
+        def self.hooks = @hooks
+      end
+    RUBY
+    script = "#{prelude}\nload #{INITIALIZER.inspect}\nRails::HOOKS.each { |h| h.call(Rails.application) }\n" \
+             "puts [MultiTenant.specs, DashboardController.hooks.size].inspect"
+    out, err, status = Open3.capture3({ "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_SLURM_BIN" => "/nonexistent" },
+                                      RbConfig.ruby, "-e", script)
+    expect(status).to be_success, err
+    expect(out).to eq("[{}, 1]\n")
+  end
+
   it "does nothing when disabled" do
     out, err, status = boot({ "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_ENABLED" => "0" })
     expect([status.success?, out, err]).to eq([true, "booted specs={}\n", ""])
@@ -47,7 +69,8 @@ RSpec.describe "ood/initializers/multitenant.rb" do
       RUBY
       script = "#{prelude}\nload #{INITIALIZER.inspect}\nputs MultiTenant.llm_options.inspect"
       out, err, status = run_as("mtmember", RbConfig.ruby, "-e", script,
-                                env: { "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_KEY_DIR" => key_dir })
+                                env: { "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_KEY_DIR" => key_dir,
+                                       "MULTITENANT_CLUSTERS" => "mtcluster=ood_mt" })
       expect(status).to be_success, err
       expect(out).to eq(%([["Ollama_API from mtowner (job #{id})", "http://node1:4000"]]\n))
       expect(Dir[File.join(root, "batch_connect/db/*")].size).to eq(1)

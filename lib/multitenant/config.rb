@@ -9,11 +9,12 @@ module MultiTenant
       enabled: "MULTITENANT_ENABLED", key_dir: "MULTITENANT_KEY_DIR", key_owner: "MULTITENANT_KEY_OWNER",
       wckey: "MULTITENANT_WCKEY", strategy: "MULTITENANT_STRATEGY", legacy: "MULTITENANT_LEGACY",
       timeout: "MULTITENANT_TIMEOUT", clusters: "MULTITENANT_CLUSTERS", cards: "MULTITENANT_CARDS",
-      bin_dir: "MULTITENANT_SLURM_BIN"
+      bin_dir: "MULTITENANT_SLURM_BIN", deliveries: "MULTITENANT_DELIVERIES"
     }.freeze
     DEFAULTS = {
       enabled: true, key_dir: "/etc/multitenant/keys", key_owner: "root", wckey: "multitenant",
-      strategy: "squeue", legacy: false, timeout: 5.0, clusters: {}, cards: true, bin_dir: nil
+      strategy: "squeue", legacy: false, timeout: 5.0, clusters: {}, cards: true, bin_dir: nil,
+      deliveries: %w[sys/multitenant-delivery_default sys/multitenant-delivery_debug sys/multitenant-delivery_content]
     }.freeze
 
     attr_reader(*DEFAULTS.keys)
@@ -23,6 +24,7 @@ module MultiTenant
       raise InputError, "unknown setting(s): #{unknown.join(", ")}" unless unknown.empty?
 
       DEFAULTS.merge(settings).each { |k, v| instance_variable_set(:"@#{k}", v) }
+      raise InputError, "timeout must be a number of seconds between 0.1 and 300" unless @timeout.is_a?(Numeric) && @timeout.to_f.finite? && @timeout.to_f.between?(0.1, 300)
     end
 
     # MULTITENANT_CLUSTERS="slurm_name=ood_id,other=ood2" maps Slurm cluster names to OOD cluster ids.
@@ -33,6 +35,7 @@ module MultiTenant
         when :enabled, :legacy, :cards then [k, !%w[0 false no off].include?(v.strip.downcase)]
         when :timeout then [k, Float(v)]
         when :clusters then [k, v.split(",").to_h { |pair| pair.split("=", 2).map(&:strip) }]
+        when :deliveries then [k, DEFAULTS[:deliveries] + v.split(",").map(&:strip)]
         else [k, v.strip]
         end
       end
@@ -47,7 +50,7 @@ module MultiTenant
       { "key_dir" => key_dir.to_s, "key_owner_uid" => owner, "wckey" => wckey.to_s, "strategy" => strategy.to_s,
         "legacy" => legacy ? true : false, "timeout" => timeout.to_f, "bin_dir" => bin_dir&.to_s,
         "dataroot" => cards && dataroot ? dataroot.to_s : nil, "per_cluster" => per_cluster ? true : false,
-        "cluster_map" => clusters.to_h { |k, v| [k.to_s, v.to_s] }, "now" => now }
+        "cluster_map" => clusters.to_h { |k, v| [k.to_s, v.to_s] }, "deliveries" => deliveries.map(&:to_s), "now" => now }
     rescue ArgumentError => e
       raise InputError, "MULTITENANT_KEY_OWNER #{key_owner.inspect}: #{e.message}"
     end

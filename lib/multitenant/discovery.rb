@@ -21,10 +21,18 @@ module MultiTenant
     # the log, and whatever could be found is returned.
     def discover(dataroot: nil, per_cluster: false, config: nil, now: nil)
       discover!(dataroot: dataroot, per_cluster: per_cluster, config: config, now: now, strict: false)
-    rescue StandardError, ScriptError => e
+    rescue Exception => e # rubocop:disable Lint/RescueException -- runs inside every dashboard start
+      raise if e.is_a?(SignalException) || e.is_a?(SystemExit)
+
       @errors = ["#{e.class}: #{e.message}"]
-      logger.warn("multitenant: discovery failed: #{e.message}")
+      log("discovery failed: #{e.message}")
       specs
+    end
+
+    def log(line)
+      logger.warn("multitenant: #{line}")
+    rescue StandardError
+      nil
     end
 
     # Like discover, but raises MultiTenant::Error when anything went wrong (tests, admin tasks).
@@ -35,7 +43,7 @@ module MultiTenant
       @specs = result["specs"]
       @cards = result["cards"]
       @errors = result["errors"] + (@cards ? @cards["errors"] : [])
-      @errors.each { |line| logger.warn("multitenant: #{line}") } unless strict
+      @errors.each { |line| log(line) } unless strict
       raise Error, "discovery for #{result["viewer"]}: #{@errors.join("; ")}" if strict && !@errors.empty?
 
       @specs

@@ -20,7 +20,8 @@ begin
   $LOAD_PATH.unshift(lib) unless $LOAD_PATH.include?(lib)
   require "multitenant"
 
-  run = lambda do
+  # A proc, not a lambda: Rails calls after_initialize hooks with the application as an argument.
+  run = proc do
     config = MultiTenant::Config.from_env
     next unless config.enabled
 
@@ -29,12 +30,16 @@ begin
     per_cluster = defined?(Configuration) && Configuration.respond_to?(:per_cluster_dataroot?) &&
                   Configuration.per_cluster_dataroot?
     MultiTenant.discover(dataroot: dataroot, per_cluster: per_cluster, config: config)
-  rescue StandardError, ScriptError => e
+    MultiTenant::Refresh.configure(dataroot: dataroot, per_cluster: per_cluster, config: config)
+  rescue Exception => e # rubocop:disable Lint/RescueException -- nothing may stop the dashboard's boot
+    raise if e.is_a?(SignalException) || e.is_a?(SystemExit)
+
     warn "multitenant: discovery skipped: #{e.class}: #{e.message}"
   end
 
   if defined?(Rails) && Rails.respond_to?(:application) && Rails.application
     Rails.application.config.after_initialize(&run)
+    Rails.application.config.after_initialize { MultiTenant::Refresh.install if defined?(MultiTenant::Refresh) }
   else
     run.call
   end

@@ -92,7 +92,7 @@ puts sh!(File.join(LAB, "mtshare"), "inspect", name)
   File.chmod(0o755, File.join(LAB, "home"))
   script = <<~RUBY
     require "multitenant"; require "json"
-    config = MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect})
+    config = MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, clusters: { "mtcluster" => "mtcluster-multitenant" })
     specs = MultiTenant.discover(dataroot: #{dataroot.inspect}, config: config)
     puts "MultiTenant.specs = \#{JSON.pretty_generate(specs)}"
     puts "MultiTenant.errors = \#{MultiTenant.errors.inspect}"
@@ -110,7 +110,7 @@ step "Ending the service: the member's card goes away on their next discovery"
 system("scancel", id)
 sleep 1 while sh!("squeue", "-h", "-j", id, "-o", "%i").strip == id
 dataroot = File.join(LAB, "home/mtmember/ondemand/data/sys/dashboard")
-script = %(require "multitenant"; MultiTenant.discover(dataroot: #{dataroot.inspect}, config: MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect})); p MultiTenant.cards)
+script = %(require "multitenant"; MultiTenant.discover(dataroot: #{dataroot.inspect}, config: MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, clusters: { "mtcluster" => "mtcluster-multitenant" })); p MultiTenant.cards)
 puts sh!(*as("mtmember", RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-e", script), chdir: LAB)
 left = Dir.glob("#{dataroot}/batch_connect/**/*").select { |f| File.file?(f) }
 puts "card files left for mtmember: #{left.empty? ? "none" : left.join(", ")}"

@@ -101,6 +101,28 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     expect(discover_as("mtmember", dataroot: root)["specs"].keys).to eq([id])
   end
 
+  it "leaves cards and dismissals alone when the scheduler cannot be asked" do
+    a = submit_share(owner: "mtowner", args: conn)
+    b = submit_share(owner: "mtowner", app: "Other", args: conn)
+    root = dataroot_for("mtmember")
+    specs = discover_as("mtmember", dataroot: root)["specs"]
+    run_as("mtmember", "rm", File.join(root, "batch_connect/db", specs[a]["info"]["card_id"]))
+    discover_as("mtmember", dataroot: root)
+    before = card_files(root).sort
+    script = <<~RUBY
+      require "multitenant"
+      config = MultiTenant::Config.new(key_dir: #{key_dir.inspect}, bin_dir: "/nonexistent", clusters: { "mtcluster" => "ood_mt" })
+      MultiTenant.discover(dataroot: #{root.inspect}, config: config)
+      p MultiTenant.cards
+    RUBY
+    out, = run_as("mtmember", RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-e", script)
+    expect(out).to eq("nil\n")
+    expect(card_files(root).sort).to eq(before)
+    again = discover_as("mtmember", dataroot: root)
+    expect(again["cards"]["created"]).to eq([]), "the dismissed card must stay dismissed"
+    expect(again["specs"].keys).to contain_exactly(a, b)
+  end
+
   it "honours the allow-list and expiry" do
     allowed = submit_share(owner: "mtowner", args: conn + ["--allow", "mtprimary"])
     expiring = submit_share(owner: "mtowner", args: conn + ["--expires-in", "1h"])

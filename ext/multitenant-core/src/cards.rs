@@ -10,6 +10,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -24,10 +25,18 @@ pub struct CardOptions {
     pub dataroot: PathBuf,
     /// OOD's `Configuration.per_cluster_dataroot?`.
     pub per_cluster: bool,
-    /// Slurm cluster name → OOD cluster id (a clusters.d file name); unmapped names are used as they are.
+    /// Slurm cluster name → OOD cluster id (a clusters.d file name). Required: cards of an unmapped
+    /// cluster are not written, because Delete on a card runs that cluster's scancel; the id should be
+    /// the hidden entry whose scancel does nothing (`rake install` writes it).
     pub cluster_map: BTreeMap<String, String>,
+    /// OOD app tokens a card may name (its view renders the share's values).
+    pub deliveries: Vec<String>,
     pub now: u64,
 }
+
+/// The delivery apps shipped with the gem, which escape every value.
+pub const DEFAULT_DELIVERIES: [&str; 3] =
+    ["sys/multitenant-delivery_default", "sys/multitenant-delivery_debug", "sys/multitenant-delivery_content"];
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CardReport {
@@ -42,6 +51,8 @@ pub struct CardReport {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Entry {
     job_id: String,
+    #[serde(default)]
+    group: String,
     cluster: String,
     owner: String,
     db: PathBuf,
@@ -89,6 +100,7 @@ fn valid_cluster_id(s: &str) -> bool {
 /// The data root, and safe operations strictly inside it.
 struct SafeRoot {
     root: PathBuf,
+    uid: u32,
 }
 
 impl SafeRoot {
@@ -97,7 +109,7 @@ impl SafeRoot {
         if !meta.is_dir() || meta.uid() != uid {
             return Err(Error::Io(format!("data root {} is not a directory owned by uid {uid}", dataroot.display())));
         }
-        Ok(SafeRoot { root: dataroot.to_path_buf() })
+        Ok(SafeRoot { root: dataroot.to_path_buf(), uid })
     }
 
     /// Resolves `rel` below the root, refusing `..`, absolute parts and symlinks; creates missing
@@ -113,7 +125,15 @@ impl SafeRoot {
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(Error::Io(format!("refusing {}: it is a symlink", path.display())))
                 }
-                Ok(m) if m.is_dir() => {}
+                // Only the viewer may change what lies below: nobody else can swap in a symlink.
+                Ok(m) if m.is_dir() && m.uid() == self.uid && m.mode() & 0o022 == 0 => {}
+                Ok(m) if m.is_dir() => {
+                    return Err(Error::Io(format!(
+                        "refusing {}: not owned by uid {} or writable by others",
+                        path.display(),
+                        self.uid
+                    )))
+                }
                 Ok(_) => return Err(Error::Io(format!("refusing {}: not a directory", path.display()))),
                 Err(e) if e.kind() == ErrorKind::NotFound && create => {
                     fs::create_dir(&path).map_err(|e| Error::Io(format!("creating {}: {e}", path.display())))?;
@@ -203,7 +223,18 @@ struct Wanted {
 
 fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
     let m = &f.share.message;
-    let ood_cluster = opts.cluster_map.get(&f.job.cluster).cloned().unwrap_or_else(|| f.job.cluster.clone());
+    if !opts.deliveries.iter().any(|d| *d == m.delivery) {
+        return Err(Error::Invalid(format!(
+            "delivery app {} is not allowed for cards on this dashboard (MULTITENANT_DELIVERIES)",
+            m.delivery
+        )));
+    }
+    let ood_cluster = opts.cluster_map.get(&f.job.cluster).cloned().ok_or_else(|| {
+        Error::Invalid(format!(
+            "no OOD cluster for Slurm cluster {:?}: set MULTITENANT_CLUSTERS={}=<hidden dismiss cluster id> (rake install writes it)",
+            f.job.cluster, f.job.cluster
+        ))
+    })?;
     if !valid_cluster_id(&ood_cluster) {
         return Err(Error::Invalid(format!(
             "OOD cluster id {ood_cluster:?} for Slurm cluster {:?} is not a clusters.d name",
@@ -234,6 +265,7 @@ fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
     });
     let entry = Entry {
         job_id: f.job.id.clone(),
+        group: f.share.group.clone(),
         cluster: f.job.cluster.clone(),
         owner: f.job.owner.clone(),
         db: Path::new("batch_connect/db").join(&id),
@@ -288,7 +320,9 @@ fn read_manifest(root: &SafeRoot, report: &mut CardReport, raw: &mut Vec<u8>) ->
 
 /// Brings the viewer's cards in line with the shares found: creates, updates and removes the cards
 /// this gem wrote, remembers dismissals, and touches nothing else.
-pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found]) -> CardReport {
+/// `keep` names groups whose shares could not be checked this run (their keys failed to load): their
+/// cards stay as they are.
+pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], keep: &[String]) -> CardReport {
     let mut report = CardReport::default();
     let root = match SafeRoot::open(&opts.dataroot, uid) {
         Ok(r) => r,
@@ -297,9 +331,6 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found]) ->
             return report;
         }
     };
-    let (mut manifest, before) = load_manifest(&root, &mut report);
-    manifest.version = 1;
-
     let mut want = BTreeMap::new();
     for f in found.iter().filter(|f| f.share.message.method == Method::Card && f.job.owner != viewer) {
         match wanted(f, opts) {
@@ -309,8 +340,26 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found]) ->
             Err(e) => report.errors.push(format!("job {}: {e}", f.job.id)),
         }
     }
+    // Most users have no card and never had one: then nothing is touched, not even a lock file.
+    if want.is_empty() && matches!(root.dir(Path::new(MANIFEST_DIR), false), Ok(None)) {
+        return report;
+    }
+    let _lock = match lock(&root) {
+        Ok(l) => l,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
+    let (mut manifest, before) = load_manifest(&root, &mut report);
+    manifest.version = 1;
 
-    let ended: Vec<String> = manifest.cards.keys().filter(|id| !want.contains_key(*id)).cloned().collect();
+    let ended: Vec<String> = manifest
+        .cards
+        .iter()
+        .filter(|(id, e)| !want.contains_key(*id) && !keep.contains(&e.group))
+        .map(|(id, _)| id.clone())
+        .collect();
     for id in ended {
         let e = manifest.cards.remove(&id).expect("listed");
         remove_card(&root, &e, &mut report);
@@ -363,7 +412,12 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found]) ->
                         manifest.cards.insert(id.clone(), w.entry);
                         report.created.push(id);
                     }
-                    Err(err) => report.errors.push(format!("card {id}: {err}")),
+                    Err(err) => {
+                        // Leave nothing untracked behind.
+                        let _ = root.remove(&w.entry.output.join("connection.yml"));
+                        root.remove_empty_dir(&w.entry.output);
+                        report.errors.push(format!("card {id}: {err}"));
+                    }
                 }
             }
             (None, Ok(_)) => report.errors.push(format!(
@@ -384,6 +438,31 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found]) ->
     report
 }
 
+/// One reconciliation at a time per user (two dashboard processes may start together). Waits up to
+/// two seconds, then gives up for this run.
+fn lock(root: &SafeRoot) -> Result<Flock<std::fs::File>> {
+    let dir = root.dir(Path::new(MANIFEST_DIR), true)?.expect("created");
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc_nofollow())
+        .open(dir.join(".lock"))
+        .map_err(|e| Error::Io(format!("lock file in {}: {e}", dir.display())))?;
+    let mut file = file;
+    for _ in 0..40 {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((f, _)) => {
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+    Err(Error::Io("another discovery of this user holds the card lock; cards left as they are this time".into()))
+}
+
 fn write_card(root: &SafeRoot, w: &Wanted, created_at: u64) -> Result<()> {
     root.write(&w.entry.output.join("connection.yml"), &w.connection_json)?;
     let mut db = w.db_json.clone();
@@ -398,4 +477,18 @@ fn remove_card(root: &SafeRoot, e: &Entry, report: &mut CardReport) {
         }
     }
     root.remove_empty_dir(&e.output);
+}
+
+/// Removes every card this gem wrote under the data root, and its record of them. Other files stay.
+pub fn purge(opts: &CardOptions, uid: u32, viewer: &str) -> CardReport {
+    let mut report = reconcile(opts, uid, viewer, &[], &[]);
+    if let Ok(root) = SafeRoot::open(&opts.dataroot, uid) {
+        for name in [MANIFEST, ".lock"] {
+            if let Err(e) = root.remove(&Path::new(MANIFEST_DIR).join(name)) {
+                report.errors.push(e.to_string());
+            }
+        }
+        root.remove_empty_dir(Path::new(MANIFEST_DIR));
+    }
+    report
 }

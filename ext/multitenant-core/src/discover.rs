@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -170,6 +170,8 @@ pub struct Options {
     pub legacy: bool,
     /// Seconds since the epoch, for expiry; `None` means the clock.
     pub now: Option<u64>,
+    /// The longest the whole run may take after the scheduler answered; jobs left are skipped.
+    pub budget: Duration,
 }
 
 /// A share that opened for this viewer, with the job it came from.
@@ -182,8 +184,27 @@ pub struct Found {
 #[derive(Debug, Default)]
 pub struct Discovery {
     pub found: Vec<Found>,
-    /// One line per problem, for admin tools; discovery itself never fails.
+    /// One line per problem (deduplicated, at most [`MAX_ERRORS`]), for admin tools; discovery
+    /// itself never fails.
     pub errors: Vec<String>,
+    /// False when the scheduler could not be asked: `found` then says nothing about which shares ended.
+    pub complete: bool,
+    /// Groups whose keys could not be loaded: their shares may still live.
+    pub failed_groups: Vec<String>,
+}
+
+pub const MAX_ERRORS: usize = 50;
+/// Distinct group names looked up per run; names come from job names, so their number is bounded.
+const MAX_GROUPS: usize = 64;
+
+impl Discovery {
+    fn error(&mut self, line: String) {
+        if self.errors.len() < MAX_ERRORS && !self.errors.contains(&line) {
+            self.errors.push(line);
+        } else if self.errors.len() == MAX_ERRORS {
+            self.errors.push("… more problems not listed".into());
+        }
+    }
 }
 
 /// Memoizes per-group answers so each group costs one lookup and one key load per run.
@@ -199,13 +220,25 @@ pub fn discover(sched: &Scheduler, viewer: &Viewer, opts: &Options) -> Discovery
     let jobs = match running_jobs(sched, opts.strategy, &opts.wckey) {
         Ok(jobs) => jobs,
         Err(e) => {
-            d.errors.push(e.to_string());
+            d.error(e.to_string());
             return d;
         }
     };
+    d.complete = true;
+    let start = Instant::now();
     let now = opts.now.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs()));
     let mut cache = GroupCache::default();
-    for job in jobs {
+    let total = jobs.len();
+    for (n, job) in jobs.into_iter().enumerate() {
+        if start.elapsed() > opts.budget {
+            d.error(format!(
+                "discovery stopped after {:.1} s: {} job(s) not examined",
+                opts.budget.as_secs_f32(),
+                total - n
+            ));
+            d.complete = false;
+            break;
+        }
         // A job not yet renamed by its publisher has an ordinary name: not an error.
         if !job.name.contains('|') {
             continue;
@@ -213,11 +246,15 @@ pub fn discover(sched: &Scheduler, viewer: &Viewer, opts: &Options) -> Discovery
         let parsed = match parse(&job.name) {
             Ok(p) => p,
             Err(e) => {
-                d.errors.push(format!("job {} ({}): {e}", job.id, job.owner));
+                d.error(format!("job {} ({}): {e}", job.id, job.owner));
                 continue;
             }
         };
         let group = parsed.group.to_string();
+        if !cache.member.contains_key(&group) && cache.member.len() >= MAX_GROUPS {
+            d.error(format!("job {} ({}): more than {MAX_GROUPS} groups named in one run; skipped", job.id, job.owner));
+            continue;
+        }
         let gid = *cache.member.entry(group.clone()).or_insert_with(|| match Group::from_name(&group) {
             Ok(Some(g)) if viewer.gids.contains(&g.gid.as_raw()) => Some(g.gid.as_raw()),
             _ => None,
@@ -232,7 +269,7 @@ pub fn discover(sched: &Scheduler, viewer: &Viewer, opts: &Options) -> Discovery
                 .map_or_else(Vec::new, |v| v.gids)
         });
         if !owner_gids.contains(&gid) {
-            d.errors.push(format!("job {} ({}): the owner is not a member of group {group}", job.id, job.owner));
+            d.error(format!("job {} ({}): the owner is not a member of group {group}", job.id, job.owner));
             continue;
         }
         let binding = Binding { job_id: &job.id, owner: &job.owner };
@@ -247,9 +284,9 @@ pub fn discover(sched: &Scheduler, viewer: &Viewer, opts: &Options) -> Discovery
                 match keys {
                     Ok(keys) => open(&job.name, binding, keys),
                     Err(e) => {
-                        let line = format!("group {group}: {e}");
-                        if !d.errors.contains(&line) {
-                            d.errors.push(line);
+                        d.error(format!("group {group}: {e}"));
+                        if !d.failed_groups.contains(&group) {
+                            d.failed_groups.push(group.clone());
                         }
                         continue;
                     }
@@ -260,7 +297,7 @@ pub fn discover(sched: &Scheduler, viewer: &Viewer, opts: &Options) -> Discovery
             Ok(share) if share.message.is_expired(now) => {}
             Ok(share) if !share.message.allows(&viewer.name, viewer.uid) => {}
             Ok(share) => d.found.push(Found { job, share }),
-            Err(e) => d.errors.push(format!("job {} ({}): {e}", job.id, job.owner)),
+            Err(e) => d.error(format!("job {} ({}): {e}", job.id, job.owner)),
         }
     }
     d

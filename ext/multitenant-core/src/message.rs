@@ -160,19 +160,140 @@ pub fn check_delivery(s: &str) -> Result<()> {
     })
 }
 
-/// Connection keys become bare names in OOD's `view.html.erb`, so they must be Ruby identifiers.
-/// `jobid` and `mt_*` are filled in by the receiver.
+/// Method names of the OpenStruct that OOD binds `connection.yml` to (Ruby 3.1: OpenStruct, Object,
+/// Kernel, BasicObject). A key with one of these names would replace that method in the card's view
+/// (`instance_eval`, `to_h`, `send`…), so no share may use them.
+const RESERVED_KEYS: &[&str] = &[
+    "__callee__",
+    "__dir__",
+    "__id__",
+    "__method__",
+    "__send__",
+    "abort",
+    "at_exit",
+    "autoload",
+    "binding",
+    "caller",
+    "caller_locations",
+    "catch",
+    "class",
+    "clone",
+    "define_singleton_method",
+    "delete_field",
+    "dig",
+    "display",
+    "dup",
+    "each_pair",
+    "encode_with",
+    "enum_for",
+    "eval",
+    "exec",
+    "exit",
+    "extend",
+    "fail",
+    "fork",
+    "format",
+    "freeze",
+    "gem",
+    "gem_original_require",
+    "gets",
+    "global_variables",
+    "hash",
+    "init_with",
+    "initialize",
+    "initialize_clone",
+    "initialize_copy",
+    "initialize_dup",
+    "inspect",
+    "instance_eval",
+    "instance_exec",
+    "instance_variable_get",
+    "instance_variable_set",
+    "instance_variables",
+    "itself",
+    "lambda",
+    "load",
+    "local_variables",
+    "loop",
+    "marshal_dump",
+    "marshal_load",
+    "method",
+    "method_missing",
+    "methods",
+    "object_id",
+    "open",
+    "p",
+    "pp",
+    "print",
+    "printf",
+    "private_methods",
+    "proc",
+    "protected_methods",
+    "public_method",
+    "public_methods",
+    "public_send",
+    "putc",
+    "puts",
+    "raise",
+    "rand",
+    "readline",
+    "readlines",
+    "remove_instance_variable",
+    "require",
+    "require_relative",
+    "select",
+    "send",
+    "set_trace_func",
+    "singleton_class",
+    "singleton_method",
+    "singleton_method_added",
+    "singleton_method_removed",
+    "singleton_method_undefined",
+    "singleton_methods",
+    "sleep",
+    "spawn",
+    "sprintf",
+    "srand",
+    "syscall",
+    "system",
+    "table",
+    "taint",
+    "tap",
+    "test",
+    "then",
+    "throw",
+    "to_enum",
+    "to_h",
+    "to_s",
+    "trace_var",
+    "trap",
+    "trust",
+    "untaint",
+    "untrace_var",
+    "untrust",
+    "warn",
+    "yield_self",
+];
+
+/// Connection keys become bare names in OOD's `view.html.erb`, so they must be Ruby identifiers that
+/// shadow no method. `jobid` and `mt_*` are filled in by the receiver.
 pub fn check_connection_key(k: &str) -> Result<()> {
     let ok = (1..=64).contains(&k.len())
         && k.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && k != "jobid"
         && !k.starts_with("mt_");
-    ok.then_some(()).ok_or_else(|| {
-        Error::Invalid(format!(
+    if !ok {
+        return Err(Error::Invalid(format!(
             "connection key {k:?} must be 1-64 of a-z, 0-9, '_', start with a letter or '_', and not be jobid or mt_*"
-        ))
-    })
+        )));
+    }
+    if k.starts_with("__") || RESERVED_KEYS.contains(&k) {
+        return Err(Error::Invalid(format!(
+            "connection key {k:?} is the name of a Ruby method OOD's view needs: rename it"
+        )));
+    }
+    Ok(())
 }
 
 fn is_user_name(s: &str) -> bool {
@@ -220,7 +341,21 @@ mod tests {
 
     #[test]
     fn connection_keys_are_identifiers() {
-        for bad in ["Host", "1x", "a-b", "jobid", "mt_appname", "", "a b", "<%="] {
+        for bad in [
+            "Host",
+            "1x",
+            "a-b",
+            "jobid",
+            "mt_appname",
+            "",
+            "a b",
+            "<%=",
+            "instance_eval",
+            "to_h",
+            "send",
+            "class",
+            "__x",
+        ] {
             assert!(check_connection_key(bad).is_err(), "{bad:?}");
         }
         check_connection_key("ollama_url").unwrap();

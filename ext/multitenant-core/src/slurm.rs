@@ -2,11 +2,15 @@
 //! made valid UTF-8 before anyone splits it.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use wait_timeout::ChildExt;
 
 use crate::error::{Error, Result};
@@ -36,36 +40,51 @@ impl Scheduler {
     }
 
     /// Runs `program args…` and returns its stdout. A non-zero exit, any stderr, or the timeout is an error.
+    /// The command runs in its own process group, which is killed whole on timeout, and its output is
+    /// awaited only until the same deadline (a stray grandchild holding the pipe cannot stall us).
     pub fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+        let deadline = Instant::now() + self.timeout;
         let path = self.bin_dir.as_ref().map_or_else(|| PathBuf::from(program), |d| d.join(program));
         let fail = |reason: String| Error::Command { program: program.to_string(), reason };
+        let late = || fail(format!("no answer within {} s", self.timeout.as_secs_f32()));
         let mut child = Command::new(&path)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .map_err(|e| {
                 fail(format!("cannot run {}: {e} (is Slurm's client installed and on PATH?)", path.display()))
             })?;
+        let group = Pid::from_raw(child.id() as i32);
+        let kill = || {
+            let _ = killpg(group, Signal::SIGKILL);
+        };
         let drain = |mut pipe: Box<dyn Read + Send>| {
+            let (tx, rx) = mpsc::channel();
             thread::spawn(move || {
                 let mut buf = Vec::new();
                 let _ = pipe.read_to_end(&mut buf);
-                String::from_utf8_lossy(&buf).into_owned()
-            })
+                let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+            });
+            rx
         };
         let out = drain(Box::new(child.stdout.take().expect("stdout is piped")));
         let err = drain(Box::new(child.stderr.take().expect("stderr is piped")));
         let status = match child.wait_timeout(self.timeout).map_err(|e| fail(e.to_string()))? {
             Some(status) => status,
             None => {
-                let _ = child.kill();
+                kill();
                 let _ = child.wait();
-                return Err(fail(format!("no answer within {} s", self.timeout.as_secs_f32())));
+                return Err(late());
             }
         };
-        let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let (Ok(stdout), Ok(stderr)) = (out.recv_timeout(left()), err.recv_timeout(left())) else {
+            kill();
+            return Err(late());
+        };
         let first_err = stderr.lines().map(str::trim).find(|l| !l.is_empty());
         match (status.success(), first_err) {
             (true, None) => Ok(stdout),
@@ -91,6 +110,17 @@ mod tests {
         let e = Scheduler::default().with_timeout(Duration::from_millis(200)).run("sleep", &["5"]).unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(2));
         assert_eq!(e.to_string(), "sleep: no answer within 0.2 s");
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_output_open_cannot_stall_it() {
+        let t = Instant::now();
+        let e = Scheduler::default()
+            .with_timeout(Duration::from_millis(300))
+            .run("sh", &["-c", "sleep 8 & echo started"])
+            .unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(e.to_string(), "sh: no answer within 0.3 s");
     }
 
     #[test]

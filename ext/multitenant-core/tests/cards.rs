@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::ollama;
-use multitenant_core::cards::{card_id, reconcile, CardOptions};
+use multitenant_core::cards::{card_id, reconcile, CardOptions, DEFAULT_DELIVERIES};
 use multitenant_core::discover::{Found, Job};
 use multitenant_core::{Method, Share};
 use serde_json::Value;
@@ -38,12 +38,14 @@ impl Fx {
         let tmp = tempfile::tempdir().unwrap();
         let dataroot = tmp.path().join("ondemand/data/sys/dashboard");
         fs::create_dir_all(&dataroot).unwrap();
-        let opts = CardOptions { dataroot, per_cluster: false, cluster_map: BTreeMap::new(), now: 1_700_000_000 };
+        let cluster_map = BTreeMap::from([("mtcluster".to_string(), "ood_mt".to_string())]);
+        let deliveries = DEFAULT_DELIVERIES.iter().map(|d| d.to_string()).collect();
+        let opts = CardOptions { dataroot, per_cluster: false, cluster_map, deliveries, now: 1_700_000_000 };
         Fx { _tmp: tmp, opts }
     }
 
     fn run(&self, found: &[Found]) -> multitenant_core::cards::CardReport {
-        let r = reconcile(&self.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, found);
+        let r = reconcile(&self.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, found, &[]);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         r
     }
@@ -86,7 +88,7 @@ fn a_card_is_written_the_way_ood_reads_it() {
     assert_eq!(db["created_at"], 1_700_000_000);
     assert!(db["created_at"].is_u64());
     assert_eq!(db["job_id"], "42");
-    assert_eq!(db["cluster_id"], "mtcluster");
+    assert_eq!(db["cluster_id"], "ood_mt");
     assert_eq!(db["token"], "sys/multitenant-delivery_default");
     assert_eq!(db["title"], "Ollama_API from alice");
     assert_eq!(db["script_type"], "basic");
@@ -169,7 +171,7 @@ fn symlinks_inside_the_data_root_are_never_followed() {
     fs::create_dir_all(&elsewhere).unwrap();
     fs::create_dir_all(fx.opts.dataroot.join("batch_connect")).unwrap();
     std::os::unix::fs::symlink(&elsewhere, fx.opts.dataroot.join("batch_connect/db")).unwrap();
-    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")]);
+    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")], &[]);
     assert!(r.created.is_empty());
     assert!(r.errors.iter().any(|e| e.contains("is a symlink")), "{:?}", r.errors);
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
@@ -181,10 +183,10 @@ fn a_file_it_did_not_write_is_left_alone() {
     let id = card_id("mtcluster", "42", "alice");
     fs::create_dir_all(fx.db(&id).parent().unwrap()).unwrap();
     fs::write(fx.db(&id), "mine").unwrap();
-    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")]);
+    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")], &[]);
     assert!(r.errors[0].contains("was not written by multitenant: left alone"), "{:?}", r.errors);
     assert_eq!(fs::read_to_string(fx.db(&id)).unwrap(), "mine");
-    reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[]);
+    reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[], &[]);
     assert_eq!(fs::read_to_string(fx.db(&id)).unwrap(), "mine");
 }
 
@@ -204,7 +206,7 @@ fn per_cluster_data_root_and_cluster_mapping() {
         .join("connection.yml")
         .exists());
     fx.opts.cluster_map.insert("mtcluster".into(), "../x".into());
-    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")]);
+    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")], &[]);
     assert!(r.errors.iter().any(|e| e.contains("not a clusters.d name")), "{:?}", r.errors);
 }
 
@@ -216,4 +218,82 @@ fn card_ids_are_uuids_bound_to_the_job() {
     assert_ne!(id, card_id("c", "1", "bob"));
     assert_ne!(id, card_id("c", "2", "alice"));
     assert_eq!(id, card_id("c", "1", "alice"));
+}
+
+#[test]
+fn purge_removes_every_card_it_wrote_and_nothing_else() {
+    let fx = Fx::new();
+    let own = fx.opts.dataroot.join("batch_connect/db/own-session");
+    fx.run(&[found("42", "alice"), found("43", "carol")]);
+    fs::write(&own, "{}").unwrap();
+    let id = card_id("mtcluster", "42", "alice");
+    fs::remove_file(fx.db(&id)).unwrap();
+    fx.run(&[found("42", "alice"), found("43", "carol")]); // 42 is now dismissed
+    let r = multitenant_core::cards::purge(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER);
+    assert_eq!(r.removed.len(), 2, "{r:?}");
+    assert!(!fx.opts.dataroot.join("multitenant").exists());
+    let left: Vec<_> = fs::read_dir(own.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("own-session")]);
+}
+
+fn uid() -> u32 {
+    nix::unistd::Uid::effective().as_raw()
+}
+
+#[test]
+fn no_card_without_a_cluster_mapping_or_for_a_foreign_delivery_app() {
+    let mut fx = Fx::new();
+    fx.opts.cluster_map.clear();
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[found("42", "alice")], &[]);
+    assert!(r.created.is_empty());
+    assert!(r.errors[0].contains("no OOD cluster for Slurm cluster \"mtcluster\": set MULTITENANT_CLUSTERS=mtcluster="), "{:?}", r.errors);
+    let fx = Fx::new();
+    let mut f = found("42", "alice");
+    f.share.message.delivery = "sys/bc_osc_jupyter".into();
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[f], &[]);
+    assert!(r.created.is_empty());
+    assert!(r.errors[0].contains("delivery app sys/bc_osc_jupyter is not allowed"), "{:?}", r.errors);
+    assert!(!fx.opts.dataroot.join("batch_connect").exists());
+}
+
+#[test]
+fn cards_of_a_group_whose_keys_failed_are_kept() {
+    let fx = Fx::new();
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[], &["class101".to_string()]);
+    assert!(r.removed.is_empty() && r.errors.is_empty(), "{r:?}");
+    assert!(fx.db(&id).exists());
+    assert_eq!(reconcile(&fx.opts, uid(), VIEWER, &[], &[]).removed, vec![id]);
+}
+
+#[test]
+fn concurrent_runs_of_one_user_never_leave_an_untracked_card() {
+    let fx = std::sync::Arc::new(Fx::new());
+    for round in 0..30 {
+        let shares = if round % 2 == 0 { vec![found("42", "alice"), found("43", "carol")] } else { vec![] };
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let fx = fx.clone();
+                let shares = shares.clone();
+                std::thread::spawn(move || reconcile(&fx.opts, uid(), VIEWER, &shares, &[]))
+            })
+            .collect();
+        for t in threads {
+            let r = t.join().unwrap();
+            assert!(r.errors.is_empty(), "round {round}: {:?}", r.errors);
+        }
+        let on_disk = fs::read_dir(fx.opts.dataroot.join("batch_connect/db")).map_or(0, |d| d.count());
+        assert_eq!(on_disk, shares.len(), "round {round}");
+    }
+}
+
+#[test]
+fn a_directory_others_can_write_is_refused() {
+    let fx = Fx::new();
+    fs::create_dir_all(fx.opts.dataroot.join("batch_connect")).unwrap();
+    fs::set_permissions(fx.opts.dataroot.join("batch_connect"), fs::Permissions::from_mode(0o777)).unwrap();
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[found("42", "alice")], &[]);
+    assert!(r.created.is_empty());
+    assert!(r.errors.iter().any(|e| e.contains("writable by others")), "{:?}", r.errors);
 }

@@ -27,7 +27,13 @@ struct Config {
     dataroot: Option<String>,
     per_cluster: bool,
     cluster_map: BTreeMap<String, String>,
+    deliveries: Vec<String>,
     now: Option<u64>,
+}
+
+/// A timeout from Ruby: NaN and infinities would panic in `Duration`, so they become the default.
+fn seconds(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() { s.clamp(0.1, 300.0) } else { 5.0 })
 }
 
 struct Work {
@@ -40,7 +46,12 @@ struct Work {
 fn run(work: &mut Work) {
     let result = Viewer::current().map(|viewer| {
         let d = discover(&work.sched, &viewer, &work.opts);
-        let report = work.cards.as_ref().map(|c| reconcile(c, viewer.uid, &viewer.name, &d.found));
+        // Without the scheduler's full answer nobody knows which shares ended: leave cards alone.
+        let report = work
+            .cards
+            .as_ref()
+            .filter(|_| d.complete)
+            .map(|c| reconcile(c, viewer.uid, &viewer.name, &d.found, &d.failed_groups));
         (viewer, d, report)
     });
     work.result = Some(result);
@@ -58,7 +69,7 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
     let c: Config = serde_magnus::deserialize(ruby, config)
         .map_err(|e| crate::error::to_ruby(multitenant_core::Error::Invalid(format!("discovery settings: {e}"))))?;
     let strategy: Strategy = c.strategy.parse().rb()?;
-    let mut sched = Scheduler::default().with_timeout(Duration::from_secs_f64(c.timeout.clamp(0.1, 300.0)));
+    let mut sched = Scheduler::default().with_timeout(seconds(c.timeout));
     if let Some(dir) = &c.bin_dir {
         sched = sched.with_bin_dir(dir);
     }
@@ -69,6 +80,7 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
         dataroot: PathBuf::from(d),
         per_cluster: c.per_cluster,
         cluster_map: c.cluster_map.clone(),
+        deliveries: c.deliveries.clone(),
         now,
     });
     let opts = Options {
@@ -77,6 +89,7 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
         key_dir: KeyDir::new(c.key_dir).with_owner(c.key_owner_uid),
         legacy: c.legacy,
         now: Some(now),
+        budget: seconds(c.timeout) * 2,
     };
     let mut work = Work { sched, opts, cards, result: None };
     // SAFETY: the trampoline only touches `work`, which outlives the call.
@@ -99,8 +112,46 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
     serde_magnus::serialize(ruby, &out)
 }
 
+/// Every running job with the WCKey, as the scheduler reports it (admin `list`/`decode`).
+fn jobs(ruby: &Ruby, strategy: String, wckey: String, timeout: f64, bin_dir: Option<String>) -> Result<Value, Error> {
+    let mut sched = Scheduler::default().with_timeout(seconds(timeout));
+    if let Some(dir) = bin_dir {
+        sched = sched.with_bin_dir(dir);
+    }
+    let jobs = multitenant_core::discover::running_jobs(&sched, strategy.parse().rb()?, &wckey).rb()?;
+    let list: Vec<_> =
+        jobs.into_iter().map(|j| json!({"id": j.id, "owner": j.owner, "cluster": j.cluster, "name": j.name})).collect();
+    serde_magnus::serialize(ruby, &list)
+}
+
+/// A scheduler command through the core's one call site (timeout, stderr checked, valid UTF-8).
+fn run_command(program: String, args: Vec<String>, timeout: f64, bin_dir: Option<String>) -> Result<String, Error> {
+    let mut sched = Scheduler::default().with_timeout(seconds(timeout));
+    if let Some(dir) = bin_dir {
+        sched = sched.with_bin_dir(dir);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sched.run(&program, &args).rb()
+}
+
+/// Removes every card the gem wrote under `dataroot` for the user `uid`.
+fn purge(ruby: &Ruby, dataroot: String, uid: u32, user: String) -> Result<Value, Error> {
+    let opts = CardOptions {
+        dataroot: PathBuf::from(dataroot),
+        per_cluster: false,
+        cluster_map: BTreeMap::new(),
+        deliveries: Vec::new(),
+        now: 0,
+    };
+    let r = multitenant_core::cards::purge(&opts, uid, &user);
+    serde_magnus::serialize(ruby, &json!({"removed": r.removed, "errors": r.errors}))
+}
+
 pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let discovery = module.define_module("Discovery")?;
     discovery.define_singleton_method("_run", function!(run_discovery, 1))?;
+    discovery.define_singleton_method("_jobs", function!(jobs, 4))?;
+    discovery.define_singleton_method("_purge", function!(purge, 3))?;
+    discovery.define_singleton_method("_command", function!(run_command, 4))?;
     Ok(())
 }

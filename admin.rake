@@ -1,0 +1,34 @@
+# frozen_string_literal: true
+
+# multitenant's admin tasks, for an OOD host. From the installed gem:
+#   rake -f "$(gem contents multitenant | grep /admin.rake)" doctor
+# Settings come from /etc/ood/config/apps/dashboard/env (and MULTITENANT_* in the environment);
+# OOD_ETC and OOD_APPS point the tasks at another OOD tree.
+$LOAD_PATH.unshift(File.join(__dir__, "lib"))
+require "multitenant"
+require "multitenant/admin"
+
+admin = -> { MultiTenant::Admin.new }
+say = ->(lines) { puts lines }
+
+desc "Create a group's key (GROUP=name), or the site-wide key (SITE=1); ROTATE=1 adds a new key to an existing file"
+task(:keygen) { say.(admin.().keygen(group: ENV["GROUP"], site: ENV["SITE"] == "1", rotate: ENV["ROTATE"] == "1")) }
+
+desc "Check Slurm, the keys and the OOD setup; each problem is one line with its fix"
+task :doctor do
+  problems, fine = admin.().doctor
+  puts fine.map { |l| "ok       #{l}" }, problems.map { |l| "PROBLEM  #{l}" }
+  abort "#{problems.size} problem(s)" unless problems.empty?
+end
+
+desc "List every running shared job: owner, group, app, size, and whether this host can open it"
+task(:list) { say.(admin.().list) }
+
+desc "Decode one share: JOB=<id>, or NAME=<job name> JOB_ID=<id> OWNER=<user>"
+task(:decode) { say.(admin.().decode(job_id: ENV["JOB"] || ENV["JOB_ID"], name: ENV["NAME"], owner: ENV["OWNER"])) }
+
+desc "Install the apps, the initializer, the env lines and the dismiss cluster entries (dry run unless APPLY=1)"
+task(:install) { say.(admin.().install(apply: ENV["APPLY"] == "1")) }
+
+desc "Remove every card multitenant wrote for USER=name (DATAROOT= overrides ~/ondemand/data/sys/dashboard)"
+task(:purge) { say.(admin.().purge(user: ENV.fetch("USER_NAME") { ENV.fetch("USER") }, dataroot: ENV["DATAROOT"])) }

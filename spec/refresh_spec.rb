@@ -1,0 +1,35 @@
+# frozen_string_literal: true
+
+RSpec.describe MultiTenant::Refresh do
+  after do
+    described_class.instance_variable_set(:@last, nil)
+    described_class.instance_variable_set(:@args, nil)
+  end
+
+  it "hooks the controllers this OOD has and skips those it lacks" do
+    stub_const("DashboardController", Class.new do
+      def self.before_action(&block) = (@hooks ||= []) << block
+      def self.hooks = @hooks
+    end)
+    expect(described_class.install).to eq(["DashboardController"])
+    expect(DashboardController.hooks.size).to eq(1)
+    expect(described_class.install(controllers: ["No::Such::Controller"])).to eq([])
+  end
+
+  it "re-runs discovery at most once per TTL, with the boot settings" do
+    calls = []
+    allow(MultiTenant).to receive(:discover) { |**args| calls << args }
+    described_class.configure(now: 100.0, dataroot: "/d", per_cluster: true)
+    expect(described_class.maybe_run(now: 130.0)).to be(false)
+    expect(described_class.maybe_run(now: 161.0)).to be(true)
+    expect(described_class.maybe_run(now: 200.0)).to be(false)
+    expect(calls).to eq([{ dataroot: "/d", per_cluster: true }])
+  end
+
+  it "never raises into the request" do
+    allow(MultiTenant).to receive(:discover).and_raise(NoMemoryError, "boom")
+    allow(MultiTenant).to receive(:log)
+    expect(described_class.maybe_run(now: 1e9)).to be(false)
+    expect(MultiTenant).to have_received(:log).with("refresh failed: boom")
+  end
+end
