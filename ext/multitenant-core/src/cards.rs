@@ -223,7 +223,7 @@ struct Wanted {
 
 fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
     let m = &f.share.message;
-    if !opts.deliveries.iter().any(|d| *d == m.delivery) {
+    if !opts.deliveries.contains(&m.delivery) {
         return Err(Error::Invalid(format!(
             "delivery app {} is not allowed for cards on this dashboard (MULTITENANT_DELIVERIES)",
             m.delivery

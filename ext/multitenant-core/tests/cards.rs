@@ -246,7 +246,11 @@ fn no_card_without_a_cluster_mapping_or_for_a_foreign_delivery_app() {
     fx.opts.cluster_map.clear();
     let r = reconcile(&fx.opts, uid(), VIEWER, &[found("42", "alice")], &[]);
     assert!(r.created.is_empty());
-    assert!(r.errors[0].contains("no OOD cluster for Slurm cluster \"mtcluster\": set MULTITENANT_CLUSTERS=mtcluster="), "{:?}", r.errors);
+    assert!(
+        r.errors[0].contains("no OOD cluster for Slurm cluster \"mtcluster\": set MULTITENANT_CLUSTERS=mtcluster="),
+        "{:?}",
+        r.errors
+    );
     let fx = Fx::new();
     let mut f = found("42", "alice");
     f.share.message.delivery = "sys/bc_osc_jupyter".into();
