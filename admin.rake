@@ -11,6 +11,16 @@ require "multitenant/admin"
 admin = -> { MultiTenant::Admin.new }
 say = ->(lines) { puts lines }
 
+# One line, not a trace, for every problem the tasks report.
+module MultiTenantAdminErrors
+  def execute(args = nil)
+    super
+  rescue MultiTenant::Error, KeyError => e
+    abort "multitenant: #{e.message}"
+  end
+end
+Rake::Task.prepend(MultiTenantAdminErrors)
+
 desc "Create a group's key (GROUP=name), or the site-wide key (SITE=1); ROTATE=1 adds a new key to an existing file"
 task(:keygen) { say.(admin.().keygen(group: ENV["GROUP"], site: ENV["SITE"] == "1", rotate: ENV["ROTATE"] == "1")) }
 

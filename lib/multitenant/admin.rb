@@ -138,6 +138,8 @@ module MultiTenant
     # One row per running job with the WCKey; decoded where this host can read the key.
     def list
       rows = Discovery._jobs(config.strategy, config.wckey, config.timeout, config.bin_dir).map do |job|
+        next [job["id"], job["owner"], "-", "-", "-", job["name"].size.to_s, "not shared yet"] unless job["name"].include?("|")
+
         info = Envelope.parse(job["name"])
         share = open_share(job)
         [job["id"], job["owner"], info["group"], share ? share.dig("message", "app") : "-", info["version"], info["size"].to_s,
