@@ -30,7 +30,11 @@ module MultiTenant
     def code(text) = "<pre><code>#{h(text)}</code></pre>"
     def rows(pairs) = "<table class=\"table table-sm\">#{pairs.map { |k, v| "<tr><th>#{h(k)}</th><td>#{v}</td></tr>" }.join}</table>"
     def section(title, body) = %(<div class="mt-section"><h5>#{h(title)}</h5>#{body}</div>)
-    def sh(value) = Shellwords.escape(value.to_s)
+    # A POSIX shell word for copy and paste: bare when plainly safe, else single-quoted.
+    def sh(value)
+      v = value.to_s
+      v.match?(%r{\A[A-Za-z0-9_.,:/=@%+-]+\z}) ? v : "'#{v.gsub("'") { %q('\\'') }}'"
+    end
 
     def strings(conn) = conn.to_h.to_h { |k, v| [k.to_s, v.to_s] }
 

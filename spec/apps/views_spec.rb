@@ -34,6 +34,14 @@ RSpec.describe "delivery app views" do
     expect(html).not_to include("<pre><code>&lt;") # nothing was double-escaped into a Markdown code block
   end
 
+  it "quotes every value in shell snippets so a copy and paste gives back exactly the value" do
+    [HOSTILE, "it's", "a b", %($(touch /tmp/mt-pwned) `id` \\ "q"), "plain:1/2", "ünï"].each do |v|
+      out, = Open3.capture2("sh", "-c", "printf %s #{MultiTenant::View.sh(v)}")
+      expect(out).to eq(v)
+    end
+    expect(File.exist?("/tmp/mt-pwned")).to be(false)
+  end
+
   it "default: shows a database with a client command, and a JDBC URL" do
     conn = base.merge("db_engine" => "postgresql", "host" => "node42", "port" => "5432", "db_name" => "msba", "db_user" => "student",
                       "db_password" => "p@ss w'rd", "jdbc_url" => "jdbc:postgresql://node42:5432/msba")
