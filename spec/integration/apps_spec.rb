@@ -1,0 +1,76 @@
+# frozen_string_literal: true
+
+require "net/http"
+require "ostruct"
+require "yaml"
+
+# A service app's real templates run as a real job: the owner "launches" the web dashboard app, its
+# after.sh publishes it, and a member finds the card and reaches the service through it.
+RSpec.describe "the web dashboard service app on the real cluster", :cluster do
+  before { require_cluster! }
+  after { cancel_jobs }
+
+  SERVER = <<~'RUBY'
+    require "socket"
+    srv = TCPServer.new("127.0.0.1", Integer(ARGV[0]))
+    loop do
+      c = srv.accept
+      c.gets
+      body = "hello from #{ENV["SLURM_JOB_USER"]}'s dashboard"
+      c.write "HTTP/1.1 200 OK\r\nContent-Length: #{body.bytesize}\r\nConnection: close\r\n\r\n#{body}"
+      c.close
+    end
+  RUBY
+
+  # What OOD's basic template does around the app's scripts, with its two helper functions.
+  def job_script(app, context)
+    ctx = OpenStruct.new(context)
+    render = lambda do |file|
+      b = Class.new { def initialize(c) = (@c = c); def context = @c; def b = binding }.new(ctx).b
+      ERB.new(File.read(File.join(ROOT, "ood/apps", app, file))).result(b)
+    end
+    <<~SH
+      #!/bin/bash
+      host=127.0.0.1
+      find_port() { ruby -rsocket -e 's = TCPServer.new("127.0.0.1", 0); print s.addr[1]; s.close'; }
+      wait_until_port_used() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.2; done; return 1; }
+      #{render.call("template/before.sh.erb")}
+      ( #{render.call("template/script.sh.erb").lines.reject { |l| l.start_with?("#!") }.join.strip} ) &
+      #{render.call("template/after.sh.erb")}
+      wait
+    SH
+  end
+
+  it "publishes itself when launched, and the member's card leads to the running service" do
+    File.write(File.join(lab, "server.rb"), SERVER)
+    context = { "auto_groups" => "mtclass", "app_title" => "Lab dashboard", "app_command" => "ruby #{lab}/server.rb \"$port\"",
+                "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }
+    script = ENV.to_h.merge("MULTITENANT_PUBLISHER" => File.join(lab, "mtshare")).then do |env|
+      old = ENV.to_h
+      ENV.replace(env)
+      job_script("multitenant-dashboard", context)
+    ensure
+      ENV.replace(old)
+    end
+    path = File.join(lab, "dashboard-job.sh")
+    File.write(path, script)
+    File.chmod(0o755, path)
+    native = YAML.safe_load(ERB.new(File.read(File.join(ROOT, "ood/apps/multitenant-dashboard/submit.yml.erb"))).result).dig("script", "native")
+    out, err, = run_as("mtowner", "sbatch", "--parsable", *native, "-o", "/dev/null", "--chdir", lab, path,
+                       env: { "MULTITENANT_KEY_DIR" => key_dir })
+    id = out.strip
+    expect(id).to match(/\A\d+\z/), err
+    (@jobs ||= []) << id
+    poll("the app to publish itself", timeout: 60) { job_name(id).start_with?("mt|mtclass|1.") }
+
+    root = dataroot_for("mtmember")
+    result = discover_as("mtmember", dataroot: root)
+    spec = result["specs"].fetch(id)
+    expect(spec["accounting"]).to include("mta" => "Lab dashboard", "mtm" => "card")
+    url = spec["connection"]["url"]
+    expect(url).to match(%r{\Ahttp://127\.0\.0\.1:\d+/\z})
+    conn = JSON.parse(File.read(Dir[File.join(root, "batch_connect/sys/multitenant-delivery_default/output/*/connection.yml")].first))
+    expect(conn["url"]).to eq(url)
+    expect(Net::HTTP.get(URI(url))).to eq("hello from mtowner's dashboard")
+  end
+end
