@@ -67,7 +67,7 @@ results = []
     out["bare sacct (wckey filter)"] = median(runs) { Open3.capture2("sacct", "--allocations", "--noheader", "--parsable2", "--allusers", "--state=RUNNING", "--wckeys=multitenant", "--format=JobIDRaw,User,Cluster,WCKey") }
     out["bare squeue -j <shared ids>"] = median(runs) { Open3.capture2("squeue", "--noheader", "--states=RUNNING", "--jobs", ids, "-O", "JobID:|,UserName:|,Name:@x@") }
     %w[squeue sacct].each do |strategy|
-      config = MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, strategy: strategy)
+      config = MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, strategy: strategy, clusters: { "mtcluster" => "mtcluster-multitenant" })
       out["shares found by \#{strategy}"] = MultiTenant.discover!(config: config).size
       out["discover, \#{strategy} (specs only)"] = median(runs) { MultiTenant.discover!(config: config) }
       MultiTenant.discover!(config: config, dataroot: #{dataroot.inspect})

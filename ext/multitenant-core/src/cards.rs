@@ -337,7 +337,13 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], ke
             Ok((id, w)) => {
                 want.insert(id, w);
             }
-            Err(e) => report.errors.push(format!("job {}: {e}", f.job.id)),
+            // A missing mapping or a foreign delivery app is a setting, not a job's fault: say it once.
+            Err(e) => {
+                let line = format!("cards: {e}");
+                if !report.errors.contains(&line) {
+                    report.errors.push(line);
+                }
+            }
         }
     }
     // Most users have no card and never had one: then nothing is touched, not even a lock file.

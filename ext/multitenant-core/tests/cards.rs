@@ -244,8 +244,9 @@ fn uid() -> u32 {
 fn no_card_without_a_cluster_mapping_or_for_a_foreign_delivery_app() {
     let mut fx = Fx::new();
     fx.opts.cluster_map.clear();
-    let r = reconcile(&fx.opts, uid(), VIEWER, &[found("42", "alice")], &[]);
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[found("42", "alice"), found("43", "carol")], &[]);
     assert!(r.created.is_empty());
+    assert_eq!(r.errors.len(), 1, "said once, not once per job: {:?}", r.errors);
     assert!(
         r.errors[0].contains("no OOD cluster for Slurm cluster \"mtcluster\": set MULTITENANT_CLUSTERS=mtcluster="),
         "{:?}",
