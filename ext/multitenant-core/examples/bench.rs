@@ -2,25 +2,15 @@
 //! `cargo run --release -p multitenant-core --example bench`
 //! Results, with the machine and date, go in docs/benchmarks.md.
 
-use std::collections::BTreeMap;
+#[path = "common/mod.rs"]
+mod common;
+use common::message;
 use std::hint::black_box;
 use std::time::Instant;
 
 use multitenant_core::{open, seal, Binding, Error, Key, Message, Method};
 
 const JOB: Binding<'static> = Binding { job_id: "1234567", owner: "jsmith42" };
-
-fn message(app: &str, conn: &[(&str, &str)]) -> Message {
-    Message {
-        session_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
-        app: app.into(),
-        method: Method::Card,
-        delivery: "sys/multitenant-delivery_default".into(),
-        connection: conn.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
-        allow: None,
-        expires_at: None,
-    }
-}
 
 fn size(m: &Message, key: &Key, group: &str) -> Result<usize, Error> {
     seal(m, key, "mt", group, JOB).map(|n| n.len())

@@ -2,7 +2,9 @@
 //! `cargo run -p multitenant-core --example make_vectors -- docs/vectors`
 //! The legacy vector is made with the real `gzip` and `openssl` commands.
 
-use std::collections::BTreeMap;
+#[path = "common/mod.rs"]
+mod common;
+use common::message;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -14,18 +16,6 @@ use multitenant_core::{seal, Binding, Key, Message, Method};
 use serde_json::{json, Value};
 
 const JOB: Binding<'static> = Binding { job_id: "4242", owner: "alice" };
-
-fn message(app: &str, conn: &[(&str, &str)]) -> Message {
-    Message {
-        session_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
-        app: app.into(),
-        method: Method::Card,
-        delivery: "sys/multitenant-delivery_default".into(),
-        connection: conn.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
-        allow: None,
-        expires_at: None,
-    }
-}
 
 fn fields(m: &Message) -> Value {
     json!({"session_id": m.session_id, "app": m.app, "method": m.method.as_str(), "delivery": m.delivery,
