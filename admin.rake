@@ -40,5 +40,5 @@ task(:decode) { say.(admin.().decode(job_id: ENV["JOB"] || ENV["JOB_ID"], name: 
 desc "Install the apps, the initializer, the env lines and the dismiss cluster entries (dry run unless APPLY=1)"
 task(:install) { say.(admin.().install(apply: ENV["APPLY"] == "1")) }
 
-desc "Remove every card multitenant wrote for USER=name (DATAROOT= overrides ~/ondemand/data/sys/dashboard)"
-task(:purge) { say.(admin.().purge(user: ENV.fetch("USER_NAME") { ENV.fetch("USER") }, dataroot: ENV["DATAROOT"])) }
+desc "Remove every card multitenant wrote for USER_NAME=name (DATAROOT= overrides ~/$OOD_DATAROOT or ~/ondemand/data/sys/dashboard)"
+task(:purge) { say.(admin.().purge(user: ENV.fetch("USER_NAME") { raise MultiTenant::InputError, "give USER_NAME=<user>" }, dataroot: ENV["DATAROOT"])) }

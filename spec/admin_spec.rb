@@ -95,6 +95,41 @@ RSpec.describe "admin.rake", :cluster do
     expect([code, err]).to eq([1, "multitenant: #{dir}/mtclass.key: already exists: to add a new key and keep the old ones, use --rotate\n"])
   end
 
+  it "installs twice under LANG=C" do
+    rake("install", env: { "APPLY" => "1", "LANG" => "C", "LC_ALL" => "C" })
+    out, err, code = rake("install", env: { "APPLY" => "1", "LANG" => "C", "LC_ALL" => "C" })
+    expect([code, err, out]).to eq([0, "", "everything is installed and up to date\n"])
+  end
+
+  it "purge acts as the user: a data root that leads into root's files is refused and left alone" do
+    victim = File.join(@ood, "root-owned")
+    FileUtils.mkdir_p(File.join(victim, "batch_connect/db"))
+    File.write(File.join(victim, "batch_connect/db/precious"), "x")
+    home = File.join(lab, "home/mtmember")
+    FileUtils.mkdir_p(home)
+    FileUtils.chown("mtmember", nil, home)
+    File.symlink(victim, File.join(home, "dr"))
+    _, err, code = rake("purge", env: { "USER_NAME" => "mtmember", "DATAROOT" => File.join(home, "dr") })
+    expect(code).to eq(1)
+    expect(err).to match(%r{^problem: data root #{home}/dr(: Permission denied| is not a directory owned by uid)})
+    expect(Dir.children(victim)).to eq(["batch_connect"])
+    expect(File.read(File.join(victim, "batch_connect/db/precious"))).to eq("x")
+  end
+
+  it "purge keeps its record when another discovery holds the card lock" do
+    submit_share(owner: "mtowner", args: ["--set", "host=n1"])
+    root = dataroot_for("mtmember")
+    discover_as("mtmember", dataroot: root)
+    lock = File.open(File.join(root, "multitenant/.lock"))
+    lock.flock(File::LOCK_EX)
+    _, err, code = rake("purge", env: { "USER_NAME" => "mtmember", "DATAROOT" => root })
+    expect(code).to eq(1)
+    expect(err).to include("another discovery of this user holds the card lock")
+    expect(File.exist?(File.join(root, "multitenant/cards.json"))).to be(true)
+    lock.close
+    expect(rake("purge", env: { "USER_NAME" => "mtmember", "DATAROOT" => root })[2]).to eq(0)
+  end
+
   it "purge removes every card the gem wrote for a user, and nothing else" do
     submit_share(owner: "mtowner", args: ["--set", "host=n1"])
     root = dataroot_for("mtmember")

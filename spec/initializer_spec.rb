@@ -72,7 +72,7 @@ RSpec.describe "ood/initializers/multitenant.rb" do
                                 env: { "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_KEY_DIR" => key_dir,
                                        "MULTITENANT_CLUSTERS" => "mtcluster=ood_mt" })
       expect(status).to be_success, err
-      expect(out).to eq(%([["Ollama_API from mtowner (job #{id})", "http://node1:4000"]]\n))
+      expect(out).to eq(%([["mtowner: Ollama_API (job #{id})", "http://node1:4000"]]\n))
       expect(Dir[File.join(root, "batch_connect/db/*")].size).to eq(1)
     end
   end
@@ -85,8 +85,8 @@ RSpec.describe "MultiTenant form helpers" do
   end
 
   it "lists the shares carrying a value as select options" do
-    expect(MultiTenant.llm_options(specs)).to eq([["Ollama_API from alice (job 12)", "http://n1:4000"]])
-    expect(MultiTenant.options_for(:db_url, specs)).to eq([["PostgreSQL from bob (job 13)", "x"]])
+    expect(MultiTenant.llm_options(specs)).to eq([["alice: Ollama_API (job 12)", "http://n1:4000"]])
+    expect(MultiTenant.options_for(:db_url, specs)).to eq([["bob: PostgreSQL (job 13)", "x"]])
     expect(MultiTenant.options_for("none", specs)).to eq([])
   end
 end

@@ -26,7 +26,23 @@ RSpec.describe MultiTenant::Refresh do
     expect(calls).to eq([{ dataroot: "/d", per_cluster: true }])
   end
 
+  it "does nothing before the boot-time discovery ran, as when multitenant is disabled" do
+    allow(MultiTenant).to receive(:discover)
+    expect(described_class.maybe_run(now: 1e9)).to be(false)
+    expect(MultiTenant).not_to have_received(:discover)
+  end
+
+  it "keeps the TTL between 5 seconds and an hour" do
+    { "0" => 5.0, "-3" => 5.0, "1e400" => 3600.0, "soon" => 60.0, "90" => 90.0 }.each do |raw, want|
+      ENV["MULTITENANT_TTL"] = raw
+      expect(described_class.ttl).to eq(want)
+    ensure
+      ENV.delete("MULTITENANT_TTL")
+    end
+  end
+
   it "never raises into the request" do
+    described_class.configure(now: 0.0)
     allow(MultiTenant).to receive(:discover).and_raise(NoMemoryError, "boom")
     allow(MultiTenant).to receive(:log)
     expect(described_class.maybe_run(now: 1e9)).to be(false)

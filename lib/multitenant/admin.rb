@@ -1,6 +1,8 @@
 # frozen_string_literal: true
 
+require "etc"
 require "fileutils"
+require "json"
 require "yaml"
 
 module MultiTenant
@@ -8,7 +10,7 @@ module MultiTenant
   # says what is wrong and how to fix it.
   class Admin
     GEM_ROOT = File.expand_path("../..", __dir__)
-    BLOCK_BEGIN = "# BEGIN multitenant (managed by `rake -f …/admin.rake install`)"
+    BLOCK_BEGIN = "# BEGIN multitenant (managed by `rake -f .../admin.rake install`)"
     BLOCK_END = "# END multitenant"
     DISMISS_SUFFIX = "-multitenant"
 
@@ -37,7 +39,8 @@ module MultiTenant
         next if line.strip.start_with?("#") || !line.include?("=")
 
         k, v = line.delete_prefix("export ").split("=", 2)
-        [k.strip, v.strip.delete_prefix('"').delete_suffix('"')]
+        v = v.strip
+        [k.strip, v.match?(/\A(["']).*\1\z/) ? v[1...-1] : v]
       end.to_h
     end
 
@@ -122,8 +125,14 @@ module MultiTenant
           problems << "OOD: MULTITENANT_CLUSTERS names #{id}, but #{path} does not exist: fix the mapping or run install"
           next
         end
-        v2 = YAML.safe_load(File.read(path))&.fetch("v2", {}) || {}
-        ok = v2.dig("metadata", "hidden") == true && v2.dig("job", "bin_overrides", "scancel").to_s.end_with?("mt-dismiss-scancel")
+        v2 = begin
+          YAML.safe_load(File.read(path))&.fetch("v2", {}) || {}
+        rescue Psych::Exception => e
+          problems << "OOD: #{path} is not valid YAML: #{e.message}"
+          next
+        end
+        scancel = v2.dig("job", "bin_overrides", "scancel").to_s
+        ok = v2.dig("metadata", "hidden") == true && scancel.end_with?("mt-dismiss-scancel") && File.executable?(scancel)
         if ok
           fine << "OOD: cards use #{id}, whose Delete only dismisses"
         else
@@ -193,7 +202,11 @@ module MultiTenant
         id = File.basename(path, ".yml")
         next if id.end_with?(DISMISS_SUFFIX)
 
-        doc = YAML.safe_load(File.read(path)) || {}
+        doc = begin
+          YAML.safe_load(File.read(path)) || {}
+        rescue Psych::Exception => e
+          raise InputError, "#{path}: not valid YAML (#{e.message}): fix it before install"
+        end
         v2 = doc["v2"] || {}
         next unless v2.dig("job", "adapter") == "slurm" && v2.dig("metadata", "hidden") != true
 
@@ -207,7 +220,7 @@ module MultiTenant
       block = [BLOCK_BEGIN, "MULTITENANT_LIB=#{File.join(GEM_ROOT, "lib")}"]
       block << "MULTITENANT_CLUSTERS=#{mapping.map { |k, v| "#{k}=#{v}" }.join(",")}" unless mapping.empty?
       block << BLOCK_END
-      current = File.file?(env_file) ? File.read(env_file) : ""
+      current = File.file?(env_file) ? File.read(env_file, encoding: "UTF-8").scrub : ""
       stripped = current.sub(/^#{Regexp.escape(BLOCK_BEGIN)}\n.*?^#{Regexp.escape(BLOCK_END)}\n?/m, "")
       plan << [env_file, "#{stripped}#{"\n" unless stripped.empty? || stripped.end_with?("\n")}#{block.join("\n")}\n", 0o644]
       plan
@@ -215,7 +228,7 @@ module MultiTenant
 
     # Dry run unless apply: lists what would change; writes nothing that is already as it should be.
     def install(apply: false)
-      changes = install_plan.reject { |path, content, _| File.file?(path) && File.read(path) == content }
+      changes = install_plan.reject { |path, content, _| File.file?(path) && File.binread(path) == content.b }
       return ["everything is installed and up to date"] if changes.empty?
 
       changes.map do |path, content, mode|
@@ -231,14 +244,40 @@ module MultiTenant
       end + (apply ? [] : ["dry run: nothing was changed; run again with APPLY=1"])
     end
 
-    # Removes every card the gem wrote for the user (their own sessions stay).
+    # Removes every card the gem wrote for the user (their own sessions stay). Root first becomes
+    # the user: everything below the data root is the user's to change, so root must not act there.
     def purge(user:, dataroot: nil)
       pw = Etc.getpwnam(user)
-      dataroot ||= File.join(pw.dir, "ondemand/data/sys/dashboard")
-      r = Discovery._purge(dataroot, pw.uid, user)
-      ["removed #{r["removed"].size} card(s) of #{user} from #{dataroot}", *r["errors"].map { |e| "problem: #{e}" }]
+      dataroot ||= File.join(pw.dir, ENV.fetch("OOD_DATAROOT", "ondemand/data/sys/dashboard"))
+      r = as_user(pw) { Discovery._purge(dataroot, pw.uid, user) }
+      lines = ["removed #{r["removed"].size} card(s) of #{user} from #{dataroot}"]
+      return lines if r["errors"].empty?
+
+      raise Error, (lines + r["errors"].map { |e| "problem: #{e}" }).join("\n")
     rescue ArgumentError => e
       raise InputError, "purge: #{e.message}"
+    end
+
+    # Runs the block in a child process with the user's uid, gid and groups; returns its JSON result.
+    def as_user(pw)
+      return yield unless Process.uid.zero?
+
+      reader, writer = IO.pipe
+      pid = fork do
+        reader.close
+        Process.initgroups(pw.name, pw.gid)
+        Process::GID.change_privilege(pw.gid)
+        Process::UID.change_privilege(pw.uid)
+        writer.write(JSON.generate(yield))
+        exit!(0)
+      rescue Exception => e # rubocop:disable Lint/RescueException -- report it to the parent
+        writer.write(JSON.generate("removed" => [], "errors" => ["#{e.class}: #{e.message}"]))
+        exit!(1)
+      end
+      writer.close
+      out = reader.read
+      Process.wait(pid)
+      JSON.parse(out)
     end
   end
 end

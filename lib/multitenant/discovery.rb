@@ -50,17 +50,24 @@ module MultiTenant
     end
 
     # [[label, value], …] for a select in a form: every share carrying the connection value `key`.
-    #   MultiTenant.options_for("ollama_url")  # => [["Ollama_API from alice (job 12)", "http://node1:4000"]]
+    #   MultiTenant.options_for("ollama_url")  # => [["alice: Ollama_API (job 12)", "http://node1:4000"]]
+    # The owner comes first in the label (an app name cannot pose as another owner), and characters a
+    # YAML form cannot hold (controls, noncharacters) are dropped.
     def options_for(key, shares = specs)
       shares.filter_map do |id, s|
         value = s.dig("connection", key.to_s)
-        ["#{s.dig("accounting", "mta")} from #{s.dig("info", "user")} (job #{id})", value] if value
+        next unless value && printable(value) == value
+
+        label = "#{s.dig("info", "user")}: #{s.dig("accounting", "mta")} (job #{id})"
+        [printable(label), printable(value)]
       end
     end
 
-    # The running LLMs shared with this user, for a Jupyter form's select.
+    # The running LLMs shared with this user, for a Jupyter form's select: only http(s) URLs.
     def llm_options(shares = specs)
-      options_for("ollama_url", shares)
+      options_for("ollama_url", shares).select { |_, url| !Apps.http_url(url).empty? }
     end
+
+    def printable(text) = text.to_s.scrub("").gsub(/[\p{C}\u{FFFE}\u{FFFF}]/, "")
   end
 end

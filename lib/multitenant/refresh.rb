@@ -34,15 +34,18 @@ module MultiTenant
       @last = now
     end
 
+    # Seconds between refreshes, kept between 5 s and an hour.
     def ttl
-      Float(ENV.fetch("MULTITENANT_TTL", "60"))
-    rescue ArgumentError
+      Float(ENV.fetch("MULTITENANT_TTL", "60")).clamp(5.0, 3600.0)
+    rescue ArgumentError, FloatDomainError
       60.0
     end
 
     # Runs discovery if the last run is older than the TTL. A request never waits for another
     # request's refresh, and nothing raises.
     def maybe_run(now: clock)
+      # Nothing to refresh until the boot-time discovery ran (never, when multitenant is disabled).
+      return false unless @args
       return false if @last && now - @last < ttl
       return false unless MUTEX.try_lock
 

@@ -16,15 +16,22 @@ module MultiTenant
 
     module_function
 
-    def h(value) = ERB::Util.html_escape(value.to_s).gsub(/\r?\n/, "&#10;")
+    def h(value) = ERB::Util.html_escape(value.to_s).gsub(/\r\n?|\n/, "&#10;")
+
+    # A value safe as one argument of a command to copy: no option (leading "-"), nothing odd.
+    def word?(value) = value.to_s.match?(/\A[A-Za-z0-9_][A-Za-z0-9_.@:+-]*\z/)
+
+    def http?(url)
+      uri = URI.parse(url.to_s)
+      uri.is_a?(URI::HTTP) && !uri.host.to_s.empty?
+    rescue URI::InvalidURIError
+      false
+    end
 
     def link(url)
-      uri = URI.parse(url.to_s)
-      return h(url) unless uri.is_a?(URI::HTTP) && uri.host
+      return h(url) unless http?(url)
 
       %(<a href="#{h(url)}" target="_blank" rel="noopener noreferrer">#{h(url)}</a>)
-    rescue URI::InvalidURIError
-      h(url)
     end
 
     def code(text) = "<pre><code>#{h(text)}</code></pre>"
@@ -51,8 +58,11 @@ module MultiTenant
         model = c["ollama_model"]
         used += %w[ollama_url ollama_model host port]
         body = rows([["URL", link(url)], ["Model", h(model)]].reject { |_, v| v.empty? })
-        body += code("export OLLAMA_HOST=#{sh(url)}")
-        body += code(%(curl -s #{sh("#{url}/api/generate")} -d #{sh(JSON.generate(model: model.to_s, prompt: "Hello"))}))
+        # Commands to copy are offered only for plain http(s) URLs: nothing a value holds becomes an option.
+        if http?(url)
+          body += code("export OLLAMA_HOST=#{sh(url)}")
+          body += code(%(curl -s --url #{sh("#{url}/api/generate")} -d #{sh(JSON.generate(model: model.to_s, prompt: "Hello"))}))
+        end
         parts << section("LLM API", body)
         parts << section("Code assistant", "<p>In VS Code (Cline or Continue) choose the Ollama provider with base URL #{link(url)}#{model ? " and model <code>#{h(model)}</code>" : ""}.</p>")
       end
@@ -60,8 +70,14 @@ module MultiTenant
         keys = %w[db_engine host port db_name db_user db_password]
         used += keys
         body = rows(keys.filter_map { |k| [k.delete_prefix("db_").capitalize, h(c[k])] if c[k] })
-        client = c["db_engine"].to_s.match?(/maria|mysql/i) ? "mysql -h #{sh(c["host"])} -P #{sh(c["port"])} -u #{sh(c["db_user"])} -p #{sh(c["db_name"])}" : "psql -h #{sh(c["host"])} -p #{sh(c["port"])} -U #{sh(c["db_user"])} #{sh(c["db_name"])}"
-        parts << section("Database connection", body + code(client))
+        if %w[host port db_user db_name].all? { |k| word?(c[k]) }
+          body += code(if c["db_engine"].to_s.match?(/maria|mysql/i)
+                         "mysql -h #{c["host"]} -P #{c["port"]} -u #{c["db_user"]} -p #{c["db_name"]}"
+                       else
+                         "psql -h #{c["host"]} -p #{c["port"]} -U #{c["db_user"]} #{c["db_name"]}"
+                       end)
+        end
+        parts << section("Database connection", body)
       end
       if (jdbc = c["jdbc_url"])
         used << "jdbc_url"
@@ -96,8 +112,10 @@ module MultiTenant
               when "text" then "<pre>#{ERB::Util.html_escape(text)}</pre>"
               else markdown(text)
               end
-      doc = %(<!doctype html><meta charset="utf-8"><style>body{font-family:sans-serif}</style>#{inner})
-      frame = %(<iframe sandbox="" referrerpolicy="no-referrer" style="width:100%;min-height:20em;border:0" srcdoc="#{h(doc)}"></iframe>)
+      # The policy stops the frame from loading anything (no tracking pixels, no remote CSS).
+      csp = %(<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">)
+      doc = %(<!doctype html><meta charset="utf-8">#{csp}<style>body{font-family:sans-serif}</style>#{inner})
+      frame = %(<iframe sandbox="" referrerpolicy="no-referrer" width="100%" height="400" srcdoc="#{h(doc)}"></iframe>)
       %(<div class="multitenant">#{section(c["mt_appname"] || "Content", frame)}#{footer(c)}</div>)
     end
 

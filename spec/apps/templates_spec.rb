@@ -110,13 +110,20 @@ RSpec.describe "service and client app templates" do
   describe "multitenant-jupyter" do
     after { MultiTenant.instance_variable_set(:@specs, {}) }
 
-    it "lists the LLMs shared with the user, hostile labels included, as valid YAML" do
+    it "lists the LLMs shared with the user, hostile labels and URLs included, as valid YAML" do
+      nasty = %(Ollama "x": [y] #{EVIL}\u007f\u0085\uFFFE\u200B\n- ["injected", "http://evil"])
       MultiTenant.instance_variable_set(:@specs, {
-        "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => %(Ollama "x": [y] #{EVIL}) }, "connection" => { "ollama_url" => "http://node1:4000" } },
-        "13" => { "info" => { "user" => "bob" }, "accounting" => { "mta" => "PostgreSQL" }, "connection" => { "db_name" => "x" } }
+        "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => nasty }, "connection" => { "ollama_url" => "http://node1:4000" } },
+        "13" => { "info" => { "user" => "bob" }, "accounting" => { "mta" => "PostgreSQL" }, "connection" => { "db_name" => "x" } },
+        "14" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "ollama_url" => "http://x/\u007f" } },
+        "15" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "ollama_url" => "javascript:alert(1)" } }
       })
       form = YAML.safe_load(render("multitenant-jupyter", "form.yml.erb"))
-      expect(form.dig("attributes", "ollama_host", "options")).to eq([[%(Ollama "x": [y] #{EVIL} from alice (job 12)), "http://node1:4000"]])
+      options = form.dig("attributes", "ollama_host", "options")
+      expect(options.size).to eq(1)
+      expect(options[0][0]).to start_with("alice: Ollama \"x\": [y]")
+      expect(options[0][0]).not_to match(/[\u007f\u0085\uFFFE\u200B\n]/)
+      expect(options[0][1]).to eq("http://node1:4000")
     end
 
     it "says when no LLM is shared" do

@@ -20,9 +20,11 @@ RSpec.describe "delivery app views" do
   # Only real tags count: escaped text such as "&lt;img onerror=...&gt;" is inert.
   def expect_inert(html)
     tags = html.scan(/<([a-zA-Z][a-zA-Z0-9]*)((?:[^>"']|"[^"]*"|'[^']*')*)>/)
-    expect(tags.map(&:first).map(&:downcase) & %w[script img object embed svg style link meta form]).to eq([])
+    expect(tags.map(&:first).map(&:downcase) & %w[script img object embed svg style link meta form base]).to eq([])
+    # The content app's one frame is sandboxed (no scripts, no same origin, no forms).
+    tags.select { |t, _| t.casecmp?("iframe") }.each { |_, attrs| expect(attrs).to start_with(' sandbox=""') }
     tags.each do |_, attrs|
-      expect(attrs).not_to match(/\son[a-z]+\s*=/i)
+      expect(attrs).not_to match(/\s(on[a-z]+|style)\s*=/i)
       expect(attrs).not_to match(/(href|src)\s*=\s*["']?\s*javascript:/i)
     end
   end
@@ -51,6 +53,21 @@ RSpec.describe "delivery app views" do
     expect(render("multitenant-delivery_default", conn.merge("db_engine" => "mariadb"))).to include("mysql -h node42 -P 5432 -u student -p msba")
   end
 
+  it "default: offers no command to copy when a value could be read as an option or is not a plain URL" do
+    db = base.merge("db_engine" => "postgresql", "host" => "n1", "port" => "5432", "db_user" => "u", "db_name" => "--command=\\! touch /tmp/x")
+    html = render("multitenant-delivery_default", db)
+    expect(html).to include("<h5>Database connection</h5>")
+    expect(html).not_to include("psql")
+    html = render("multitenant-delivery_default", base.merge("ollama_url" => "-o/tmp/x http://n1"))
+    expect(html).not_to include("curl", "export OLLAMA_HOST")
+  end
+
+  it "default: a lone carriage return cannot start a new Markdown line" do
+    html = render("multitenant-delivery_default", base.merge("x" => "a\r\r    <b>indented</b>\rb"))
+    expect(html).to include("a&#10;&#10;    &lt;b&gt;indented&lt;/b&gt;&#10;b")
+    expect(html).not_to include("<pre><code>&lt;b")
+  end
+
   it "default: links a web dashboard only when it is an http(s) URL" do
     expect(render("multitenant-delivery_default", base.merge("url" => "https://lab.example.edu/app"))).to include(%(<a href="https://lab.example.edu/app"))
     html = render("multitenant-delivery_default", base.merge("url" => "javascript:alert(document.cookie)"))
@@ -70,6 +87,7 @@ RSpec.describe "delivery app views" do
     html = render("multitenant-delivery_content", base.merge("content" => "# Week 3\n\n* read [the notes](https://example.edu)\n* [bad](javascript:alert(1))\n\n/etc/passwd"))
     frame = html[/<iframe[^>]*>/]
     expect(frame).to include('sandbox=""', "srcdoc=")
+    expect(CGI.unescapeHTML(frame[/srcdoc="([^"]*)"/, 1])).to include(%(<meta http-equiv="Content-Security-Policy" content="default-src 'none';))
     doc = CGI.unescapeHTML(frame[/srcdoc="([^"]*)"/, 1])
     expect(doc).to include("<h1>Week 3</h1>", %(<a href="https://example.edu">the notes</a>))
     expect(doc).not_to match(/href="javascript:/)

@@ -488,6 +488,10 @@ fn remove_card(root: &SafeRoot, e: &Entry, report: &mut CardReport) {
 /// Removes every card this gem wrote under the data root, and its record of them. Other files stay.
 pub fn purge(opts: &CardOptions, uid: u32, viewer: &str) -> CardReport {
     let mut report = reconcile(opts, uid, viewer, &[], &[]);
+    // The record goes only after a clean, locked cleanup: else the next run still knows its cards.
+    if !report.errors.is_empty() {
+        return report;
+    }
     if let Ok(root) = SafeRoot::open(&opts.dataroot, uid) {
         for name in [MANIFEST, ".lock"] {
             if let Err(e) = root.remove(&Path::new(MANIFEST_DIR).join(name)) {
