@@ -36,7 +36,8 @@ RSpec.describe "service and client app templates" do
       File.chmod(0o755, fake)
       script = <<~SH
         wait_until_port_used() { :; }
-        host=node1 port=4242 ollama_url=http://node1:4242 ollama_model=m url=http://node1:4242/
+        host=node1 port=4242 ollama_url=http://node1:4242 ollama_model=m url=http://node1:4242/ db_dir=#{dir}
+        touch "$db_dir/ready"
         db_engine=postgresql db_name=msba db_user=msba_user db_password=pw jdbc_url=jdbc:postgresql://node1:4242/msba
         content_format=markdown content_file=#{dir}/content
         echo '# hi' > "$content_file"

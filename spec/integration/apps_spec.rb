@@ -6,7 +6,7 @@ require "yaml"
 
 # A service app's real templates run as a real job: the owner "launches" the web dashboard app, its
 # after.sh publishes it, and a member finds the card and reaches the service through it.
-RSpec.describe "the web dashboard service app on the real cluster", :cluster do
+RSpec.describe "service apps launched on the real cluster", :cluster do
   before { require_cluster! }
   after { cancel_jobs }
 
@@ -41,27 +41,53 @@ RSpec.describe "the web dashboard service app on the real cluster", :cluster do
     SH
   end
 
-  it "publishes itself when launched, and the member's card leads to the running service" do
-    File.write(File.join(lab, "server.rb"), SERVER)
-    context = { "auto_groups" => "mtclass", "app_title" => "Lab dashboard", "app_command" => "ruby #{lab}/server.rb \"$port\"",
-                "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }
+  def launch(app, context)
     script = ENV.to_h.merge("MULTITENANT_PUBLISHER" => File.join(lab, "mtshare")).then do |env|
       old = ENV.to_h
       ENV.replace(env)
-      job_script("multitenant-dashboard", context)
+      job_script(app, context)
     ensure
       ENV.replace(old)
     end
-    path = File.join(lab, "dashboard-job.sh")
+    log = File.join(lab, "#{app}.out")
+    FileUtils.touch(log)
+    FileUtils.chown("mtowner", nil, log)
+    path = File.join(lab, "#{app}-job.sh")
     File.write(path, script)
     File.chmod(0o755, path)
-    native = YAML.safe_load(ERB.new(File.read(File.join(ROOT, "ood/apps/multitenant-dashboard/submit.yml.erb"))).result).dig("script", "native")
-    out, err, = run_as("mtowner", "sbatch", "--parsable", *native, "-o", "/dev/null", "--chdir", lab, path,
+    native = YAML.safe_load(ERB.new(File.read(File.join(ROOT, "ood/apps", app, "submit.yml.erb"))).result).dig("script", "native")
+    out, err, = run_as("mtowner", "sbatch", "--parsable", *native, "-o", File.join(lab, "#{app}.out"), "--chdir", lab, path,
                        env: { "MULTITENANT_KEY_DIR" => key_dir })
     id = out.strip
     expect(id).to match(/\A\d+\z/), err
     (@jobs ||= []) << id
-    poll("the app to publish itself", timeout: 60) { job_name(id).start_with?("mt|mtclass|1.") }
+    poll("#{app} to publish itself", timeout: 90) { job_name(id).start_with?("mt|mtclass|1.") }
+    id
+  end
+
+  it "runs the database app with PostgreSQL; a member logs in with the credentials from the card" do
+    context = { "auto_groups" => "mtclass", "db_engine" => "postgresql", "db_name" => "msba",
+                "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }
+    id = launch("multitenant-database", context)
+    conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
+    expect(conn).to include("db_engine" => "postgresql", "db_name" => "msba", "db_user" => "msba_user", "host" => "127.0.0.1")
+    expect(conn["db_password"]).to match(/\A\h{32}\z/)
+    expect(conn["jdbc_url"]).to eq("jdbc:postgresql://127.0.0.1:#{conn["port"]}/msba")
+    out, err, status = run_as("mtmember", "psql", "-h", conn["host"], "-p", conn["port"], "-U", conn["db_user"], "-d", conn["db_name"],
+                              "-tAc", "select current_database() || ' as ' || current_user", env: { "PGPASSWORD" => conn["db_password"] })
+    expect(status).to be_success, "#{err}\n#{File.read(File.join(lab, "multitenant-database.out"))}"
+    expect(out.strip).to eq("msba as msba_user")
+    _, err, status = run_as("mtoutsider", "psql", "-h", conn["host"], "-p", conn["port"], "-U", conn["db_user"], "-d", "msba",
+                            "-tAc", "select 1", env: { "PGPASSWORD" => "wrong" })
+    expect(status).not_to be_success
+    expect(err).to include("password authentication failed")
+  end
+
+  it "publishes itself when launched, and the member's card leads to the running service" do
+    File.write(File.join(lab, "server.rb"), SERVER)
+    context = { "auto_groups" => "mtclass", "app_title" => "Lab dashboard", "app_command" => "ruby #{lab}/server.rb \"$port\"",
+                "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }
+    id = launch("multitenant-dashboard", context)
 
     root = dataroot_for("mtmember")
     result = discover_as("mtmember", dataroot: root)
