@@ -35,6 +35,7 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
                           "title" => "Ollama_API from mtowner", "script_type" => "basic")
     expect(db["created_at"]).to be_a(Integer)
     conn_path = File.join(root, "batch_connect/sys/multitenant-delivery_default/output", card_id, "connection.yml")
+    expect(spec["info"]["output"]).to eq(File.dirname(conn_path))
     yaml = YAML.safe_load(File.read(conn_path))
     expect(yaml).to be_a(Hash)
     expect(yaml.values).to all(be_a(String))

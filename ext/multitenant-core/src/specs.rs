@@ -15,6 +15,15 @@ pub fn specs(found: &[Found], cards: Option<&CardOptions>, viewer: &str) -> Valu
         let carded = cards.is_some() && m.method == Method::Card && f.job.owner != viewer;
         let id = card_id(&f.job.cluster, &f.job.id, &f.job.owner);
         let db = carded.then(|| cards.unwrap().dataroot.join("batch_connect/db").join(&id).display().to_string());
+        // Where the card's connection.yml lives (as cards.rs writes it).
+        let output = carded.then(|| {
+            let c = cards.unwrap();
+            let mut p = c.dataroot.join("batch_connect");
+            if c.per_cluster {
+                p.push(ood_cluster);
+            }
+            p.join(&m.delivery).join("output").join(&id).display().to_string()
+        });
         let mut connection: Map<String, Value> = m.connection.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         connection.insert("jobid".into(), json!(f.job.id));
         connection.insert("mt_appname".into(), json!(m.app));
@@ -24,7 +33,7 @@ pub fn specs(found: &[Found], cards: Option<&CardOptions>, viewer: &str) -> Valu
                 "info": {
                     "user": f.job.owner, "cluster": f.job.cluster, "ood_cluster": ood_cluster, "group": f.share.group,
                     "version": f.share.version, "key_id": f.share.key_id, "message": f.job.name,
-                    "message_size": f.share.size, "expires_at": m.expires_at, "card_id": carded.then_some(&id), "db": db,
+                    "message_size": f.share.size, "expires_at": m.expires_at, "card_id": carded.then_some(&id), "db": db, "output": output,
                 },
                 "accounting": {
                     "mtu": m.allow.as_ref().map(|a| a.join(",")).unwrap_or_default(),
