@@ -135,11 +135,22 @@ impl SafeRoot {
                     )))
                 }
                 Ok(_) => return Err(Error::Io(format!("refusing {}: not a directory", path.display()))),
-                Err(e) if e.kind() == ErrorKind::NotFound && create => {
-                    fs::create_dir(&path).map_err(|e| Error::Io(format!("creating {}: {e}", path.display())))?;
-                    fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
-                        .map_err(|e| Error::Io(format!("chmod {}: {e}", path.display())))?;
-                }
+                Err(e) if e.kind() == ErrorKind::NotFound && create => match fs::create_dir(&path) {
+                    Ok(()) => fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
+                        .map_err(|e| Error::Io(format!("chmod {}: {e}", path.display())))?,
+                    // Another run of this user made it first: fine if it passes the same checks.
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => match fs::symlink_metadata(&path) {
+                        Ok(m)
+                            if m.is_dir()
+                                && !m.file_type().is_symlink()
+                                && m.uid() == self.uid
+                                && m.mode() & 0o022 == 0 => {}
+                        _ => {
+                            return Err(Error::Io(format!("refusing {}: replaced while being created", path.display())))
+                        }
+                    },
+                    Err(e) => return Err(Error::Io(format!("creating {}: {e}", path.display()))),
+                },
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(Error::Io(format!("{}: {e}", path.display()))),
             }
