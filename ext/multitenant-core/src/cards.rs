@@ -90,6 +90,21 @@ pub fn card_id(cluster: &str, job_id: &str, owner: &str) -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
+/// The card's session file, relative to the data root (OOD's `batch_connect/db/<id>`).
+pub fn db_file(id: &str) -> PathBuf {
+    Path::new("batch_connect/db").join(id)
+}
+
+/// The card's output dir (holding connection.yml), relative to the data root; the cluster segment
+/// exists only with OOD's per-cluster data root.
+pub fn output_dir(per_cluster: bool, ood_cluster: &str, delivery: &str, id: &str) -> PathBuf {
+    let mut p = PathBuf::from("batch_connect");
+    if per_cluster {
+        p.push(ood_cluster);
+    }
+    p.join(delivery).join("output").join(id)
+}
+
 fn valid_cluster_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -253,13 +268,7 @@ fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
         )));
     }
     let id = card_id(&f.job.cluster, &f.job.id, &f.job.owner);
-    let mut output = PathBuf::from("batch_connect");
-    if opts.per_cluster {
-        output.push(&ood_cluster);
-    }
-    output.push(&m.delivery);
-    output.push("output");
-    output.push(&id);
+    let output = output_dir(opts.per_cluster, &ood_cluster, &m.delivery, &id);
     let title = format!("{} from {}", m.app, f.job.owner);
     let mut conn: BTreeMap<&str, &str> = m.connection.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     conn.insert("jobid", &f.job.id);
@@ -279,7 +288,7 @@ fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
         group: f.share.group.clone(),
         cluster: f.job.cluster.clone(),
         owner: f.job.owner.clone(),
-        db: Path::new("batch_connect/db").join(&id),
+        db: db_file(&id),
         output,
         digest,
         created_at: opts.now,

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::cards::{card_id, CardOptions};
+use crate::cards::{card_id, db_file, output_dir, CardOptions};
 use crate::discover::Found;
 use crate::message::Method;
 
@@ -14,16 +14,13 @@ pub fn specs(found: &[Found], cards: Option<&CardOptions>, viewer: &str) -> Valu
         let ood_cluster = cards.and_then(|c| c.cluster_map.get(&f.job.cluster)).unwrap_or(&f.job.cluster);
         let carded = cards.is_some() && m.method == Method::Card && f.job.owner != viewer;
         let id = card_id(&f.job.cluster, &f.job.id, &f.job.owner);
-        let db = carded.then(|| cards.unwrap().dataroot.join("batch_connect/db").join(&id).display().to_string());
-        // Where the card's connection.yml lives (as cards.rs writes it).
-        let output = carded.then(|| {
-            let c = cards.unwrap();
-            let mut p = c.dataroot.join("batch_connect");
-            if c.per_cluster {
-                p.push(ood_cluster);
-            }
-            p.join(&m.delivery).join("output").join(&id).display().to_string()
+        let paths = carded.then(|| {
+            let c = cards.expect("carded implies card options");
+            let db = c.dataroot.join(db_file(&id)).display().to_string();
+            let output = c.dataroot.join(output_dir(c.per_cluster, ood_cluster, &m.delivery, &id));
+            (db, output.display().to_string())
         });
+        let (db, output) = paths.unzip();
         let mut connection: Map<String, Value> = m.connection.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         connection.insert("jobid".into(), json!(f.job.id));
         connection.insert("mt_appname".into(), json!(m.app));
