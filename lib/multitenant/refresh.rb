@@ -41,16 +41,18 @@ module MultiTenant
       60.0
     end
 
-    # Runs discovery if the last run is older than the TTL. A request never waits for another
-    # request's refresh, and nothing raises.
+    # Runs discovery if the last run is older than the TTL, or at once when OOD has marked one of the
+    # user's delivered cards completed (its job ended, or the user pressed Cancel): OOD would otherwise
+    # show that card as "Completed" until the TTL ran out. A request never waits for another request's
+    # refresh, and nothing raises.
     def maybe_run(now: clock)
       # Nothing to refresh until the boot-time discovery ran (never, when multitenant is disabled).
       return false unless @args
-      return false if @last && now - @last < ttl
+      return false unless due?(now)
       return false unless MUTEX.try_lock
 
       begin
-        return false if @last && now - @last < ttl
+        return false unless due?(now)
 
         @last = now
         MultiTenant.discover(**(@args || {}))
@@ -63,6 +65,13 @@ module MultiTenant
 
       MultiTenant.log("refresh failed: #{e.message}")
       false
+    end
+
+    def due?(now)
+      return true unless @last && now - @last < ttl
+
+      dataroot = @args[:dataroot]
+      dataroot && MultiTenant.native? ? Discovery._marked_completed(dataroot.to_s, Process.uid) : false
     end
 
     def clock = Process.clock_gettime(Process::CLOCK_MONOTONIC)

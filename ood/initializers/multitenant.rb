@@ -29,6 +29,14 @@ begin
     dataroot ||= OodAppkit.dataroot if defined?(OodAppkit) && OodAppkit.respond_to?(:dataroot)
     per_cluster = defined?(Configuration) && Configuration.respond_to?(:per_cluster_dataroot?) &&
                   Configuration.per_cluster_dataroot?
+    # OOD makes a user's data root on their first request, after this hook: make it now, with OOD's own
+    # call (BatchConnect::Session.db_root, app/models/batch_connect/session.rb at v3.1.16 and v4.2.3), so
+    # the very first dashboard start already shows the user's shares.
+    begin
+      BatchConnect::Session.db_root if dataroot && defined?(BatchConnect::Session) && BatchConnect::Session.respond_to?(:db_root)
+    rescue StandardError => e
+      warn "multitenant: could not create the data root #{dataroot}: #{e.message}"
+    end
     MultiTenant.discover(dataroot: dataroot, per_cluster: per_cluster, config: config)
     MultiTenant::Refresh.configure(dataroot: dataroot, per_cluster: per_cluster, config: config)
   rescue Exception => e # rubocop:disable Lint/RescueException -- nothing may stop the dashboard's boot

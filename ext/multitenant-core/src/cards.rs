@@ -70,6 +70,8 @@ struct Manifest {
 }
 
 const MANIFEST_DIR: &str = "multitenant";
+/// OOD's session files are a few hundred bytes; anything longer is not one of ours.
+const MAX_DB_FILE: u64 = 64 * 1024;
 const MANIFEST: &str = "cards.json";
 
 /// The card's session id: a UUID-shaped hash of the job, stable across runs, never chosen by the
@@ -211,6 +213,24 @@ impl SafeRoot {
             let _ = fs::remove_file(&tmp);
         }
         result.map_err(io)
+    }
+
+    /// Whether OOD has marked the session file at `rel` completed (`cache_completed: true`): it does so
+    /// when squeue no longer lists the job, and on the card's Cancel button (BatchConnect::Session#cancel
+    /// and #update_cache_completed!, apps/dashboard/app/models/batch_connect/session.rb at v4.2.3).
+    fn marked_completed(&self, rel: &Path) -> bool {
+        use std::io::Read;
+        let Ok((dir, name)) = Self::split(rel) else { return false };
+        let Ok(Some(dir)) = self.dir(dir, false) else { return false };
+        let Ok(f) = OpenOptions::new().read(true).custom_flags(libc_nofollow()).open(dir.join(name)) else {
+            return false;
+        };
+        let mut buf = Vec::new();
+        if f.take(MAX_DB_FILE).read_to_end(&mut buf).is_err() {
+            return false;
+        }
+        serde_json::from_slice::<serde_json::Value>(&buf)
+            .is_ok_and(|v| v.get("cache_completed").and_then(|c| c.as_bool()) == Some(true))
     }
 
     fn remove(&self, rel: &Path) -> Result<()> {
@@ -404,6 +424,16 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], ke
                 e.dismissed = true;
                 report.dismissed.push(id);
             }
+            (Some(e), Ok(FileState::File)) if root.marked_completed(&e.db) => {
+                // The share lives, so OOD marked it completed on the user's Cancel (the dismiss
+                // cluster's scancel did nothing): a Completed card of a live share would mislead,
+                // so Cancel dismisses it, as Delete does.
+                let _ = root.remove(&e.db);
+                let _ = root.remove(&e.output.join("connection.yml"));
+                root.remove_empty_dir(&e.output);
+                e.dismissed = true;
+                report.dismissed.push(id);
+            }
             (Some(e), Ok(_))
                 if e.digest == w.entry.digest
                     && root.file_state(&e.output.join("connection.yml")).ok() == Some(FileState::File) =>
@@ -503,6 +533,18 @@ fn remove_card(root: &SafeRoot, e: &Entry, report: &mut CardReport) {
         }
     }
     root.remove_empty_dir(&e.output);
+}
+
+/// Whether a card this gem wrote has been marked completed by OOD since: its job ended or the user
+/// pressed Cancel. The dashboard then refreshes at once rather than after its TTL, so OOD never keeps
+/// showing a share as "Completed". Reads only the manifest and those session files; never fails.
+pub fn marked_completed(dataroot: &Path, uid: u32) -> bool {
+    let Ok(root) = SafeRoot::open(dataroot, uid) else { return false };
+    if !matches!(root.dir(Path::new(MANIFEST_DIR), false), Ok(Some(_))) {
+        return false;
+    }
+    let manifest = read_manifest(&root, &mut CardReport::default(), &mut Vec::new());
+    manifest.cards.values().any(|e| !e.dismissed && root.marked_completed(&e.db))
 }
 
 /// Removes every card this gem wrote under the data root, and its record of them. Other files stay.

@@ -302,3 +302,41 @@ fn a_directory_others_can_write_is_refused() {
     assert!(r.created.is_empty());
     assert!(r.errors.iter().any(|e| e.contains("writable by others")), "{:?}", r.errors);
 }
+
+/// OOD's Cancel (and its completed handling) rewrites the session file with cache_completed: true.
+fn mark_completed_as_ood_does(p: &Path) {
+    let mut db = json(p);
+    db["cache_completed"] = Value::Bool(true);
+    db["completed_at"] = Value::from(1_700_000_100u64);
+    fs::write(p, serde_json::to_vec(&db).unwrap()).unwrap();
+}
+
+#[test]
+fn cancel_on_a_live_share_dismisses_its_card_and_a_completed_card_asks_for_a_refresh() {
+    use multitenant_core::cards::marked_completed;
+    let fx = Fx::new();
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    assert!(!marked_completed(&fx.opts.dataroot, uid()));
+    mark_completed_as_ood_does(&fx.db(&id));
+    assert!(marked_completed(&fx.opts.dataroot, uid()));
+
+    let r = fx.run(&[found("42", "alice")]);
+    assert_eq!(r.dismissed, vec![id.clone()]);
+    assert!(!fx.db(&id).exists() && !fx.conn(&id).exists());
+    assert!(!marked_completed(&fx.opts.dataroot, uid()));
+    // Dismissed while the share lives, across runs.
+    assert_eq!(fx.run(&[found("42", "alice")]).unchanged, vec![id.clone()]);
+    assert!(!fx.db(&id).exists());
+}
+
+#[test]
+fn a_card_ood_marked_completed_because_its_job_ended_is_removed() {
+    let fx = Fx::new();
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    mark_completed_as_ood_does(&fx.db(&id));
+    assert_eq!(fx.run(&[]).removed, vec![id.clone()]);
+    assert!(!fx.db(&id).exists() && !fx.conn(&id).exists());
+    assert!(!multitenant_core::cards::marked_completed(&fx.opts.dataroot, uid()));
+}
