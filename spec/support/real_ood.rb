@@ -1,0 +1,161 @@
+# frozen_string_literal: true
+
+require "net/http"
+require "uri"
+require "cgi"
+
+# The REAL Open OnDemand dashboard (spec/ood/realood) for the specs: one process per user, as each
+# user has their own PUN, each on its own port. Starting one is a "dashboard start".
+module RealOOD
+  SCRIPT = File.join(ROOT, "spec/ood/realood")
+  ROOT_DIR = ENV.fetch("MT_OOD_ROOT", "/var/tmp/multitenant-ood")
+  VERSIONS = { "4.2" => 4200, "3.1" => 3100 }.freeze
+  PREFIX = "/pun/sys/dashboard"
+
+  # Builds the tree and installs the gem into it once per version and run; nil or why it failed.
+  def self.ready!(version, key_dir)
+    @ready ||= {}
+    @ready[version] ||= begin
+      env = { "MT_OOD_ENV" => "MULTITENANT_KEY_DIR=#{key_dir} MULTITENANT_TTL=5" }
+      out, status = Open3.capture2e(env, SCRIPT, "install", version)
+      status.success? ? :ok : "realood install #{version} failed:\n#{out}"
+    end
+    @ready[version] == :ok ? nil : @ready[version]
+  end
+
+  # One user's dashboard process.
+  class Dashboard
+    attr_reader :version, :user, :port, :log
+
+    def initialize(version, user, env: {})
+      @version = version
+      @user = user
+      @port = VERSIONS.fetch(version) + Etc.getpwnam(user).uid % 100
+      @env = env
+      @log = File.join(ROOT_DIR, version, "logs", "#{user}.log")
+      @cookies = {}
+    end
+
+    def base = "http://127.0.0.1:#{port}#{PREFIX}"
+
+    # Starts the process and waits until `/` answers 200; returns self.
+    def start
+      stop
+      @cookies = {}
+      File.write(log, "")
+      @pid = Process.spawn(SCRIPT, "serve", version, user, port.to_s, *@env.map { |k, v| "#{k}=#{v}" },
+                           out: [log, "a"], err: [log, "a"], pgroup: true)
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 120
+      loop do
+        return self if up?
+        raise "#{user}'s dashboard exited:\n#{File.read(log)[-3000..]}" if Process.waitpid(@pid, Process::WNOHANG)
+        raise "#{user}'s dashboard did not answer in 120 s:\n#{File.read(log)[-3000..]}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+        sleep 0.25
+      end
+    end
+
+    def restart = start
+
+    def up?
+      get("/").code == "200"
+    rescue SystemCallError, Net::ReadTimeout, Net::OpenTimeout, EOFError
+      false
+    end
+
+    def stop
+      return unless @pid
+
+      signal("TERM")
+      begin
+        Timeout.timeout(20) { Process.wait(@pid) }
+      rescue Timeout::Error, Errno::ECHILD
+        nil
+      end
+      signal("KILL")
+      @pid = nil
+    end
+
+    def get(path, headers = {}) = request(Net::HTTP::Get.new(uri(path), headers))
+
+    # A form POST as the browser sends it: Rails' CSRF token from the page that holds the form.
+    def post(path, params, from: path)
+      token = csrf_token(from)
+      req = Net::HTTP::Post.new(uri(path))
+      req.set_form_data(params.merge("authenticity_token" => token))
+      request(req)
+    end
+
+    # Delete is a form with _method=delete, as OOD's card button sends it.
+    def delete(path, from: "/batch_connect/sessions") = post(path, { "_method" => "delete" }, from: from)
+
+    def csrf_token(path)
+      body = get(path).body
+      CGI.unescapeHTML(body[/<meta name="csrf-token" content="([^"]+)"/, 1] || raise("no CSRF token on #{path}"))
+    end
+
+    # The sessions page's cards: { "<session id>" => html of that card }.
+    def cards
+      html = get("/batch_connect/sessions").body
+      starts = html.enum_for(:scan, /<div[^>]*id="id_([0-9a-f-]{36})"/).map { [Regexp.last_match(1), Regexp.last_match.begin(0)] }
+      starts.each_with_index.to_h do |(id, at), i|
+        [id, html[at...(starts[i + 1]&.last || html.size)]]
+      end
+    end
+
+    def log_lines = File.read(log).lines
+
+    private
+
+    def signal(name)
+      Process.kill(name, -@pid)
+    rescue Errno::ESRCH, Errno::EPERM
+      nil
+    end
+
+    def uri(path) = URI("#{base}#{path}")
+
+    def request(req)
+      req["Cookie"] = @cookies.map { |k, v| "#{k}=#{v}" }.join("; ") unless @cookies.empty?
+      res = Net::HTTP.start(req.uri.host, req.uri.port, open_timeout: 5, read_timeout: 60) { |h| h.request(req) }
+      Array(res.get_fields("set-cookie")).each do |c|
+        k, v = c.split(";", 2).first.split("=", 2)
+        @cookies[k] = v
+      end
+      res
+    end
+  end
+
+  # Helpers for specs tagged :real_ood.
+  module Helpers
+    def require_real_ood!(version)
+      require_cluster!
+      why = RealOOD.ready!(version, key_dir)
+      return unless why
+      raise "CI=true: the real-dashboard specs must run: #{why}" if ENV["CI"] == "true"
+
+      skip why
+    end
+
+    def dashboard(version, user, env: {})
+      (@dashboards ||= []) << RealOOD::Dashboard.new(version, user, env: env)
+      @dashboards.last
+    end
+
+    def stop_dashboards
+      (@dashboards || []).each(&:stop)
+      @dashboards = []
+    end
+
+    def home(user) = Etc.getpwnam(user).dir
+
+    # A fresh start for a user: no data root (OOD's first ever start for them).
+    def wipe_dataroot(user)
+      FileUtils.rm_rf(File.join(home(user), "ondemand"))
+    end
+
+    def db_records(user, dataroot: File.join(home(user), "ondemand/data/sys/dashboard"))
+      Dir[File.join(dataroot, "batch_connect/db/*")].reject { |f| f.end_with?(".bak") }.map { |f| JSON.parse(File.read(f)) }
+    end
+  end
+end
