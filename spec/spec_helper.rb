@@ -42,6 +42,7 @@ module SpecHelpers
 end
 
 require_relative "support/cluster"
+require_relative "support/real_ood"
 
 RSpec.configure do |config|
   config.include SpecHelpers

@@ -16,7 +16,7 @@ module RealOOD
   def self.ready!(version, key_dir)
     @ready ||= {}
     @ready[version] ||= begin
-      env = { "MT_OOD_ENV" => "MULTITENANT_KEY_DIR=#{key_dir} MULTITENANT_TTL=5" }
+      env = { "MT_OOD_ENV" => "MULTITENANT_KEY_DIR=#{key_dir} MULTITENANT_TTL=5 MULTITENANT_OLLAMA=#{File.join(ROOT, "spec/ood/fake-ollama")}" }
       out, status = Open3.capture2e(env, SCRIPT, "install", version)
       status.success? ? :ok : "realood install #{version} failed:\n#{out}"
     end

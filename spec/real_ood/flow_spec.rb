@@ -1,0 +1,246 @@
+# frozen_string_literal: true
+
+# The product in the REAL Open OnDemand dashboard (spec/ood/realood), at every OOD version we support,
+# on the real test cluster, as real users: each user has their own dashboard process, and starting one
+# is a "dashboard start".
+RSpec.describe "In the real Open OnDemand dashboard", :cluster do
+  include RealOOD::Helpers
+
+  TITLE = %(Lab <b>dash</b> & "co" 'x')
+  BOARD = "/batch_connect/sys/multitenant-dashboard/session_contexts"
+
+  after do
+    stop_dashboards
+    cancel_jobs
+  end
+
+  # A form POST through OOD's own controller, as the browser sends it; returns the new session's record.
+  def launch(dash, app, fields)
+    path = "/batch_connect/sys/#{app}/session_contexts"
+    before = db_records(dash.user).map { |r| r["id"] }
+    res = dash.post(path, fields.to_h { |k, v| ["batch_connect_session_context[#{k}]", v] }, from: "#{path}/new")
+    alert = res.body.to_s[/class="alert[^"]*"[^>]*>(.*?)<\/div>/m, 1].to_s.gsub(/<[^>]+>|\s+/, " ").strip
+    expect(res.code).to eq("302"), "launching #{app} answered #{res.code}: #{alert}"
+    rec = poll("#{app}'s session file", timeout: 30) { db_records(dash.user).find { |r| !before.include?(r["id"]) } }
+    (@jobs ||= []) << rec["job_id"]
+    rec
+  end
+
+  def share_fields(extra = {})
+    { "cluster" => "hpc", "mt_group" => "mtclass", "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default",
+      "mt_expires_hours" => "", "bc_num_hours" => "1" }.merge(extra)
+  end
+
+  def launch_board(owner, title: TITLE)
+    launch(owner, "multitenant-dashboard", share_fields("app_title" => title, "app_command" => "python3 -m http.server $port"))
+  end
+
+  def wait_shared(job_id)
+    poll("job #{job_id} to run its templates and publish", timeout: 120) do
+      raise "job #{job_id} ended before publishing" unless job_state(job_id)
+
+      job_name(job_id).start_with?("mt|mtclass|1.")
+    end
+  end
+
+  # squeue's state of the job, or nil once Slurm no longer lists it.
+  def job_state(job_id)
+    out, = Open3.capture2("squeue", "-h", "-j", job_id.to_s, "-o", "%i %T")
+    out.lines.map(&:split).find { |id, _| id == job_id.to_s }&.last
+  end
+
+  def status_of(card) = card[/\b(Running|Starting|Queued|Completed|Undetermined)\b/, 1]
+
+  RealOOD::VERSIONS.each_key do |version|
+    context "OOD #{version}" do
+      before { require_real_ood!(version) }
+
+      it "full loop: the owner's real form launches services; a member's first start shows them Running and they answer; the outsider sees nothing" do
+        owner = dashboard(version, "mtowner").start
+        board = launch_board(owner)
+        content = launch(owner, "multitenant-content",
+                         share_fields("content_title" => "Reading list", "content_format" => "markdown",
+                                      "content" => "# Week 1\n\n<script>alert(1)</script> *read* chapter 2"))
+        llm = launch(owner, "multitenant-llm", share_fields("ollama_model" => "tiny:1b"))
+        [board, content, llm].each { |r| wait_shared(r["job_id"]) }
+
+        wipe_dataroot("mtmember")
+        member = dashboard(version, "mtmember").start
+        cards = member.cards
+        expect(cards.size).to eq(3)
+        by_job = cards.values.to_h { |html| [html[/\((\d+)\)/, 1], html] }
+        expect(by_job.keys).to contain_exactly(board["job_id"], content["job_id"], llm["job_id"])
+        expect(by_job.values.map { |c| status_of(c) }).to all(eq("Running"))
+
+        card = by_job.fetch(board["job_id"])
+        expect(card).to include("Lab &lt;b&gt;dash&lt;/b&gt; &amp; &quot;co&quot; &#39;x&#39; from mtowner")
+        expect(card).not_to include("<b>dash</b>")
+        url = card[%r{<a href="(http://[^"]+)"}, 1]
+        expect(url).to match(%r{\Ahttp://[^/]+:\d+/\z})
+        expect(Net::HTTP.get_response(URI(url)).code).to eq("200")
+
+        text = by_job.fetch(content["job_id"])
+        expect(text).to include("Reading list from mtowner")
+        expect(text).not_to include("<script>alert(1)</script>")
+
+        llm_card = by_job.fetch(llm["job_id"])
+        ollama = llm_card[%r{<a href="(http://[^"]+)"}, 1]
+        expect(JSON.parse(Net::HTTP.get(URI("#{ollama}/api/tags")))["models"].map { |m| m["name"] }).to eq(["tiny:1b"])
+
+        outsider = dashboard(version, "mtoutsider").start
+        expect(outsider.cards).to eq({})
+        expect(owner.restart.cards.keys).to contain_exactly(board["id"], content["id"], llm["id"])
+      end
+
+      it "the Jupyter client's real form lists the running LLM, and its job gets the URL in its environment" do
+        owner = dashboard(version, "mtowner").start
+        llm = launch(owner, "multitenant-llm", share_fields("ollama_model" => "tiny:1b"))
+        wait_shared(llm["job_id"])
+
+        member = dashboard(version, "mtmember").start
+        form = member.get("/batch_connect/sys/multitenant-jupyter/session_contexts/new").body
+        options = form.scan(/<option[^>]*value="([^"]*)"[^>]*>([^<]*)</)
+        url = options.find { |_, label| label == "mtowner: Ollama_API (job #{llm["job_id"]})" }&.first
+        expect(url).to match(%r{\Ahttp://[^/]+:\d+\z})
+
+        job = launch(member, "multitenant-jupyter", { "cluster" => "hpc", "ollama_host" => url, "bc_num_hours" => "1" })
+        out = Dir[File.join(home("mtmember"), "ondemand/data/sys/dashboard/batch_connect/sys/multitenant-jupyter/output",
+                            job["id"], "output.log")]
+        log = poll("the Jupyter job's output", timeout: 60) do
+          f = Dir[File.join(home("mtmember"), "ondemand/data/sys/dashboard/batch_connect/sys/multitenant-jupyter/output", job["id"], "output.log")].first
+          f && File.read(f).include?("Using the shared LLM at") && File.read(f)
+        end
+        expect(out).not_to be_nil
+        expect(log).to include("Using the shared LLM at #{url}\n")
+      end
+
+      it "Delete on a delivered card dismisses it, the job keeps running (also for a Slurm operator), and it stays dismissed across starts" do
+        owner = dashboard(version, "mtowner").start
+        board = launch_board(owner, title: "Board")
+        wait_shared(board["job_id"])
+        system("sacctmgr", "-i", "modify", "user", "mtmember", "set", "adminlevel=Operator", out: File::NULL, exception: true)
+        member = dashboard(version, "mtmember").start
+        id = member.cards.keys.first
+        expect(id).not_to be_nil
+
+        res = member.delete("/batch_connect/sessions/#{id}")
+        expect(res.code).to eq("302")
+        expect(member.cards).to eq({})
+        expect(job_state(board["job_id"])).to eq("RUNNING")
+        expect(member.restart.cards).to eq({})
+        expect(member.restart.cards).to eq({})
+        expect(job_state(board["job_id"])).to eq("RUNNING")
+      ensure
+        system("sacctmgr", "-i", "modify", "user", "mtmember", "set", "adminlevel=None", out: File::NULL)
+      end
+
+      it "Cancel on a delivered card dismisses it too; when the job ends the card goes, never left Completed or Running" do
+        owner = dashboard(version, "mtowner").start
+        first = launch_board(owner, title: "First")
+        second = launch_board(owner, title: "Second")
+        [first, second].each { |r| wait_shared(r["job_id"]) }
+        member = dashboard(version, "mtmember").start
+        ids = member.cards.to_h { |id, html| [html[/\((\d+)\)/, 1], id] }
+
+        res = member.post("/batch_connect/sessions/#{ids.fetch(first["job_id"])}/cancel", {}, from: "/batch_connect/sessions")
+        expect(res.code).to eq("302")
+        expect(member.cards.keys).to eq([ids.fetch(second["job_id"])])
+        expect(job_state(first["job_id"])).to eq("RUNNING")
+        expect(member.restart.cards.keys).to eq([ids.fetch(second["job_id"])])
+
+        system("scancel", second["job_id"], exception: true)
+        poll("job #{second["job_id"]} to leave the queue", timeout: 60) { job_state(second["job_id"]).nil? }
+        # The first page after the end may show it Completed (OOD's own handling, between refreshes);
+        # the next one must not show it at all.
+        statuses = member.cards.values.map { |c| status_of(c) }
+        expect(statuses).to satisfy { |s| s.empty? || s == ["Completed"] }
+        expect(member.cards).to eq({})
+      end
+
+      it "the card goes away on the next live refresh when the share ends: expired, member removed, key rotated away" do
+        member = dashboard(version, "mtmember")
+        expiring = submit_share(owner: "mtowner", app: "Expiring", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default", "--expires-in", "20s"])
+        lasting = submit_share(owner: "mtowner", app: "Lasting", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default"])
+        member.start
+        titles = -> { member.cards.values.map { |c| c[/(\w+) from mtowner/, 1] }.sort }
+        expect(titles.call).to eq(%w[Expiring Lasting])
+        poll("the expired share's card to go", timeout: 60) { titles.call == %w[Lasting] }
+        expect(job_state(expiring)).to eq("RUNNING")
+
+        begin
+          system("gpasswd", "-d", "mtmember", "mtclass", out: File::NULL, exception: true)
+          poll("the card to go once the member left the group", timeout: 30) { titles.call.empty? }
+        ensure
+          system("gpasswd", "-a", "mtmember", "mtclass", out: File::NULL)
+        end
+        poll("the card to come back with the membership", timeout: 30) { titles.call == %w[Lasting] }
+
+        key = File.join(key_dir, "mtclass.key")
+        saved = File.read(key)
+        begin
+          fresh = Dir.mktmpdir
+          MultiTenant::KeyDir.new(fresh).generate(group: "mtclass")
+          File.write(key, File.read(File.join(fresh, "mtclass.key")))
+          poll("the card to go once its key was rotated away", timeout: 30) { titles.call.empty? }
+          expect(job_state(lasting)).to eq("RUNNING")
+        ensure
+          File.write(key, saved)
+          FileUtils.rm_rf(fresh)
+        end
+      end
+
+      it "a hostile queue and failing or hanging Slurm commands: every dashboard boots and serves; the log has one line per problem" do
+        hostile = vectors.filter_map { |_, v| v["name"] }.map { |n| n.sub(/\A[^|]*\|[^|]*\|/, "mt|mtclass|") }
+        hostile += ["mt|mtclass|1.#{"A" * 900}", "mt|mtclass|<script>alert(1)</script>", "mt|mtclass|1.x\n2|mtowner|multitenant|forged",
+                    "mt|mtclass|9.future", "mt|mtclass|1.#{"%" * 40}"]
+        ids = hostile.map do |name|
+          out, err, = run_as("mtowner", "sbatch", "--parsable", "--wckey=multitenant", "-J", name, "-o", "/dev/null", "--wrap", "sleep 600")
+          raise "sbatch: #{err}" unless out.strip.match?(/\A\d+\z/)
+
+          (@jobs ||= []) << out.strip
+          out.strip
+        end
+        poll("the hostile jobs to run", timeout: 60) { ids.all? { |id| job_state(id) == "RUNNING" } }
+
+        member = dashboard(version, "mtmember").start
+        expect(member.get("/").code).to eq("200")
+        expect(member.get("/batch_connect/sessions").code).to eq("200")
+        expect(member.cards).to eq({})
+        lines = member.log_lines.grep(/multitenant:/)
+        expect(lines.size).to be_between(1, ids.size)
+        expect(lines).to all(match(/\A[^\n]{1,600}\n\z/))
+
+        Dir.mktmpdir do |bin|
+          File.chmod(0o755, bin)
+          File.write(File.join(bin, "squeue"), "#!/bin/sh\necho 'slurm_load_jobs error: Socket timed out on send/recv operation' >&2\nexit 1\n", perm: 0o755)
+          failing = dashboard(version, "mtmember", env: { "MULTITENANT_SLURM_BIN" => bin }).start
+          expect(failing.get("/batch_connect/sessions").code).to eq("200")
+          expect(failing.log_lines.grep(/multitenant:.*Socket timed out/).size).to eq(1)
+          failing.stop
+
+          File.write(File.join(bin, "squeue"), "#!/bin/sh\nexec sleep 600\n", perm: 0o755)
+          t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+          hanging = dashboard(version, "mtmember", env: { "MULTITENANT_SLURM_BIN" => bin, "MULTITENANT_TIMEOUT" => "2" }).start
+          expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be < 60
+          expect(hanging.get("/").code).to eq("200")
+          expect(hanging.log_lines.grep(/multitenant:.*timed out/).size).to eq(1)
+        end
+      end
+
+      it "OOD_DATAROOT and OOD_PER_CLUSTER_DATAROOT as sites set them: cards show and dismiss" do
+        job = submit_share(owner: "mtowner", app: "Elsewhere", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default"])
+        root = File.join(home("mtmember"), "site-data")
+        FileUtils.rm_rf(root)
+        member = dashboard(version, "mtmember", env: { "OOD_DATAROOT" => root, "OOD_PER_CLUSTER_DATAROOT" => "1" }).start
+        cards = member.cards
+        expect(cards.size).to eq(1)
+        id, html = cards.first
+        expect(status_of(html)).to eq("Running")
+        expect(Dir[File.join(root, "batch_connect/hpc-multitenant/sys/multitenant-delivery_default/output", id, "connection.yml")].size).to eq(1)
+        expect(member.delete("/batch_connect/sessions/#{id}").code).to eq("302")
+        expect(member.restart.cards).to eq({})
+        expect(job_state(job)).to eq("RUNNING")
+      end
+    end
+  end
+end
