@@ -29,8 +29,9 @@ module MultiTenant
       specs
     end
 
+    # One line per problem, whatever the message holds (Ruby's error highlighting adds lines).
     def log(line)
-      logger.warn("multitenant: #{line}")
+      logger.warn("multitenant: #{line.to_s.strip.gsub(/\s*\n\s*/, " ")}")
     rescue StandardError
       nil
     end

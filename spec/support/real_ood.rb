@@ -41,6 +41,8 @@ module RealOOD
     # Starts the process and waits until `/` answers 200; returns self.
     def start
       stop
+      raise "port #{port} already answers: another dashboard of #{user} is running" if up?
+
       @cookies = {}
       File.write(log, "")
       @pid = Process.spawn(SCRIPT, "serve", version, user, port.to_s, *@env.map { |k, v| "#{k}=#{v}" },
@@ -137,8 +139,11 @@ module RealOOD
       skip why
     end
 
+    # A user has one dashboard process at a time (one PUN): a new one replaces the old.
     def dashboard(version, user, env: {})
-      (@dashboards ||= []) << RealOOD::Dashboard.new(version, user, env: env)
+      @dashboards ||= []
+      @dashboards.select { |d| d.user == user && d.version == version }.each(&:stop)
+      @dashboards << RealOOD::Dashboard.new(version, user, env: env)
       @dashboards.last
     end
 
