@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "etc"
 require "shellwords"
 require "uri"
 
@@ -8,6 +9,7 @@ module MultiTenant
   # validated here and shell-quoted, so no template repeats or weakens them.
   module Apps
     DELIVERIES = %w[sys/multitenant-delivery_default sys/multitenant-delivery_debug sys/multitenant-delivery_content].freeze
+    NO_GROUP = ["No group of yours has a multitenant key: ask your admin", ""].freeze
 
     module_function
 
@@ -15,6 +17,38 @@ module MultiTenant
     def publisher = ENV.fetch("MULTITENANT_PUBLISHER", "mtshare")
 
     def wckey = ENV.fetch("MULTITENANT_WCKEY", "multitenant")
+
+    def key_dir = ENV["MULTITENANT_KEY_DIR"].to_s.strip.then { |d| d.empty? ? "/etc/multitenant/keys" : d }
+
+    # The share group's choices: the user's groups that have a key, as [label, value]. Not OOD's
+    # auto_groups, which would also be submitted as the Slurm account.
+    def group_options
+      names = (Process.groups + [Process.egid]).uniq.filter_map do |gid|
+        Etc.getgrgid(gid).name
+      rescue ArgumentError
+        nil
+      end
+      # Only names mtshare accepts: a group name also names its key file.
+      names = names.uniq.select { |n| n.match?(/\A\w[\w.-]{0,63}\z/) && File.file?(File.join(key_dir, "#{n}.key")) }.sort
+      names.empty? ? [NO_GROUP] : names.map { |n| [n, n] }
+    end
+
+    # The OOD cluster id the service apps submit to: MULTITENANT_SUBMIT_CLUSTER (install writes it),
+    # else the first visible Slurm cluster the user may submit to, else OOD's conventional "cluster".
+    def submit_cluster
+      id = ENV["MULTITENANT_SUBMIT_CLUSTER"].to_s.strip
+      return id unless id.empty?
+
+      if defined?(OodAppkit) && OodAppkit.respond_to?(:clusters)
+        found = OodAppkit.clusters.find do |c|
+          c.job_config[:adapter].to_s == "slurm" && c.job_allow? && !c.metadata.hidden && !c.id.to_s.end_with?("-multitenant")
+        end
+        return found.id.to_s if found
+      end
+      "cluster"
+    rescue StandardError
+      "cluster"
+    end
 
     def value(context, name)
       context.respond_to?(name) ? context.public_send(name).to_s.strip : ""
@@ -26,7 +60,7 @@ module MultiTenant
       method = value(context, :mt_method)
       delivery ||= value(context, :mt_delivery)
       hours = Float(value(context, :mt_expires_hours), exception: false)
-      flags = ["--group", value(context, :auto_groups), "--app", app,
+      flags = ["--group", value(context, :mt_group), "--app", app,
                "--method", %w[card form].include?(method) ? method : "card",
                "--delivery", DELIVERIES.include?(delivery) ? delivery : DELIVERIES.first]
       flags += ["--expires-in", "#{(hours * 3600).round}s"] if hours&.positive? && hours <= 24 * 366

@@ -24,29 +24,32 @@ RSpec.describe "service and client app templates" do
   end
 
   def context_for(app, extra = {})
-    { "auto_groups" => "mtclass", "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default",
+    { "mt_group" => "mtclass", "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default",
       "mt_expires_hours" => "", "bc_num_hours" => "8" }.merge(SERVICES.fetch(app, {})).merge(extra)
   end
 
-  # Runs the rendered after.sh with a publisher that records its arguments, one per line.
-  def published_args(app, context)
+  # Runs the rendered after.sh with a publisher that records its arguments, one per line, or nil when
+  # it did not run; port_opens: false makes OOD's wait_until_port_used time out.
+  def published_args(app, context, port_opens: true, output: [])
     Dir.mktmpdir do |dir|
       fake = File.join(dir, "mtshare")
       File.write(fake, "#!/bin/sh\nprintf '%s\\n' \"$@\" > #{dir}/args\n")
       File.chmod(0o755, fake)
       script = <<~SH
-        wait_until_port_used() { :; }
+        wait_until_port_used() { #{port_opens ? "return 0" : "return 1"}; }
         host=node1 port=4242 ollama_url=http://node1:4242 ollama_model=m url=http://node1:4242/ db_dir=#{dir}
-        touch "$db_dir/ready"
+        #{port_opens ? 'touch "$db_dir/ready"' : ""}
         db_engine=postgresql db_name=msba db_user=msba_user db_password=pw jdbc_url=jdbc:postgresql://node1:4242/msba
         content_format=markdown content_file=#{dir}/content
         echo '# hi' > "$content_file"
         #{ClimateControl.env("MULTITENANT_PUBLISHER" => fake) { render(app, "template/after.sh.erb", context) }}
+        echo "job script goes on"
       SH
-      _, err, status = Open3.capture3("bash", "-c", script, chdir: dir)
+      out, err, status = Open3.capture3("bash", "-c", script, chdir: dir)
       raise err unless status.success?
 
-      File.read(File.join(dir, "args")).split("\n")
+      output.replace(out.lines(chomp: true))
+      File.exist?(File.join(dir, "args")) ? File.read(File.join(dir, "args")).split("\n") : nil
     end
   end
 
@@ -66,7 +69,10 @@ RSpec.describe "service and client app templates" do
         manifest = YAML.safe_load(File.read(app_file(app, "manifest.yml")))
         expect(manifest).to include("role" => "batch_connect", "category" => "Multitenant")
         form = YAML.safe_load(render(app, "form.yml.erb"))
-        expect(form["form"]).to include("auto_groups", "mt_expires_hours", "bc_num_hours")
+        expect(form["form"]).to include("mt_group", "mt_expires_hours", "bc_num_hours")
+        # OOD would also submit an auto_groups choice as the Slurm account (sbatch -A).
+        expect(form["form"]).not_to include("auto_groups")
+        expect(form.dig("attributes", "mt_group", "widget")).to eq("select")
         expect(form["form"]).to include("mt_method", "mt_delivery") unless app == "multitenant-content"
         expect(form["attributes"].keys - form["form"]).to eq([])
         expect(form["cluster"]).to be_a(String)
@@ -87,7 +93,7 @@ RSpec.describe "service and client app templates" do
 
       it "publishes in one line through mtshare, with the form's choices as exact arguments" do
         after = render(app, "template/after.sh.erb", context_for(app, "mt_expires_hours" => "2"))
-        expect(after.lines.grep(/publish/).size).to eq(1)
+        expect(after.lines.grep(/ publish --/).size).to eq(1)
         expect(after).not_to match(/openssl|gzip|base64/)
         args = published_args(app, context_for(app, "mt_expires_hours" => "2"))
         expect(args.first(3)).to eq(%w[publish --group mtclass])
@@ -96,7 +102,7 @@ RSpec.describe "service and client app templates" do
 
       it "passes hostile form input to mtshare as data, never as shell" do
         FileUtils.rm_f("/tmp/mt-pwned")
-        ctx = context_for(app, "auto_groups" => EVIL, "mt_method" => EVIL, "mt_delivery" => EVIL, "app_title" => EVIL,
+        ctx = context_for(app, "mt_group" => EVIL, "mt_method" => EVIL, "mt_delivery" => EVIL, "app_title" => EVIL,
                                "content_title" => EVIL, "mt_expires_hours" => EVIL)
         args = published_args(app, ctx)
         expect(File.exist?("/tmp/mt-pwned")).to be(false)
@@ -105,6 +111,46 @@ RSpec.describe "service and client app templates" do
         expect(args[args.index("--delivery") + 1]).to start_with("sys/multitenant-delivery_")
         expect(args).not_to include("--expires-in")
       end
+
+      it "lists only the groups it is given, hostile names included, as valid YAML" do
+        hostile = [%(a"b: [c] #d {e} 'f' \\g - [h, i]), "ünï"]
+        allow(MultiTenant::Apps).to receive(:group_options).and_return(hostile.map { |n| [n, n] })
+        form = YAML.safe_load(render(app, "form.yml.erb"))
+        expect(form.dig("attributes", "mt_group", "options")).to eq(hostile.map { |n| [n, n] })
+      end
+
+      it "submits to MultiTenant::Apps.submit_cluster, and still renders when the gem did not load" do
+        allow(MultiTenant::Apps).to receive(:submit_cluster).and_return(%(hpc"x))
+        expect(YAML.safe_load(render(app, "form.yml.erb"))["cluster"]).to eq(%(hpc"x))
+        hide_const("MultiTenant::Apps")
+        form = ClimateControl.env("MULTITENANT_SUBMIT_CLUSTER" => nil) { YAML.safe_load(render(app, "form.yml.erb")) }
+        expect(form["cluster"]).to eq("cluster")
+        expect(form.dig("attributes", "mt_group", "options")).to eq([["No group of yours has a multitenant key: ask your admin", ""]])
+        form = ClimateControl.env("MULTITENANT_SUBMIT_CLUSTER" => "hpc") { YAML.safe_load(render(app, "form.yml.erb")) }
+        expect(form["cluster"]).to eq("hpc")
+      end
+    end
+  end
+
+  %w[multitenant-llm multitenant-database multitenant-dashboard].each do |app|
+    it "#{app}: publishes nothing when the service never opens its port, says so, and the job script goes on" do
+      out = []
+      expect(published_args(app, context_for(app), port_opens: false, output: out)).to be_nil
+      expect(out.grep(/\Amultitenant: .+: not published\z/).size).to eq(1)
+      expect(out.last).to eq("job script goes on")
+    end
+  end
+
+  it "multitenant-content publishes the node it runs on, so the card names its host" do
+    args = published_args("multitenant-content", context_for("multitenant-content"))
+    expect(args.each_cons(2).to_a).to include(["--set", "host=node1"])
+  end
+
+  (SERVICES.keys + ["multitenant-jupyter"]).each do |app|
+    it "#{app}: its script.sh template is executable, as OOD gives the rendered script.sh the template's mode" do
+      expect(File.stat(app_file(app, "template/script.sh.erb")).mode & 0o777).to eq(0o755)
+      index = `git -C #{ROOT} ls-files -s -- ood/apps/#{app}/template/script.sh.erb 2>/dev/null`
+      expect(index).to start_with("100755 ") unless index.empty?
     end
   end
 
@@ -127,9 +173,19 @@ RSpec.describe "service and client app templates" do
       expect(options[0][1]).to eq("http://node1:4000")
     end
 
-    it "says when no LLM is shared" do
+    it "says when no LLM is shared, and that the list refreshes by itself" do
       form = YAML.safe_load(render("multitenant-jupyter", "form.yml.erb"))
       expect(form.dig("attributes", "ollama_host", "options")).to eq([["No shared LLM is running for you", ""]])
+      expect(form.dig("attributes", "ollama_host", "help")).to include("refreshes on its own within about a minute")
+      expect(form.dig("attributes", "ollama_host", "help")).not_to include("restart")
+    end
+
+    it "submits to MultiTenant::Apps.submit_cluster, and still renders when the gem did not load" do
+      allow(MultiTenant::Apps).to receive(:submit_cluster).and_return("hpc")
+      expect(YAML.safe_load(render("multitenant-jupyter", "form.yml.erb"))["cluster"]).to eq("hpc")
+      hide_const("MultiTenant::Apps")
+      form = ClimateControl.env("MULTITENANT_SUBMIT_CLUSTER" => nil) { YAML.safe_load(render("multitenant-jupyter", "form.yml.erb")) }
+      expect(form["cluster"]).to eq("cluster")
     end
 
     it "exports only an http(s) URL as OLLAMA_HOST, quoted" do

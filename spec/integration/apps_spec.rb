@@ -65,8 +65,21 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     id
   end
 
+  it "offers as share groups exactly the user's groups that have a key, as the user sees them" do
+    options = lambda do |user|
+      out, err, status = run_as(user, RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-rmultitenant", "-rjson", "-e",
+                                "puts JSON.generate(MultiTenant::Apps.group_options)", env: { "MULTITENANT_KEY_DIR" => key_dir })
+      raise err unless status.success?
+
+      JSON.parse(out)
+    end
+    expect(options.call("mtmember")).to eq([%w[mtclass mtclass]])
+    expect(options.call("mtprimary")).to eq([%w[mtclass mtclass]])
+    expect(options.call("mtoutsider")).to eq([["No group of yours has a multitenant key: ask your admin", ""]])
+  end
+
   it "runs the database app with PostgreSQL; a member logs in with the credentials from the card" do
-    context = { "auto_groups" => "mtclass", "db_engine" => "postgresql", "db_name" => "msba",
+    context = { "mt_group" => "mtclass", "db_engine" => "postgresql", "db_name" => "msba",
                 "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }
     id = launch("multitenant-database", context)
     conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
@@ -85,7 +98,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
 
   it "publishes itself when launched, and the member's card leads to the running service" do
     File.write(File.join(lab, "server.rb"), SERVER)
-    context = { "auto_groups" => "mtclass", "app_title" => "Lab dashboard", "app_command" => "ruby #{lab}/server.rb \"$port\"",
+    context = { "mt_group" => "mtclass", "app_title" => "Lab dashboard", "app_command" => "ruby #{lab}/server.rb \"$port\"",
                 "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }
     id = launch("multitenant-dashboard", context)
 

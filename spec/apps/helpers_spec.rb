@@ -1,0 +1,76 @@
+# frozen_string_literal: true
+
+# MultiTenant::Apps helpers that the app forms call in the dashboard.
+RSpec.describe MultiTenant::Apps do
+  around do |example|
+    saved = ENV.to_h.slice("MULTITENANT_KEY_DIR", "MULTITENANT_SUBMIT_CLUSTER")
+    Dir.mktmpdir do |dir|
+      @keys = dir
+      ENV["MULTITENANT_KEY_DIR"] = dir
+      ENV.delete("MULTITENANT_SUBMIT_CLUSTER")
+      example.run
+    end
+  ensure
+    %w[MULTITENANT_KEY_DIR MULTITENANT_SUBMIT_CLUSTER].each { |k| saved.key?(k) ? ENV[k] = saved[k] : ENV.delete(k) }
+  end
+
+  describe ".group_options" do
+    let(:gid) { ->(name) { Etc.getgrnam(name).gid } }
+
+    it "offers the process's groups, primary included, that have a key, sorted; unknown gids are skipped" do
+      allow(Process).to receive(:groups).and_return([gid.("sys"), gid.("daemon"), 4_242_424])
+      allow(Process).to receive(:egid).and_return(gid.("bin"))
+      %w[sys bin other].each { |g| File.write(File.join(@keys, "#{g}.key"), "") }
+      expect(described_class.group_options).to eq([%w[bin bin], %w[sys sys]])
+    end
+
+    it "offers one empty choice that says what to do when no group of the user has a key" do
+      allow(Process).to receive(:groups).and_return([gid.("daemon")])
+      expect(described_class.group_options).to eq([["No group of yours has a multitenant key: ask your admin", ""]])
+    end
+
+    it "reads the key dir from MULTITENANT_KEY_DIR" do
+      allow(Process).to receive(:groups).and_return([gid.("sys")])
+      Dir.mktmpdir do |other|
+        File.write(File.join(other, "sys.key"), "")
+        ENV["MULTITENANT_KEY_DIR"] = other
+        expect(described_class.group_options).to eq([%w[sys sys]])
+      end
+    end
+  end
+
+  describe ".submit_cluster" do
+    MTFakeCluster = Struct.new(:id, :adapter, :allow, :hidden) do
+      def job_config = { adapter: adapter }
+      def job_allow? = allow
+      def metadata = Struct.new(:hidden).new(hidden)
+    end
+
+    def clusters(*list) = stub_const("OodAppkit", Module.new.tap { |m| m.define_singleton_method(:clusters) { list } })
+
+    it "is MULTITENANT_SUBMIT_CLUSTER when set" do
+      clusters(MTFakeCluster.new(:hpc, "slurm", true, nil))
+      ENV["MULTITENANT_SUBMIT_CLUSTER"] = "owens"
+      expect(described_class.submit_cluster).to eq("owens")
+    end
+
+    it "else the first visible Slurm cluster the user may submit to that is not a dismiss entry" do
+      ENV["MULTITENANT_SUBMIT_CLUSTER"] = ""
+      clusters(MTFakeCluster.new(:k8s, "kubernetes", true, nil), MTFakeCluster.new(:aaa, "slurm", false, nil),
+               MTFakeCluster.new(:hidden, "slurm", true, true), MTFakeCluster.new(:"hpc-multitenant", "slurm", true, nil),
+               MTFakeCluster.new(:hpc, "slurm", true, false), MTFakeCluster.new(:zzz, "slurm", true, nil))
+      expect(described_class.submit_cluster).to eq("hpc")
+    end
+
+    it "else \"cluster\", as before" do
+      expect(described_class.submit_cluster).to eq("cluster")
+      clusters(MTFakeCluster.new(:k8s, "kubernetes", true, nil))
+      expect(described_class.submit_cluster).to eq("cluster")
+    end
+  end
+
+  it ".publish takes the group from mt_group" do
+    ctx = Struct.new(:mt_group, :auto_groups).new("mtclass", "other")
+    expect(Shellwords.split(described_class.publish(ctx, app: "A"))[1..3]).to eq(%w[publish --group mtclass])
+  end
+end
