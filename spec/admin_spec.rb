@@ -29,11 +29,13 @@ RSpec.describe "admin.rake", :cluster do
   it "doctor names each problem with its fix; install (dry run, then APPLY=1) fixes them; doctor then passes" do
     out, err, code = rake("doctor")
     expect(code).to eq(1)
-    expect(err).to eq("4 problem(s)\n")
+    expect(err).to eq("6 problem(s)\n")
     expect(out).to include("ok       Slurm enforces WCKeys", "ok       jobs are visible to all users",
                            "ok       users who may publish (--wckey=multitenant): mtdefault, mtowner", "ok       keys: group mtclass: 1 key(s), root:mtclass 0440")
     expect(out.lines.grep(/PROBLEM/).map { |l| l[/PROBLEM  (OOD: [^:]+)/, 1] }).to eq(
       ["OOD: no initializer at #{@ood}/etc/config/apps/dashboard/initializers/multitenant.rb", "OOD: #{@ood}/etc/config/apps/dashboard/env has no MULTITENANT_LIB naming the gem's lib directory",
+       "OOD: #{@ood}/etc/config/apps/dashboard/env has no MULTITENANT_SUBMIT_CLUSTER, so the apps submit to a cluster named \"cluster\"",
+       "OOD: #{@ood}/etc/config/apps/dashboard/env has no MULTITENANT_PUBLISHER, so jobs look for mtshare on PATH",
        "OOD: apps missing from #{@ood}/apps", "OOD: MULTITENANT_CLUSTERS is not set"]
     )
     expect(out.lines.grep(/PROBLEM/)).to all(include("install APPLY=1"))
@@ -49,7 +51,8 @@ RSpec.describe "admin.rake", :cluster do
     expect(rake("install", env: { "APPLY" => "1" }).first).to eq("everything is installed and up to date\n")
     env = File.read(File.join(@ood, "etc/config/apps/dashboard/env"))
     expect(env).to start_with("OOD_BC_CARD_TIME=1\n")
-    expect(env).to include("MULTITENANT_LIB=#{File.join(ROOT, "lib")}\n", "MULTITENANT_CLUSTERS=mtcluster=hpc-multitenant\n")
+    expect(env).to include("MULTITENANT_LIB=#{File.join(ROOT, "lib")}\n", "MULTITENANT_CLUSTERS=mtcluster=hpc-multitenant\n",
+                           "MULTITENANT_SUBMIT_CLUSTER=hpc\n", "MULTITENANT_PUBLISHER=#{MultiTenant.publisher_path}\n")
     dismiss = YAML.safe_load(File.read(File.join(@ood, "etc/config/clusters.d/hpc-multitenant.yml")))["v2"]
     expect(dismiss["metadata"]).to include("hidden" => true)
     expect(dismiss["job"]).to include("adapter" => "slurm", "cluster" => "mtcluster")
@@ -57,7 +60,78 @@ RSpec.describe "admin.rake", :cluster do
 
     out, err, code = rake("doctor")
     expect([code, err, out.lines.grep(/PROBLEM/)]).to eq([0, "", []])
-    expect(out).to include("ok       OOD: cards use hpc-multitenant, whose Delete only dismisses")
+    expect(out).to include("ok       OOD: cards use hpc-multitenant, whose Delete only dismisses", "ok       OOD: the apps submit to cluster hpc",
+                           "ok       OOD: jobs publish with #{MultiTenant.publisher_path} (compute nodes must reach this path)")
+  end
+
+  def problems(out) = out.lines.grep(/\APROBLEM/).map(&:chomp)
+  def env_path = File.join(@ood, "etc/config/apps/dashboard/env")
+  def installed(app, file) = File.join(@ood, "apps", app, file)
+
+  it "installs each app file with its source's mode, so OOD can run script.sh; a changed mode is reinstalled and doctor names it" do
+    rake("install", env: { "APPLY" => "1" })
+    modes = Dir.glob("#{@ood}/apps/**/*").select { |f| File.file?(f) }.to_h { |f| [f.delete_prefix("#{@ood}/apps/"), File.stat(f).mode & 0o777] }
+    scripts = modes.keys.grep(%r{/template/script\.sh\.erb\z})
+    expect(scripts.size).to eq(5)
+    expect(modes.slice(*scripts).values.uniq).to eq([0o755])
+    expect(modes.except(*scripts).values.uniq).to eq([0o644])
+
+    script = installed("multitenant-llm", "template/script.sh.erb")
+    File.chmod(0o644, script)
+    out, = rake("doctor")
+    expect(problems(out)).to eq(["PROBLEM  OOD: #{script} is not executable, so its job fails with Permission denied: rake -f …/admin.rake install APPLY=1"])
+    expect(rake("install").first.lines).to eq(["would update #{script}\n", "dry run: nothing was changed; run again with APPLY=1\n"])
+    expect(rake("install", env: { "APPLY" => "1" }).first).to eq("updated #{script}\n")
+    expect(File.stat(script).mode & 0o777).to eq(0o755)
+    expect([rake("doctor")[2], rake("install").first]).to eq([0, "everything is installed and up to date\n"])
+  end
+
+  it "doctor names an installed form whose share group OOD would submit as the Slurm account" do
+    rake("install", env: { "APPLY" => "1" })
+    form = installed("multitenant-llm", "form.yml.erb")
+    File.write(form, File.read(form).sub("  - mt_group\n", "  - auto_groups\n"))
+    out, = rake("doctor")
+    expect(problems(out)).to eq(["PROBLEM  OOD: #{form} offers auto_groups and submit.yml.erb sets no accounting_id, so the group would be " \
+                                 "submitted as the Slurm account: rake -f …/admin.rake install APPLY=1"])
+    submit = installed("multitenant-llm", "submit.yml.erb")
+    File.write(submit, File.read(submit).sub("script:\n", "script:\n  accounting_id: \"<%= ENV['USER'] %>\"\n"))
+    expect(rake("doctor")[2]).to eq(0)
+  end
+
+  it "doctor names a submit cluster that does not exist or is hidden, and a publisher that cannot run" do
+    rake("install", env: { "APPLY" => "1" })
+    installed_env = File.read(env_path)
+    edit = ->(from, to) { File.write(env_path, installed_env.sub(from, to)) }
+
+    edit.("MULTITENANT_SUBMIT_CLUSTER=hpc\n", "MULTITENANT_SUBMIT_CLUSTER=owens\n")
+    expect(problems(rake("doctor").first)).to eq(["PROBLEM  OOD: MULTITENANT_SUBMIT_CLUSTER=owens, but #{@ood}/etc/config/clusters.d/owens.yml does not exist: " \
+                                                  "name a clusters.d entry, or rake -f …/admin.rake install APPLY=1"])
+    edit.("MULTITENANT_SUBMIT_CLUSTER=hpc\n", "MULTITENANT_SUBMIT_CLUSTER=hpc-multitenant\n")
+    expect(problems(rake("doctor").first)).to eq(["PROBLEM  OOD: MULTITENANT_SUBMIT_CLUSTER=hpc-multitenant is a hidden cluster entry, so the apps cannot be launched: " \
+                                                  "name a visible Slurm cluster, or rake -f …/admin.rake install APPLY=1"])
+    Dir.mktmpdir do |dir|
+      plain = File.join(dir, "mtshare")
+      File.write(plain, "")
+      edit.("MULTITENANT_PUBLISHER=#{MultiTenant.publisher_path}\n", "MULTITENANT_PUBLISHER=#{plain}\n")
+      expect(problems(rake("doctor").first)).to eq(["PROBLEM  OOD: MULTITENANT_PUBLISHER=#{plain} is not an executable file: " \
+                                                    "rake compile (or reinstall the gem), then rake -f …/admin.rake install APPLY=1"])
+    end
+    File.write(env_path, installed_env)
+    expect(rake("doctor")[2]).to eq(0)
+  end
+
+  it "install warns about each MULTITENANT_* line outside its block that the block also sets; doctor names it" do
+    File.write(env_path, "OOD_BC_CARD_TIME=1\nMULTITENANT_LIB=/opt/old/lib\nMULTITENANT_TTL=30\n")
+    warning = "warning: #{env_path}:2 sets MULTITENANT_LIB outside the managed block; remove it (the managed block's value is #{File.join(ROOT, "lib")})\n"
+    out, = rake("install")
+    expect(out.lines.first).to eq(warning)
+    expect(out.lines.grep(/\Awarning/).size).to eq(1) # MULTITENANT_TTL is the admin's own setting
+    expect(rake("install", env: { "APPLY" => "1" }).first.lines.first).to eq(warning)
+    expect(rake("install", env: { "APPLY" => "1" }).first).to eq("#{warning}everything is installed and up to date\n")
+    out, = rake("doctor")
+    expect(problems(out)).to eq(["PROBLEM  OOD: #{warning.delete_prefix("warning: ").chomp}"])
+    File.write(env_path, File.read(env_path).sub("MULTITENANT_LIB=/opt/old/lib\n", ""))
+    expect(rake("doctor")[2]).to eq(0)
   end
 
   it "the dismiss entry's scancel cancels nothing, even for root who could cancel anything" do
@@ -74,7 +148,8 @@ RSpec.describe "admin.rake", :cluster do
     id = submit_share(owner: "mtowner", args: ["--set", "ollama_url=http://n1:4000"])
     plain, = run_as("mtowner", "sbatch", "--parsable", "--wckey=multitenant", "-J", "starting", "-o", "/dev/null", "--wrap", "sleep 600")
     (@jobs ||= []) << plain.strip
-    poll("job listed") { rake("list").first.include?(plain.strip) }
+    # The exact JOB column: a job id can also be part of another job's id or SIZE.
+    poll("job listed") { rake("list").first.lines.any? { |l| l.split.first == plain.strip } }
     lines = rake("list").first.lines.map(&:split)
     expect(lines.first).to eq(%w[JOB OWNER GROUP APP FORMAT SIZE OPENS-HERE])
     expect(lines).to include([id, "mtowner", "mtclass", "Ollama_API", "1", job_name(id).size.to_s, "yes"])

@@ -13,6 +13,7 @@ module MultiTenant
     BLOCK_BEGIN = "# BEGIN multitenant (managed by `rake -f .../admin.rake install`)"
     BLOCK_END = "# END multitenant"
     DISMISS_SUFFIX = "-multitenant"
+    MANAGED = %w[MULTITENANT_LIB MULTITENANT_PUBLISHER MULTITENANT_CLUSTERS MULTITENANT_SUBMIT_CLUSTER].freeze
 
     attr_reader :ood_etc, :apps_dir
 
@@ -113,12 +114,15 @@ module MultiTenant
       else
         problems << "OOD: #{env_file} has no MULTITENANT_LIB naming the gem's lib directory: rake -f …/admin.rake install APPLY=1"
       end
+      doctor_submit(problems, fine)
+      env_conflicts.each { |c| problems << "OOD: #{c}" }
       missing = app_dirs.map { |d| File.basename(d) }.reject { |a| File.directory?(File.join(apps_dir, a)) }
       if missing.empty?
         fine << "OOD: apps installed in #{apps_dir}"
       else
         problems << "OOD: apps missing from #{apps_dir}: #{missing.join(", ")}: rake -f …/admin.rake install APPLY=1"
       end
+      doctor_apps(problems)
       config.clusters.each_value do |id|
         path = File.join(clusters_dir, "#{id}.yml")
         unless File.file?(path)
@@ -140,6 +144,51 @@ module MultiTenant
         end
       end
       problems << "OOD: MULTITENANT_CLUSTERS is not set: cards get Slurm's cluster name and Delete may cancel shared jobs: rake -f …/admin.rake install APPLY=1" if config.clusters.empty?
+    end
+
+    # Where the service apps submit, and the publisher their jobs run.
+    def doctor_submit(problems, fine)
+      env = dashboard_env
+      id = env["MULTITENANT_SUBMIT_CLUSTER"].to_s
+      path = File.join(clusters_dir, "#{id}.yml")
+      hidden = begin
+        File.file?(path) && (YAML.safe_load(File.read(path)) || {}).dig("v2", "metadata", "hidden") == true
+      rescue Psych::Exception
+        false # the cluster loop reports invalid YAML
+      end
+      if id.empty?
+        problems << "OOD: #{env_file} has no MULTITENANT_SUBMIT_CLUSTER, so the apps submit to a cluster named \"cluster\": rake -f …/admin.rake install APPLY=1"
+      elsif !File.file?(path)
+        problems << "OOD: MULTITENANT_SUBMIT_CLUSTER=#{id}, but #{path} does not exist: name a clusters.d entry, or rake -f …/admin.rake install APPLY=1"
+      elsif hidden
+        problems << "OOD: MULTITENANT_SUBMIT_CLUSTER=#{id} is a hidden cluster entry, so the apps cannot be launched: name a visible Slurm cluster, or rake -f …/admin.rake install APPLY=1"
+      else
+        fine << "OOD: the apps submit to cluster #{id}"
+      end
+      publisher = env["MULTITENANT_PUBLISHER"].to_s
+      if publisher.empty?
+        problems << "OOD: #{env_file} has no MULTITENANT_PUBLISHER, so jobs look for mtshare on PATH: rake -f …/admin.rake install APPLY=1"
+      elsif !File.file?(publisher) || !File.executable?(publisher)
+        problems << "OOD: MULTITENANT_PUBLISHER=#{publisher} is not an executable file: rake compile (or reinstall the gem), then rake -f …/admin.rake install APPLY=1"
+      else
+        fine << "OOD: jobs publish with #{publisher} (compute nodes must reach this path)"
+      end
+    end
+
+    # Installed apps as OOD would run them.
+    def doctor_apps(problems)
+      Dir[File.join(apps_dir, "multitenant-*")].sort.each do |dir|
+        script = File.join(dir, "template/script.sh.erb")
+        if File.file?(script) && !File.executable?(script)
+          problems << "OOD: #{script} is not executable, so its job fails with Permission denied: rake -f …/admin.rake install APPLY=1"
+        end
+        form = %w[form.yml.erb form.yml].map { |f| File.join(dir, f) }.find { |f| File.file?(f) }
+        submit = %w[submit.yml.erb submit.yml].map { |f| File.join(dir, f) }.find { |f| File.file?(f) }
+        next unless form && File.read(form).match?(/^\s*-\s*["']?auto_groups["']?\s*$/)
+        next if submit && File.read(submit).match?(/^\s*accounting_id\s*:/)
+
+        problems << "OOD: #{form} offers auto_groups and #{File.basename(submit || "submit.yml.erb")} sets no accounting_id, so the group would be submitted as the Slurm account: rake -f …/admin.rake install APPLY=1"
+      end
     end
 
     def app_dirs = Dir[File.join(GEM_ROOT, "ood/apps/*")].select { |d| File.directory?(d) }.sort
@@ -193,11 +242,14 @@ module MultiTenant
     def install_plan
       plan = app_dirs.flat_map do |dir|
         Dir.glob("**/*", base: dir).select { |f| File.file?(File.join(dir, f)) }.map do |f|
-          [File.join(apps_dir, File.basename(dir), f), File.read(File.join(dir, f)), 0o644]
+          src = File.join(dir, f)
+          # OOD gives the rendered script.sh its template's mode, then executes it.
+          [File.join(apps_dir, File.basename(dir), f), File.read(src), File.executable?(src) ? 0o755 : 0o644]
         end
       end
       plan << [initializer_path, File.read(File.join(GEM_ROOT, "ood/initializers/multitenant.rb")), 0o644]
       mapping = {}
+      submit = nil
       Dir[File.join(clusters_dir, "*.yml")].sort.each do |path|
         id = File.basename(path, ".yml")
         next if id.end_with?(DISMISS_SUFFIX)
@@ -216,22 +268,62 @@ module MultiTenant
         plan << [File.join(clusters_dir, "#{id}#{DISMISS_SUFFIX}.yml"), YAML.dump(dismiss), 0o644]
         slurm_name = v2.dig("job", "cluster") || command("scontrol", "show", "config")[/^ClusterName\s*=\s*(\S+)/, 1]
         mapping[slurm_name] = "#{id}#{DISMISS_SUFFIX}" if slurm_name
+        submit ||= id
       end
-      block = [BLOCK_BEGIN, "MULTITENANT_LIB=#{File.join(GEM_ROOT, "lib")}"]
-      block << "MULTITENANT_CLUSTERS=#{mapping.map { |k, v| "#{k}=#{v}" }.join(",")}" unless mapping.empty?
-      block << BLOCK_END
-      current = File.file?(env_file) ? File.read(env_file, encoding: "UTF-8").scrub : ""
-      stripped = current.sub(/^#{Regexp.escape(BLOCK_BEGIN)}\n.*?^#{Regexp.escape(BLOCK_END)}\n?/m, "")
-      plan << [env_file, "#{stripped}#{"\n" unless stripped.empty? || stripped.end_with?("\n")}#{block.join("\n")}\n", 0o644]
+      plan << [env_file, env_with_block(managed_env(mapping, submit)), 0o644]
       plan
+    end
+
+    def managed_env(mapping, submit)
+      vars = { "MULTITENANT_LIB" => File.join(GEM_ROOT, "lib"), "MULTITENANT_PUBLISHER" => MultiTenant.publisher_path }
+      vars["MULTITENANT_CLUSTERS"] = mapping.map { |k, v| "#{k}=#{v}" }.join(",") unless mapping.empty?
+      vars["MULTITENANT_SUBMIT_CLUSTER"] = submit if submit
+      vars
+    end
+
+    def current_env = File.file?(env_file) ? File.read(env_file, encoding: "UTF-8").scrub : ""
+
+    def env_with_block(vars)
+      block = [BLOCK_BEGIN, *vars.map { |k, v| "#{k}=#{v}" }, BLOCK_END]
+      stripped = current_env.sub(/^#{Regexp.escape(BLOCK_BEGIN)}\n.*?^#{Regexp.escape(BLOCK_END)}\n?/m, "")
+      "#{stripped}#{"\n" unless stripped.empty? || stripped.end_with?("\n")}#{block.join("\n")}\n"
+    end
+
+    # One line per setting, outside the managed block, of a variable the block sets: whichever line
+    # comes last wins, so an old line silently overrides install's value or hides that it is stale.
+    def env_conflicts(text = current_env, values = managed_values(text))
+      inside = false
+      text.lines(chomp: true).each_with_index.filter_map do |line, i|
+        inside = true if line == BLOCK_BEGIN
+        if inside
+          inside = false if line == BLOCK_END
+          next
+        end
+        name = line[/\A\s*(?:export\s+)?(MULTITENANT_\w+)\s*=/, 1]
+        next unless MANAGED.include?(name)
+
+        "#{env_file}:#{i + 1} sets #{name} outside the managed block; remove it " \
+          "(the managed block's value is #{values[name] || "unset: run install APPLY=1"})"
+      end
+    end
+
+    def managed_values(text)
+      body = text[/^#{Regexp.escape(BLOCK_BEGIN)}\n(.*?)^#{Regexp.escape(BLOCK_END)}/m, 1].to_s
+      body.lines(chomp: true).filter_map { |l| l.split("=", 2) if l.include?("=") }.to_h
     end
 
     # Dry run unless apply: lists what would change; writes nothing that is already as it should be.
     def install(apply: false)
-      changes = install_plan.reject { |path, content, _| File.file?(path) && File.binread(path) == content.b }
-      return ["everything is installed and up to date"] if changes.empty?
+      plan = install_plan
+      planned_env = plan.find { |path, _, _| path == env_file }[1]
+      # Line numbers as the admin sees the file: as it is (dry run), as it will be (apply).
+      warnings = env_conflicts(apply ? planned_env : current_env, managed_values(planned_env)).map { |c| "warning: #{c}" }
+      changes = plan.reject do |path, content, mode|
+        File.file?(path) && File.binread(path) == content.b && (File.stat(path).mode & 0o777) == mode
+      end
+      return warnings + ["everything is installed and up to date"] if changes.empty?
 
-      changes.map do |path, content, mode|
+      warnings + changes.map do |path, content, mode|
         verb = File.exist?(path) ? "update" : "create"
         if apply
           FileUtils.mkdir_p(File.dirname(path))
