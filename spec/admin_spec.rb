@@ -120,6 +120,18 @@ RSpec.describe "admin.rake", :cluster do
     expect(rake("doctor")[2]).to eq(0)
   end
 
+  it "install writes the publisher and submit cluster the admin names in its environment" do
+    Dir.mktmpdir do |dir|
+      copy = File.join(dir, "mtshare")
+      FileUtils.cp(MultiTenant.publisher_path, copy)
+      File.write(File.join(@ood, "etc/config/clusters.d/owens.yml"), { "v2" => { "job" => { "adapter" => "slurm", "cluster" => "mtcluster" } } }.to_yaml)
+      rake("install", env: { "APPLY" => "1", "MULTITENANT_PUBLISHER" => copy, "MULTITENANT_SUBMIT_CLUSTER" => "owens" })
+      expect(File.read(env_path)).to include("MULTITENANT_PUBLISHER=#{copy}\n", "MULTITENANT_SUBMIT_CLUSTER=owens\n")
+      out, _, code = rake("doctor")
+      expect([code, out]).to match([0, include("ok       OOD: the apps submit to cluster owens")])
+    end
+  end
+
   it "install warns about each MULTITENANT_* line outside its block that the block also sets; doctor names it" do
     File.write(env_path, "OOD_BC_CARD_TIME=1\nMULTITENANT_LIB=/opt/old/lib\nMULTITENANT_TTL=30\n")
     warning = "warning: #{env_path}:2 sets MULTITENANT_LIB outside the managed block; remove it (the managed block's value is #{File.join(ROOT, "lib")})\n"

@@ -274,9 +274,14 @@ module MultiTenant
       plan
     end
 
+    # The admin may choose the publisher (a copy the compute nodes reach) and the submit cluster by
+    # setting them in install's own environment; the block is the one place that sets them.
     def managed_env(mapping, submit)
-      vars = { "MULTITENANT_LIB" => File.join(GEM_ROOT, "lib"), "MULTITENANT_PUBLISHER" => MultiTenant.publisher_path }
+      chosen = ->(name, default) { @env[name].to_s.strip.empty? ? default : @env[name].strip }
+      vars = { "MULTITENANT_LIB" => File.join(GEM_ROOT, "lib"),
+               "MULTITENANT_PUBLISHER" => chosen.("MULTITENANT_PUBLISHER", MultiTenant.publisher_path) }
       vars["MULTITENANT_CLUSTERS"] = mapping.map { |k, v| "#{k}=#{v}" }.join(",") unless mapping.empty?
+      submit = chosen.("MULTITENANT_SUBMIT_CLUSTER", submit)
       vars["MULTITENANT_SUBMIT_CLUSTER"] = submit if submit
       vars
     end
