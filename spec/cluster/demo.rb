@@ -5,7 +5,9 @@
 #   2. mtowner starts a small web service as a batch job (--wckey=multitenant) that publishes itself
 #      to group mtclass with mtshare;
 #   3. discovery runs as a member, as an outsider and as the owner; each one's specs and cards are shown,
-#      and the member reaches the service through the published URL.
+#      and the member reaches the service through the published URL;
+#   4. the member's real Open OnDemand dashboard is left serving the delivered card on 127.0.0.1:3999,
+#      and a screenshot of it is saved.
 require "json"
 require "open3"
 require "fileutils"
@@ -106,11 +108,16 @@ puts sh!(File.join(LAB, "mtshare"), "inspect", name)
   files.each { |f| puts "  #{f.delete_prefix(dataroot + "/")} (#{format("%o", File.stat(f).mode & 0o777)})", File.read(f).gsub(/^/, "    ") }
 end
 
-step "Ending the service: the member's card goes away on their next discovery"
-system("scancel", id)
-sleep 1 while sh!("squeue", "-h", "-j", id, "-o", "%i").strip == id
-dataroot = File.join(LAB, "home/mtmember/ondemand/data/sys/dashboard")
-script = %(require "multitenant"; MultiTenant.discover(dataroot: #{dataroot.inspect}, config: MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, clusters: { "mtcluster" => "mtcluster-multitenant" })); p MultiTenant.cards)
-puts sh!(*as("mtmember", RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-e", script), chdir: LAB)
-left = Dir.glob("#{dataroot}/batch_connect/**/*").select { |f| File.file?(f) }
-puts "card files left for mtmember: #{left.empty? ? "none" : left.join(", ")}"
+step "The member's REAL Open OnDemand 4.2.3 dashboard (spec/ood/realood), with multitenant installed by `rake -f admin.rake install`"
+env = { "MT_OOD_ENV" => "MULTITENANT_KEY_DIR=#{File.join(LAB, "keys")}" }
+url = sh!(env, File.join(ROOT, "spec/ood/realood"), "up", "4.2", "mtmember", "3999").strip
+sessions = "#{url}batch_connect/sessions"
+page = Net::HTTP.get(URI(sessions))
+abort "the member's sessions page has no card for job #{id}" unless page.include?("(#{id})")
+shot = File.join(LAB, "sessions.png")
+require_relative "../support/real_ood"
+RealOOD.screenshot(sessions, shot, height: 1000)
+puts "mtmember's dashboard shows the card of job #{id}: open #{sessions}",
+     "(from another machine: ssh -L 3999:127.0.0.1:3999 <this host>, then the same URL)",
+     "screenshot of that page: #{shot}",
+     "stop it: #{File.join(ROOT, "spec/ood/realood")} down 4.2 mtmember; scancel #{id}"

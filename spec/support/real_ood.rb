@@ -128,6 +128,20 @@ module RealOOD
     end
   end
 
+  # A PNG of a page the dashboard serves, taken by Debian's headless Chromium (apt-get install chromium).
+  def self.screenshot(url, path, width: 1200, height: 800)
+    chromium = %w[/usr/bin/chromium /usr/bin/chromium-browser].find { |c| File.executable?(c) } or
+      raise "no Chromium: apt-get install chromium"
+    Dir.mktmpdir do |profile|
+      out, status = Open3.capture2e(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                                    "--hide-scrollbars", "--user-data-dir=#{profile}", "--window-size=#{width},#{height}",
+                                    "--virtual-time-budget=5000", "--screenshot=#{File.expand_path(path)}", url)
+      raise "chromium failed: #{out}" unless status.success? && File.size?(path)
+    end
+    path
+  end
+
   # Helpers for specs tagged :real_ood.
   module Helpers
     def require_real_ood!(version)
