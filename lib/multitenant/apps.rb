@@ -18,6 +18,9 @@ module MultiTenant
 
     def wckey = ENV.fetch("MULTITENANT_WCKEY", "multitenant")
 
+    # The ollama command on the compute nodes (MULTITENANT_OLLAMA in the dashboard's env, else on PATH).
+    def ollama = ENV.fetch("MULTITENANT_OLLAMA", "ollama")
+
     def key_dir = ENV["MULTITENANT_KEY_DIR"].to_s.strip.then { |d| d.empty? ? "/etc/multitenant/keys" : d }
 
     # The share group's choices: the user's groups that have a key, as [label, value]. Not OOD's
@@ -64,6 +67,9 @@ module MultiTenant
                "--method", %w[card form].include?(method) ? method : "card",
                "--delivery", DELIVERIES.include?(delivery) ? delivery : DELIVERIES.first]
       flags += ["--expires-in", "#{(hours * 3600).round}s"] if hours&.positive? && hours <= 24 * 366
+      # OOD submits with --export=NONE (ood_core's Slurm adapter): the job never sees the dashboard's
+      # settings, so a key dir the site chose is passed on.
+      flags += ["--key-dir", key_dir] unless ENV["MULTITENANT_KEY_DIR"].to_s.strip.empty?
       "#{Shellwords.escape(publisher)} publish #{Shellwords.join(flags)}"
     end
 

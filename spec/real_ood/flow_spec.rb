@@ -53,7 +53,10 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
 
   RealOOD::VERSIONS.each_key do |version|
     context "OOD #{version}" do
-      before { require_real_ood!(version) }
+      before do
+        require_real_ood!(version)
+        %w[mtowner mtmember mtoutsider].each { |u| wipe_dataroot(u) }
+      end
 
       it "full loop: the owner's real form launches services; a member's first start shows them Running and they answer; the outsider sees nothing" do
         owner = dashboard(version, "mtowner").start
@@ -67,7 +70,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         wipe_dataroot("mtmember")
         member = dashboard(version, "mtmember").start
         cards = member.cards
-        expect(cards.size).to eq(3)
+        expect(cards.size).to eq(3), "cards: #{cards.values.map { |c| c[/card-title[^>]*>(.*?)<\/span>/m, 1] || c[0, 300] }.inspect}"
         by_job = cards.values.to_h { |html| [html[/\((\d+)\)/, 1], html] }
         expect(by_job.keys).to contain_exactly(board["job_id"], content["job_id"], llm["job_id"])
         expect(by_job.values.map { |c| status_of(c) }).to all(eq("Running"))
