@@ -51,6 +51,19 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
 
   def status_of(card) = card[/\b(Running|Starting|Queued|Completed|Undetermined)\b/, 1]
 
+  # The card's own button (a form, as Rails' button_to renders it): its action and method.
+  def button(card, kind)
+    form = card[/<form[^>]*class="button_to"[^>]*action="([^"]+)"[^>]*>(?:(?!<\/form>).)*btn-#{kind}/m] or return nil
+    action = CGI.unescapeHTML(form[/action="([^"]+)"/, 1]).delete_prefix(RealOOD::PREFIX)
+    [action, form[/name="_method" value="(\w+)"/, 1] || "post"]
+  end
+
+  # Presses the button as the browser does: POST to its action, with _method when it has one.
+  def press(dash, card, kind)
+    action, verb = button(card, kind) || raise("the card has no #{kind} button")
+    dash.post(action, verb == "post" ? {} : { "_method" => verb }, from: "/batch_connect/sessions")
+  end
+
   RealOOD::VERSIONS.each_key do |version|
     context "OOD #{version}" do
       before do
@@ -123,10 +136,10 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         wait_shared(board["job_id"])
         system("sacctmgr", "-i", "modify", "user", "mtmember", "set", "adminlevel=Operator", out: File::NULL, exception: true)
         member = dashboard(version, "mtmember").start
-        id = member.cards.keys.first
-        expect(id).not_to be_nil
+        id, card = member.cards.first
+        expect(button(card, "delete")).to eq(["/batch_connect/sessions/#{id}", "delete"])
 
-        res = member.delete("/batch_connect/sessions/#{id}")
+        res = press(member, card, "delete")
         expect(res.code).to eq("302")
         expect(member.cards).to eq({})
         expect(job_state(board["job_id"])).to eq("RUNNING")
@@ -142,10 +155,14 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         first = launch_board(owner, title: "First")
         second = launch_board(owner, title: "Second")
         [first, second].each { |r| wait_shared(r["job_id"]) }
-        member = dashboard(version, "mtmember").start
-        ids = member.cards.to_h { |id, html| [html[/\((\d+)\)/, 1], id] }
+        # Sites turn the Cancel button on with OOD_CANCEL_SESSION_ENABLED (config/configuration_singleton.rb).
+        member = dashboard(version, "mtmember", env: { "OOD_CANCEL_SESSION_ENABLED" => "true" }).start
+        cards = member.cards
+        ids = cards.to_h { |id, html| [html[/\((\d+)\)/, 1], id] }
+        card = cards.fetch(ids.fetch(first["job_id"]))
+        expect(button(card, "cancel")).to eq(["/batch_connect/sessions/#{ids.fetch(first["job_id"])}/cancel", "post"])
 
-        res = member.post("/batch_connect/sessions/#{ids.fetch(first["job_id"])}/cancel", {}, from: "/batch_connect/sessions")
+        res = press(member, card, "cancel")
         expect(res.code).to eq("302")
         expect(member.cards.keys).to eq([ids.fetch(second["job_id"])])
         expect(job_state(first["job_id"])).to eq("RUNNING")
@@ -242,7 +259,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         id, html = cards.first
         expect(status_of(html)).to eq("Running")
         expect(Dir[File.join(root, "batch_connect/hpc-multitenant/sys/multitenant-delivery_default/output", id, "connection.yml")].size).to eq(1)
-        expect(member.delete("/batch_connect/sessions/#{id}").code).to eq("302")
+        expect(press(member, html, "delete").code).to eq("302")
         expect(member.restart.cards).to eq({})
         expect(job_state(job)).to eq("RUNNING")
       end

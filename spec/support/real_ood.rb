@@ -88,8 +88,6 @@ module RealOOD
       request(req)
     end
 
-    # Delete is a form with _method=delete, as OOD's card button sends it.
-    def delete(path, from: "/batch_connect/sessions") = post(path, { "_method" => "delete" }, from: from)
 
     def csrf_token(path)
       body = get(path).body
