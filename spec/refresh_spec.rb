@@ -49,3 +49,36 @@ RSpec.describe MultiTenant::Refresh do
     expect(MultiTenant).to have_received(:log).with("refresh failed: boom")
   end
 end
+
+RSpec.describe MultiTenant::Refresh, "before every request" do
+  after do
+    described_class.instance_variable_set(:@last, nil)
+    described_class.instance_variable_set(:@args, nil)
+  end
+
+  it "settles cards OOD marked completed on every request, and discovers only once per TTL" do
+    settled = []
+    allow(MultiTenant::Discovery).to receive(:_settle_completed) { |root, uid| settled << [root, uid] and [] }
+    allow(MultiTenant).to receive(:discover)
+    described_class.configure(now: 100.0, dataroot: "/d", per_cluster: false)
+    3.times { |i| described_class.maybe_run(now: 101.0 + i) }
+    expect(settled).to eq([["/d", Process.uid]] * 3)
+    expect(MultiTenant).not_to have_received(:discover)
+  end
+
+  it "has OOD render cached app forms again once the shares changed, and only then" do
+    cache = Class.new { attr_reader :cleared; def delete_matched(re) = (@cleared ||= []) << re }.new
+    stub_const("Rails", Module.new.tap { |m| m.define_singleton_method(:cache) { cache } })
+    allow(MultiTenant::Discovery).to receive(:_settle_completed).and_return([])
+    shares = [{}, { "12" => { "connection" => { "ollama_url" => "http://n:1" } } }]
+    allow(MultiTenant).to receive(:discover) { MultiTenant.instance_variable_set(:@specs, shares.shift || shares.last) }
+    MultiTenant.instance_variable_set(:@specs, {})
+    described_class.configure(now: 0.0, dataroot: "/d")
+    described_class.maybe_run(now: 100.0)
+    expect(cache.cleared).to be_nil
+    described_class.maybe_run(now: 200.0)
+    expect(cache.cleared).to eq([%r{\Abatch_connect_app/}])
+  ensure
+    MultiTenant.instance_variable_set(:@specs, {})
+  end
+end

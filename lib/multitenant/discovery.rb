@@ -29,9 +29,9 @@ module MultiTenant
       specs
     end
 
-    # One line per problem, whatever the message holds (Ruby's error highlighting adds lines).
+    # One line per problem, whatever the message holds (Ruby's error highlighting adds lines; control characters go too).
     def log(line)
-      logger.warn("multitenant: #{line.to_s.strip.gsub(/\s*\n\s*/, " ")}")
+      logger.warn("multitenant: #{line.to_s.gsub(/[[:cntrl:]]+/, " ").strip}")
     rescue StandardError
       nil
     end

@@ -1,10 +1,12 @@
 # frozen_string_literal: true
 
 module MultiTenant
-  # Live refresh: discovery runs again when the user opens the dashboard or the sessions page, at most
-  # once per MULTITENANT_TTL seconds (default 60), so shares and cards change without a restart.
+  # Live refresh: discovery runs again when the user opens the dashboard, the sessions page or an app's
+  # form, at most once per MULTITENANT_TTL seconds (default 60), so shares, cards and the forms' lists of
+  # shares change without a restart.
   module Refresh
-    CONTROLLERS = %w[DashboardController BatchConnect::SessionsController].freeze
+    # The pages that show shares: the dashboard, the sessions page and the app forms (which list them).
+    CONTROLLERS = %w[DashboardController BatchConnect::SessionsController BatchConnect::SessionContextsController].freeze
     MUTEX = Mutex.new
 
     module_function
@@ -20,7 +22,9 @@ module MultiTenant
         end
         next unless klass.respond_to?(:before_action)
 
-        klass.before_action { MultiTenant::Refresh.maybe_run }
+        # Ahead of the controller's own callbacks, which load the app (and its form) they render.
+        hook = klass.respond_to?(:prepend_before_action) ? :prepend_before_action : :before_action
+        klass.public_send(hook) { MultiTenant::Refresh.maybe_run }
         name
       end
     rescue StandardError => e
@@ -41,21 +45,25 @@ module MultiTenant
       60.0
     end
 
-    # Runs discovery if the last run is older than the TTL, or at once when OOD has marked one of the
-    # user's delivered cards completed (its job ended, or the user pressed Cancel): OOD would otherwise
-    # show that card as "Completed" until the TTL ran out. A request never waits for another request's
-    # refresh, and nothing raises.
+    # First takes away delivered cards OOD has marked completed (their job ended, or the user pressed
+    # Cancel: no scheduler call, so OOD never keeps showing them "Completed"); then runs discovery if
+    # the last run is older than the TTL. A request never waits for another request's refresh, and
+    # nothing raises.
     def maybe_run(now: clock)
       # Nothing to refresh until the boot-time discovery ran (never, when multitenant is disabled).
       return false unless @args
-      return false unless due?(now)
+
+      settle
+      return false if @last && now - @last < ttl
       return false unless MUTEX.try_lock
 
       begin
-        return false unless due?(now)
+        return false if @last && now - @last < ttl
 
         @last = now
+        before = MultiTenant.specs
         MultiTenant.discover(**(@args || {}))
+        forget_forms unless MultiTenant.specs == before
         true
       ensure
         MUTEX.unlock
@@ -67,11 +75,22 @@ module MultiTenant
       false
     end
 
-    def due?(now)
-      return true unless @last && now - @last < ttl
-
+    def settle
       dataroot = @args[:dataroot]
-      dataroot && MultiTenant.native? ? Discovery._marked_completed(dataroot.to_s, Process.uid) : false
+      return unless dataroot && MultiTenant.native? && Discovery.respond_to?(:_settle_completed)
+
+      Discovery._settle_completed(dataroot.to_s, Process.uid)
+    end
+
+    # OOD >= 4.2 keeps each batch connect app, with its form as rendered then, in Rails.cache for six
+    # hours (BatchConnect::App.from_token, apps/dashboard/app/models/batch_connect/app.rb at v4.2.3):
+    # forms that list shares (MultiTenant.specs) must be rendered again once the shares changed.
+    def forget_forms
+      return unless defined?(Rails) && Rails.respond_to?(:cache) && Rails.cache.respond_to?(:delete_matched)
+
+      Rails.cache.delete_matched(%r{\Abatch_connect_app/})
+    rescue NotImplementedError
+      nil
     end
 
     def clock = Process.clock_gettime(Process::CLOCK_MONOTONIC)

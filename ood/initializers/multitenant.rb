@@ -35,14 +35,14 @@ begin
     begin
       BatchConnect::Session.db_root if dataroot && defined?(BatchConnect::Session) && BatchConnect::Session.respond_to?(:db_root)
     rescue StandardError => e
-      warn "multitenant: could not create the data root #{dataroot}: #{e.message.gsub(/\s*\n\s*/, " ")}"
+      warn "multitenant: could not create the data root #{dataroot}: #{e.message.gsub(/[[:cntrl:]]+/, " ")}"
     end
     MultiTenant.discover(dataroot: dataroot, per_cluster: per_cluster, config: config)
     MultiTenant::Refresh.configure(dataroot: dataroot, per_cluster: per_cluster, config: config)
   rescue Exception => e # rubocop:disable Lint/RescueException -- nothing may stop the dashboard's boot
     raise if e.is_a?(SignalException) || e.is_a?(SystemExit)
 
-    warn "multitenant: discovery skipped: #{e.class}: #{e.message.gsub(/\s*\n\s*/, " ")}"
+    warn "multitenant: discovery skipped: #{e.class}: #{e.message.gsub(/[[:cntrl:]]+/, " ")}"
   end
 
   if defined?(Rails) && Rails.respond_to?(:application) && Rails.application
@@ -52,5 +52,5 @@ begin
     run.call
   end
 rescue StandardError, ScriptError => e
-  warn "multitenant: not loaded (#{e.class}: #{e.message.gsub(/\s*\n\s*/, " ")}); shares will not be discovered"
+  warn "multitenant: not loaded (#{e.class}: #{e.message.gsub(/[[:cntrl:]]+/, " ")}); shares will not be discovered"
 end

@@ -7,6 +7,8 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
   include RealOOD::Helpers
 
   TITLE = %(Lab <b>dash</b> & "co" 'x')
+  # A TTL no spec outlasts: then only the start (or the completed-card path) can deliver or remove a card.
+  NO_REFRESH = { "MULTITENANT_TTL" => "3600" }.freeze
   BOARD = "/batch_connect/sys/multitenant-dashboard/session_contexts"
 
   after do
@@ -69,6 +71,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
       before do
         require_real_ood!(version)
         %w[mtowner mtmember mtoutsider].each { |u| wipe_dataroot(u) }
+        system("sacctmgr", "-i", "modify", "user", "mtmember", "set", "adminlevel=None", out: File::NULL)
       end
 
       it "full loop: the owner's real form launches services; a member's first start shows them Running and they answer; the outsider sees nothing" do
@@ -79,9 +82,11 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
                                       "content" => "# Week 1\n\n<script>alert(1)</script> *read* chapter 2"))
         llm = launch(owner, "multitenant-llm", share_fields("ollama_model" => "tiny:1b"))
         [board, content, llm].each { |r| wait_shared(r["job_id"]) }
+        # ood_core's real sbatch: the WCKey from submit.yml.erb, the owner's default account (not the group).
+        out, = Open3.capture2("squeue", "-h", "-j", board["job_id"], "-O", "WCKey:40,Account:40")
+        expect(out.split).to eq(%w[multitenant mtaccount])
 
-        wipe_dataroot("mtmember")
-        member = dashboard(version, "mtmember").start
+        member = dashboard(version, "mtmember", env: NO_REFRESH).start
         cards = member.cards
         expect(cards.size).to eq(3), "cards: #{cards.values.map { |c| c[/card-title[^>]*>(.*?)<\/span>/m, 1] || c[0, 300] }.inspect}"
         by_job = cards.values.to_h { |html| [html[/\((\d+)\)/, 1], html] }
@@ -103,31 +108,30 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         ollama = llm_card[%r{<a href="(http://[^"]+)"}, 1]
         expect(JSON.parse(Net::HTTP.get(URI("#{ollama}/api/tags")))["models"].map { |m| m["name"] }).to eq(["tiny:1b"])
 
-        outsider = dashboard(version, "mtoutsider").start
+        outsider = dashboard(version, "mtoutsider", env: NO_REFRESH).start
         expect(outsider.cards).to eq({})
         expect(owner.restart.cards.keys).to contain_exactly(board["id"], content["id"], llm["id"])
       end
 
-      it "the Jupyter client's real form lists the running LLM, and its job gets the URL in its environment" do
+      it "the Jupyter client's real form lists the LLM shared while the dashboard runs, and its job gets the URL in its environment" do
+        member = dashboard(version, "mtmember").start
+        form = "/batch_connect/sys/multitenant-jupyter/session_contexts/new"
+        options = -> { member.get(form).body.scan(/<option[^>]*value="([^"]*)"[^>]*>([^<]*)</) }
+        expect(options.call.map(&:last)).to eq(["No shared LLM is running for you"])
+
         owner = dashboard(version, "mtowner").start
         llm = launch(owner, "multitenant-llm", share_fields("ollama_model" => "tiny:1b"))
         wait_shared(llm["job_id"])
-
-        member = dashboard(version, "mtmember").start
-        form = member.get("/batch_connect/sys/multitenant-jupyter/session_contexts/new").body
-        options = form.scan(/<option[^>]*value="([^"]*)"[^>]*>([^<]*)</)
-        url = options.find { |_, label| label == "mtowner: Ollama_API (job #{llm["job_id"]})" }&.first
+        # The live refresh (TTL 5 s here) finds it; OOD 4.2 must also render its cached form again.
+        label = "mtowner: Ollama_API (job #{llm["job_id"]})"
+        url = poll("the running dashboard's Jupyter form to list the LLM", timeout: 30) { options.call.find { |_, l| l == label }&.first }
         expect(url).to match(%r{\Ahttp://[^/]+:\d+\z})
 
         job = launch(member, "multitenant-jupyter", { "cluster" => "hpc", "ollama_host" => url, "bc_num_hours" => "1" })
-        out = Dir[File.join(home("mtmember"), "ondemand/data/sys/dashboard/batch_connect/sys/multitenant-jupyter/output",
-                            job["id"], "output.log")]
-        log = poll("the Jupyter job's output", timeout: 60) do
-          f = Dir[File.join(home("mtmember"), "ondemand/data/sys/dashboard/batch_connect/sys/multitenant-jupyter/output", job["id"], "output.log")].first
-          f && File.read(f).include?("Using the shared LLM at") && File.read(f)
-        end
-        expect(out).not_to be_nil
-        expect(log).to include("Using the shared LLM at #{url}\n")
+        # The job script OOD rendered runs as the member; its output is the session's output.log.
+        log = File.join(home("mtmember"), "ondemand/data/sys/dashboard/batch_connect/sys/multitenant-jupyter/output", job["id"], "output.log")
+        text = poll("the Jupyter job to report its LLM", timeout: 60) { File.file?(log) && File.read(log)[/^Using the shared LLM at .*$/] }
+        expect(text).to eq("Using the shared LLM at #{url}")
       end
 
       it "Delete on a delivered card dismisses it, the job keeps running (also for a Slurm operator), and it stays dismissed across starts" do
@@ -156,7 +160,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         second = launch_board(owner, title: "Second")
         [first, second].each { |r| wait_shared(r["job_id"]) }
         # Sites turn the Cancel button on with OOD_CANCEL_SESSION_ENABLED (config/configuration_singleton.rb).
-        member = dashboard(version, "mtmember", env: { "OOD_CANCEL_SESSION_ENABLED" => "true" }).start
+        member = dashboard(version, "mtmember", env: NO_REFRESH.merge("OOD_CANCEL_SESSION_ENABLED" => "true")).start
         cards = member.cards
         ids = cards.to_h { |id, html| [html[/\((\d+)\)/, 1], id] }
         card = cards.fetch(ids.fetch(first["job_id"]))
@@ -223,7 +227,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         end
         poll("the hostile jobs to run", timeout: 60) { ids.all? { |id| job_state(id) == "RUNNING" } }
 
-        member = dashboard(version, "mtmember").start
+        member = dashboard(version, "mtmember", env: NO_REFRESH).start
         expect(member.get("/").code).to eq("200")
         expect(member.get("/batch_connect/sessions").code).to eq("200")
         expect(member.cards).to eq({})
@@ -235,14 +239,14 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         Dir.mktmpdir do |bin|
           File.chmod(0o755, bin)
           File.write(File.join(bin, "squeue"), "#!/bin/sh\necho 'slurm_load_jobs error: Socket timed out on send/recv operation' >&2\nexit 1\n", perm: 0o755)
-          failing = dashboard(version, "mtmember", env: { "MULTITENANT_SLURM_BIN" => bin }).start
+          failing = dashboard(version, "mtmember", env: NO_REFRESH.merge("MULTITENANT_SLURM_BIN" => bin)).start
           expect(failing.get("/batch_connect/sessions").code).to eq("200")
           expect(failing.log_lines.grep(/multitenant:.*Socket timed out/).size).to eq(1)
           failing.stop
 
           File.write(File.join(bin, "squeue"), "#!/bin/sh\nexec sleep 600\n", perm: 0o755)
           t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-          hanging = dashboard(version, "mtmember", env: { "MULTITENANT_SLURM_BIN" => bin, "MULTITENANT_TIMEOUT" => "2" }).start
+          hanging = dashboard(version, "mtmember", env: NO_REFRESH.merge("MULTITENANT_SLURM_BIN" => bin, "MULTITENANT_TIMEOUT" => "2")).start
           expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be < 60
           expect(hanging.get("/").code).to eq("200")
           expect(hanging.log_lines.grep(/multitenant: squeue: no answer within 2 s/).size).to eq(1)
@@ -252,8 +256,8 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
       it "OOD_DATAROOT and OOD_PER_CLUSTER_DATAROOT as sites set them: cards show and dismiss" do
         job = submit_share(owner: "mtowner", app: "Elsewhere", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default"])
         root = File.join(home("mtmember"), "site-data")
-        FileUtils.rm_rf(root)
-        member = dashboard(version, "mtmember", env: { "OOD_DATAROOT" => root, "OOD_PER_CLUSTER_DATAROOT" => "1" }).start
+        wipe_as("mtmember", root)
+        member = dashboard(version, "mtmember", env: NO_REFRESH.merge("OOD_DATAROOT" => root, "OOD_PER_CLUSTER_DATAROOT" => "1")).start
         cards = member.cards
         expect(cards.size).to eq(1)
         id, html = cards.first

@@ -11,6 +11,7 @@ module RealOOD
   ROOT_DIR = ENV.fetch("MT_OOD_ROOT", "/var/tmp/multitenant-ood")
   VERSIONS = { "4.2" => 4200, "3.1" => 3100 }.freeze
   PREFIX = "/pun/sys/dashboard"
+  USERS = %w[mtowner mtmember mtprimary mtoutsider mtdefault].freeze
 
   # Builds the tree and installs the gem into it once per version and run; nil or why it failed.
   def self.ready!(version, key_dir)
@@ -30,7 +31,7 @@ module RealOOD
     def initialize(version, user, env: {})
       @version = version
       @user = user
-      @port = VERSIONS.fetch(version) + Etc.getpwnam(user).uid % 100
+      @port = VERSIONS.fetch(version) + (USERS.index(user) || (10 + Etc.getpwnam(user).uid % 80))
       @env = env
       @log = File.join(ROOT_DIR, version, "logs", "#{user}.log")
       @cookies = {}
@@ -50,7 +51,10 @@ module RealOOD
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 120
       loop do
         return self if up?
-        raise "#{user}'s dashboard exited:\n#{File.read(log)[-3000..]}" if Process.waitpid(@pid, Process::WNOHANG)
+        if Process.waitpid(@pid, Process::WNOHANG)
+          @pid = nil
+          raise "#{user}'s dashboard exited:\n#{File.read(log)[-3000..]}"
+        end
         raise "#{user}'s dashboard did not answer in 120 s:\n#{File.read(log)[-3000..]}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
 
         sleep 0.25
@@ -71,10 +75,12 @@ module RealOOD
       signal("TERM")
       begin
         Timeout.timeout(20) { Process.wait(@pid) }
-      rescue Timeout::Error, Errno::ECHILD
+      rescue Timeout::Error
+        signal("KILL")
+        Process.wait(@pid)
+      rescue Errno::ECHILD
         nil
       end
-      signal("KILL")
       @pid = nil
     end
 
@@ -167,8 +173,12 @@ module RealOOD
     def home(user) = Etc.getpwnam(user).dir
 
     # A fresh start for a user: no data root (OOD's first ever start for them).
-    def wipe_dataroot(user)
-      FileUtils.rm_rf(File.join(home(user), "ondemand"))
+    def wipe_dataroot(user) = wipe_as(user, File.join(home(user), "ondemand"))
+
+    # Removes a tree the user owns as that user: root never walks a tree a user can change under it.
+    def wipe_as(user, path)
+      _, err, status = run_as(user, "rm", "-rf", "--", path, chdir: "/")
+      raise "rm -rf #{path} as #{user}: #{err}" unless status.success?
     end
 
     def db_records(user, dataroot: File.join(home(user), "ondemand/data/sys/dashboard"))

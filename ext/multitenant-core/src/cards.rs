@@ -72,6 +72,27 @@ struct Manifest {
 const MANIFEST_DIR: &str = "multitenant";
 /// OOD's session files are a few hundred bytes; anything longer is not one of ours.
 const MAX_DB_FILE: u64 = 64 * 1024;
+/// A manifest of thousands of cards is well under this; a bigger file is not one we wrote.
+const MAX_MANIFEST: u64 = 8 * 1024 * 1024;
+
+/// Reads at most `cap` bytes of a regular file, never blocking on a FIFO and never following a link.
+fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_nofollow() | nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > cap {
+        return Err(std::io::Error::other(format!("larger than {cap} bytes")));
+    }
+    let mut buf = Vec::new();
+    f.take(cap).read_to_end(&mut buf)?;
+    Ok(buf)
+}
 const MANIFEST: &str = "cards.json";
 
 /// The card's session id: a UUID-shaped hash of the job, stable across runs, never chosen by the
@@ -219,16 +240,9 @@ impl SafeRoot {
     /// when squeue no longer lists the job, and on the card's Cancel button (BatchConnect::Session#cancel
     /// and #update_cache_completed!, apps/dashboard/app/models/batch_connect/session.rb at v4.2.3).
     fn marked_completed(&self, rel: &Path) -> bool {
-        use std::io::Read;
         let Ok((dir, name)) = Self::split(rel) else { return false };
         let Ok(Some(dir)) = self.dir(dir, false) else { return false };
-        let Ok(f) = OpenOptions::new().read(true).custom_flags(libc_nofollow()).open(dir.join(name)) else {
-            return false;
-        };
-        let mut buf = Vec::new();
-        if f.take(MAX_DB_FILE).read_to_end(&mut buf).is_err() {
-            return false;
-        }
+        let Ok(buf) = read_capped(&dir.join(name), MAX_DB_FILE) else { return false };
         serde_json::from_slice::<serde_json::Value>(&buf)
             .is_ok_and(|v| v.get("cache_completed").and_then(|c| c.as_bool()) == Some(true))
     }
@@ -342,7 +356,7 @@ fn read_manifest(root: &SafeRoot, report: &mut CardReport, raw: &mut Vec<u8>) ->
         }
         Err(_) => return Manifest { version: 1, ..Manifest::default() },
     }
-    let parsed = fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
+    let parsed = read_capped(&path, MAX_MANIFEST).map_err(|e| e.to_string()).and_then(|b| {
         let m = serde_json::from_slice::<Manifest>(&b).map_err(|e| e.to_string());
         *raw = b;
         m
@@ -497,6 +511,10 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], ke
 /// One reconciliation at a time per user (two dashboard processes may start together). Waits up to
 /// two seconds, then gives up for this run.
 fn lock(root: &SafeRoot) -> Result<Flock<std::fs::File>> {
+    lock_tries(root, 40)
+}
+
+fn lock_tries(root: &SafeRoot, tries: u32) -> Result<Flock<std::fs::File>> {
     let dir = root.dir(Path::new(MANIFEST_DIR), true)?.expect("created");
     let file = OpenOptions::new()
         .write(true)
@@ -507,7 +525,7 @@ fn lock(root: &SafeRoot) -> Result<Flock<std::fs::File>> {
         .open(dir.join(".lock"))
         .map_err(|e| Error::Io(format!("lock file in {}: {e}", dir.display())))?;
     let mut file = file;
-    for _ in 0..40 {
+    for _ in 0..tries {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => return Ok(l),
             Err((f, _)) => {
@@ -535,16 +553,37 @@ fn remove_card(root: &SafeRoot, e: &Entry, report: &mut CardReport) {
     root.remove_empty_dir(&e.output);
 }
 
-/// Whether a card this gem wrote has been marked completed by OOD since: its job ended or the user
-/// pressed Cancel. The dashboard then refreshes at once rather than after its TTL, so OOD never keeps
-/// showing a share as "Completed". Reads only the manifest and those session files; never fails.
-pub fn marked_completed(dataroot: &Path, uid: u32) -> bool {
-    let Ok(root) = SafeRoot::open(dataroot, uid) else { return false };
+/// Takes away every card this gem wrote that OOD has since marked completed (its job ended, or the user
+/// pressed Cancel), without asking the scheduler: OOD would otherwise keep showing it "Completed". The
+/// entry is remembered as dismissed: a share that still lives stays dismissed (Cancel), an ended one is
+/// dropped by the next discovery. Runs before each dashboard request, so it reads only the manifest and
+/// those session files and never waits: when another discovery holds the lock, it does nothing.
+pub fn settle_completed(dataroot: &Path, uid: u32) -> CardReport {
+    let mut report = CardReport::default();
+    let Ok(root) = SafeRoot::open(dataroot, uid) else { return report };
     if !matches!(root.dir(Path::new(MANIFEST_DIR), false), Ok(Some(_))) {
-        return false;
+        return report;
     }
-    let manifest = read_manifest(&root, &mut CardReport::default(), &mut Vec::new());
-    manifest.cards.values().any(|e| !e.dismissed && root.marked_completed(&e.db))
+    let glance = read_manifest(&root, &mut CardReport::default(), &mut Vec::new());
+    if !glance.cards.values().any(|e| !e.dismissed && root.marked_completed(&e.db)) {
+        return report;
+    }
+    let Ok(_lock) = lock_tries(&root, 1) else { return report };
+    let (mut manifest, before) = load_manifest(&root, &mut report);
+    for (id, e) in manifest.cards.iter_mut() {
+        if !e.dismissed && root.marked_completed(&e.db) {
+            remove_card(&root, e, &mut report);
+            e.dismissed = true;
+            report.dismissed.push(id.clone());
+        }
+    }
+    let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    if body != before {
+        if let Err(e) = root.write(&Path::new(MANIFEST_DIR).join(MANIFEST), &body) {
+            report.errors.push(e.to_string());
+        }
+    }
+    report
 }
 
 /// Removes every card this gem wrote under the data root, and its record of them. Other files stay.

@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use common::ollama;
@@ -312,22 +312,50 @@ fn mark_completed_as_ood_does(p: &Path) {
 }
 
 #[test]
-fn cancel_on_a_live_share_dismisses_its_card_and_a_completed_card_asks_for_a_refresh() {
-    use multitenant_core::cards::marked_completed;
+fn cancel_on_a_live_share_dismisses_its_card() {
     let fx = Fx::new();
     let id = card_id("mtcluster", "42", "alice");
     fx.run(&[found("42", "alice")]);
-    assert!(!marked_completed(&fx.opts.dataroot, uid()));
     mark_completed_as_ood_does(&fx.db(&id));
-    assert!(marked_completed(&fx.opts.dataroot, uid()));
 
     let r = fx.run(&[found("42", "alice")]);
     assert_eq!(r.dismissed, vec![id.clone()]);
     assert!(!fx.db(&id).exists() && !fx.conn(&id).exists());
-    assert!(!marked_completed(&fx.opts.dataroot, uid()));
     // Dismissed while the share lives, across runs.
     assert_eq!(fx.run(&[found("42", "alice")]).unchanged, vec![id.clone()]);
     assert!(!fx.db(&id).exists());
+}
+
+#[test]
+fn cards_ood_marked_completed_are_settled_without_the_scheduler() {
+    use multitenant_core::cards::settle_completed;
+    let fx = Fx::new();
+    let (ended, live) = (card_id("mtcluster", "42", "alice"), card_id("mtcluster", "43", "alice"));
+    fx.run(&[found("42", "alice"), found("43", "alice")]);
+    assert_eq!(settle_completed(&fx.opts.dataroot, uid()), Default::default(), "nothing marked: nothing done");
+    mark_completed_as_ood_does(&fx.db(&ended));
+
+    let r = settle_completed(&fx.opts.dataroot, uid());
+    assert_eq!((r.dismissed, r.errors), (vec![ended.clone()], vec![]));
+    assert!(!fx.db(&ended).exists() && !fx.conn(&ended).exists());
+    assert!(fx.db(&live).exists() && fx.conn(&live).exists());
+    assert_eq!(settle_completed(&fx.opts.dataroot, uid()).dismissed, Vec::<String>::new());
+    // The next discovery drops the ended share's record; the live one is untouched.
+    let r = fx.run(&[found("43", "alice")]);
+    assert_eq!((r.removed, r.unchanged), (vec![ended], vec![live]));
+}
+
+#[test]
+fn a_fifo_where_a_card_was_never_blocks_settling() {
+    use multitenant_core::cards::settle_completed;
+    let fx = Fx::new();
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    fs::remove_file(fx.db(&id)).unwrap();
+    nix::unistd::mkfifo(&fx.db(&id), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let r = settle_completed(&fx.opts.dataroot, uid());
+    assert!(r.dismissed.is_empty() && r.errors.is_empty());
+    assert!(fs::symlink_metadata(fx.db(&id)).unwrap().file_type().is_fifo(), "not ours to touch");
 }
 
 #[test]
@@ -338,5 +366,4 @@ fn a_card_ood_marked_completed_because_its_job_ended_is_removed() {
     mark_completed_as_ood_does(&fx.db(&id));
     assert_eq!(fx.run(&[]).removed, vec![id.clone()]);
     assert!(!fx.db(&id).exists() && !fx.conn(&id).exists());
-    assert!(!multitenant_core::cards::marked_completed(&fx.opts.dataroot, uid()));
 }

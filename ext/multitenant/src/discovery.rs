@@ -147,9 +147,9 @@ fn purge(ruby: &Ruby, dataroot: String, uid: u32, user: String) -> Result<Value,
     serde_magnus::serialize(ruby, &json!({"removed": r.removed, "errors": r.errors}))
 }
 
-/// Whether OOD marked one of the user's delivered cards completed since the last discovery.
-fn marked_completed(dataroot: String, uid: u32) -> bool {
-    multitenant_core::cards::marked_completed(&PathBuf::from(dataroot), uid)
+/// Takes away the user's delivered cards that OOD marked completed since; returns the ids.
+fn settle_completed(dataroot: String, uid: u32) -> Vec<String> {
+    multitenant_core::cards::settle_completed(&PathBuf::from(dataroot), uid).dismissed
 }
 
 pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
@@ -158,6 +158,6 @@ pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
     discovery.define_singleton_method("_jobs", function!(jobs, 4))?;
     discovery.define_singleton_method("_purge", function!(purge, 3))?;
     discovery.define_singleton_method("_command", function!(run_command, 4))?;
-    discovery.define_singleton_method("_marked_completed", function!(marked_completed, 2))?;
+    discovery.define_singleton_method("_settle_completed", function!(settle_completed, 2))?;
     Ok(())
 }
