@@ -7,6 +7,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
   include RealOOD::Helpers
 
   TITLE = %(Lab <b>dash</b> & "co" 'x')
+  MODEL = %(tiny:1b<i>"&'</i>) # shown in the card's body by the delivery view
   # A TTL no spec outlasts: then only the start (or the completed-card path) can deliver or remove a card.
   NO_REFRESH = { "MULTITENANT_TTL" => "3600" }.freeze
   BOARD = "/batch_connect/sys/multitenant-dashboard/session_contexts"
@@ -80,7 +81,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         content = launch(owner, "multitenant-content",
                          share_fields("content_title" => "Reading list", "content_format" => "markdown",
                                       "content" => "# Week 1\n\n<script>alert(1)</script> *read* chapter 2"))
-        llm = launch(owner, "multitenant-llm", share_fields("ollama_model" => "tiny:1b"))
+        llm = launch(owner, "multitenant-llm", share_fields("ollama_model" => MODEL))
         [board, content, llm].each { |r| wait_shared(r["job_id"]) }
         # ood_core's real sbatch: the WCKey from submit.yml.erb, the owner's default account (not the group).
         out, = Open3.capture2("squeue", "-h", "-j", board["job_id"], "-O", "WCKey:40,Account:40")
@@ -106,7 +107,9 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
 
         llm_card = by_job.fetch(llm["job_id"])
         ollama = llm_card[%r{<a href="(http://[^"]+)"}, 1]
-        expect(JSON.parse(Net::HTTP.get(URI("#{ollama}/api/tags")))["models"].map { |m| m["name"] }).to eq(["tiny:1b"])
+        expect(llm_card).to include("<td>tiny:1b&lt;i&gt;&quot;&amp;&#39;&lt;/i&gt;</td>")
+        expect(llm_card).not_to include("<i>")
+        expect(JSON.parse(Net::HTTP.get(URI("#{ollama}/api/tags")))["models"].map { |m| m["name"] }).to eq([MODEL])
 
         outsider = dashboard(version, "mtoutsider", env: NO_REFRESH).start
         expect(outsider.cards).to eq({})
