@@ -12,6 +12,7 @@ require "json"
 require "open3"
 require "fileutils"
 require "net/http"
+require "tmpdir"
 require "multitenant"
 
 ROOT = File.expand_path("../..", __dir__)

@@ -2,6 +2,8 @@
 
 require "net/http"
 require "uri"
+require "tmpdir"
+require "open3"
 require "cgi"
 
 # The REAL Open OnDemand dashboard (spec/ood/realood) for the specs: one process per user, as each
