@@ -26,27 +26,24 @@ include RealOOD::Helpers # rubocop:disable Style/MixinUsage
 def require_cluster! = (why = ClusterHelpers.up!) && abort("cluster: #{why}")
 
 require_cluster!
+at_exit do
+  stop_dashboards
+  cancel_jobs
+end
 why = RealOOD.ready!("4.2", key_dir)
 abort(why) if why
+%w[mtowner mtmember].each { |u| wipe_dataroot(u) }
 owner = dashboard("4.2", "mtowner").start
-fields = { "cluster" => "hpc", "mt_group" => "mtclass", "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default",
-           "mt_expires_hours" => "", "bc_num_hours" => "1" }
-launched = [["multitenant-llm", { "ollama_model" => "gpt-oss:20b" }],
-            ["multitenant-dashboard", { "app_title" => "Lab dashboard", "app_command" => "python3 -m http.server $port" }]].map do |app, extra|
-  path = "/batch_connect/sys/#{app}/session_contexts"
-  res = owner.post(path, fields.merge(extra).to_h { |k, v| ["batch_connect_session_context[#{k}]", v] }, from: "#{path}/new")
-  abort "#{app}: the form answered #{res.code}" unless res.code == "302"
-  poll("#{app}'s session", timeout: 30) { db_records("mtowner").find { |r| r["token"] == "sys/#{app}" && !(@jobs || []).include?(r["job_id"]) } }
-    .fetch("job_id").tap { |id| (@jobs ||= []) << id }
-end
-launched.each { |id| poll("job #{id} to publish", timeout: 120) { job_name(id).start_with?("mt|mtclass|1.") } }
+# Newest first on the sessions page: the LLM's card on top.
+launched = [launch(owner, "multitenant-dashboard", share_fields("app_title" => "Lab dashboard", "app_command" => "python3 -m http.server $port")),
+            launch(owner, "multitenant-llm", share_fields("ollama_model" => "gpt-oss:20b"))]
+  .map { |rec| rec["job_id"] }.reverse
+launched.each { |id| wait_shared(id) }
 owner.stop
 
 member = dashboard("4.2", "mtmember").start
-llm_card = member.cards.find { |_, html| html.include?("(#{launched.first})") }&.first or abort "no LLM card for mtmember"
+member.cards.any? { |_, html| html.include?("(#{launched.first})") } or abort "no LLM card for mtmember"
 RealOOD.screenshot("#{member.base}/batch_connect/sessions", File.join(ROOT, "docs/sessions.png"), height: 1400)
-RealOOD.screenshot("#{member.base}/batch_connect/sessions##{llm_card}", File.join(ROOT, "docs/card.png"), width: 1000, height: 760)
+RealOOD.screenshot("#{member.base}/batch_connect/sessions", File.join(ROOT, "docs/card.png"), width: 1000, height: 900)
 RealOOD.screenshot("#{member.base}/batch_connect/sys/multitenant-jupyter/session_contexts/new", File.join(ROOT, "docs/jupyter-form.png"), height: 700)
 puts "wrote docs/card.png, docs/sessions.png and docs/jupyter-form.png"
-stop_dashboards
-cancel_jobs

@@ -10,46 +10,14 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
   MODEL = %(tiny:1b<i>"&'</i>) # shown in the card's body by the delivery view
   # A TTL no spec outlasts: then only the start (or the completed-card path) can deliver or remove a card.
   NO_REFRESH = { "MULTITENANT_TTL" => "3600" }.freeze
-  BOARD = "/batch_connect/sys/multitenant-dashboard/session_contexts"
 
   after do
     stop_dashboards
     cancel_jobs
   end
 
-  # A form POST through OOD's own controller, as the browser sends it; returns the new session's record.
-  def launch(dash, app, fields)
-    path = "/batch_connect/sys/#{app}/session_contexts"
-    before = db_records(dash.user).map { |r| r["id"] }
-    res = dash.post(path, fields.to_h { |k, v| ["batch_connect_session_context[#{k}]", v] }, from: "#{path}/new")
-    alert = res.body.to_s[/class="alert[^"]*"[^>]*>(.*?)<\/div>/m, 1].to_s.gsub(/<[^>]+>|\s+/, " ").strip
-    expect(res.code).to eq("302"), "launching #{app} answered #{res.code}: #{alert}"
-    rec = poll("#{app}'s session file", timeout: 30) { db_records(dash.user).find { |r| !before.include?(r["id"]) } }
-    (@jobs ||= []) << rec["job_id"]
-    rec
-  end
-
-  def share_fields(extra = {})
-    { "cluster" => "hpc", "mt_group" => "mtclass", "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default",
-      "mt_expires_hours" => "", "bc_num_hours" => "1" }.merge(extra)
-  end
-
   def launch_board(owner, title: TITLE)
     launch(owner, "multitenant-dashboard", share_fields("app_title" => title, "app_command" => "python3 -m http.server $port"))
-  end
-
-  def wait_shared(job_id)
-    poll("job #{job_id} to run its templates and publish", timeout: 120) do
-      raise "job #{job_id} ended before publishing" unless job_state(job_id)
-
-      job_name(job_id).start_with?("mt|mtclass|1.")
-    end
-  end
-
-  # squeue's state of the job, or nil once Slurm no longer lists it.
-  def job_state(job_id)
-    out, = Open3.capture2("squeue", "-h", "-j", job_id.to_s, "-o", "%i %T")
-    out.lines.map(&:split).find { |id, _| id == job_id.to_s }&.last
   end
 
   def status_of(card) = card[/\b(Running|Starting|Queued|Completed|Undetermined)\b/, 1]

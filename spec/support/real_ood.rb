@@ -174,6 +174,42 @@ module RealOOD
 
     def home(user) = Etc.getpwnam(user).dir
 
+    # Launches a batch connect app through OOD's own form POST, as the browser sends it; returns the new
+    # session's db record once OOD wrote it (its job id is then in the specs' job list, to be cancelled).
+    def launch(dash, app, fields)
+      path = "/batch_connect/sys/#{app}/session_contexts"
+      before = db_records(dash.user).map { |r| r["id"] }
+      res = dash.post(path, fields.to_h { |k, v| ["batch_connect_session_context[#{k}]", v] }, from: "#{path}/new")
+      unless res.code == "302"
+        alert = res.body.to_s[%r{class="alert[^"]*"[^>]*>(.*?)</div>}m, 1].to_s.gsub(/<[^>]+>|\s+/, " ").strip
+        raise "launching #{app} answered #{res.code}: #{alert}"
+      end
+      rec = poll("#{app}'s session file", timeout: 30) { db_records(dash.user).find { |r| !before.include?(r["id"]) } }
+      (@jobs ||= []) << rec["job_id"]
+      rec
+    end
+
+    # The service apps' form fields, sharing with mtclass as a card.
+    def share_fields(extra = {})
+      { "cluster" => "hpc", "mt_group" => "mtclass", "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default",
+        "mt_expires_hours" => "", "bc_num_hours" => "1" }.merge(extra)
+    end
+
+    # Waits until the job ran the app's templates and renamed itself with its sealed share.
+    def wait_shared(job_id)
+      poll("job #{job_id} to run its templates and publish", timeout: 120) do
+        raise "job #{job_id} ended before publishing" unless job_state(job_id)
+
+        job_name(job_id).start_with?("mt|mtclass|1.")
+      end
+    end
+
+    # squeue's state of the job, or nil once Slurm no longer lists it.
+    def job_state(job_id)
+      out, = Open3.capture2("squeue", "-h", "-j", job_id.to_s, "-o", "%i %T")
+      out.lines.map(&:split).find { |id, _| id == job_id.to_s }&.last
+    end
+
     # A fresh start for a user: no data root (OOD's first ever start for them).
     def wipe_dataroot(user) = wipe_as(user, File.join(home(user), "ondemand"))
 
