@@ -40,6 +40,9 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
       before do
         require_real_ood!(version)
         %w[mtowner mtmember mtoutsider].each { |u| wipe_dataroot(u) }
+        # The test users' jobs left by a demo or an interrupted run would show as extra cards.
+        system("scancel", "-u", "mtowner", exception: true)
+        poll("mtowner's earlier jobs to leave the queue", timeout: 60) { Open3.capture2("squeue", "-h", "-u", "mtowner").first.empty? }
         system("sacctmgr", "-i", "modify", "user", "mtmember", "set", "adminlevel=None", out: File::NULL)
       end
 
