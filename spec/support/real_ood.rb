@@ -20,7 +20,10 @@ module RealOOD
     @ready ||= {}
     @ready[version] ||= begin
       env = { "MT_OOD_ENV" => "MULTITENANT_KEY_DIR=#{key_dir} MULTITENANT_TTL=5 MULTITENANT_OLLAMA=#{File.join(ROOT, "spec/ood/fake-ollama")}" }
+      t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       out, status = Open3.capture2e(env, SCRIPT, "install", version)
+      took = Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
+      warn out.lines.grep(/\Arealood: built/).join, format("realood: OOD %s built and installed in %.1f s", version, took) if status.success?
       status.success? ? :ok : "realood install #{version} failed:\n#{out}"
     end
     @ready[version] == :ok ? nil : @ready[version]
