@@ -75,6 +75,13 @@ const MAX_DB_FILE: u64 = 64 * 1024;
 /// A manifest of thousands of cards is well under this; a bigger file is not one we wrote.
 const MAX_MANIFEST: u64 = 8 * 1024 * 1024;
 
+/// The session file at `path` (in a directory already checked) says `cache_completed: true`.
+fn db_marked_completed(path: &Path) -> bool {
+    let Ok(buf) = read_capped(path, MAX_DB_FILE) else { return false };
+    serde_json::from_slice::<serde_json::Value>(&buf)
+        .is_ok_and(|v| v.get("cache_completed").and_then(|c| c.as_bool()) == Some(true))
+}
+
 /// Reads at most `cap` bytes of a regular file, never blocking on a FIFO and never following a link.
 fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
@@ -242,9 +249,7 @@ impl SafeRoot {
     fn marked_completed(&self, rel: &Path) -> bool {
         let Ok((dir, name)) = Self::split(rel) else { return false };
         let Ok(Some(dir)) = self.dir(dir, false) else { return false };
-        let Ok(buf) = read_capped(&dir.join(name), MAX_DB_FILE) else { return false };
-        serde_json::from_slice::<serde_json::Value>(&buf)
-            .is_ok_and(|v| v.get("cache_completed").and_then(|c| c.as_bool()) == Some(true))
+        db_marked_completed(&dir.join(name))
     }
 
     fn remove(&self, rel: &Path) -> Result<()> {
@@ -565,7 +570,14 @@ pub fn settle_completed(dataroot: &Path, uid: u32) -> CardReport {
         return report;
     }
     let glance = read_manifest(&root, &mut CardReport::default(), &mut Vec::new());
-    if !glance.cards.values().any(|e| !e.dismissed && root.marked_completed(&e.db)) {
+    // Session files share one directory: resolve it (a checked walk) once, not once per card.
+    let mut dirs: BTreeMap<&Path, Option<PathBuf>> = BTreeMap::new();
+    let marked = glance.cards.values().filter(|e| !e.dismissed).any(|e| {
+        let Ok((dir, name)) = SafeRoot::split(&e.db) else { return false };
+        let resolved = dirs.entry(dir).or_insert_with(|| root.dir(dir, false).ok().flatten());
+        resolved.as_ref().is_some_and(|d| db_marked_completed(&d.join(name)))
+    });
+    if !marked {
         return report;
     }
     let Ok(_lock) = lock_tries(&root, 1) else { return report };
