@@ -158,12 +158,12 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
 
       it "the card goes away on the next live refresh when the share ends: expired, member removed, key rotated away" do
         member = dashboard(version, "mtmember")
-        expiring = submit_share(owner: "mtowner", app: "Expiring", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default", "--expires-in", "20s"])
+        expiring = submit_share(owner: "mtowner", app: "Expiring", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default", "--expires-in", "40s"])
         lasting = submit_share(owner: "mtowner", app: "Lasting", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default"])
         member.start
         titles = -> { member.cards.values.map { |c| c[/(\w+) from mtowner/, 1] }.sort }
         expect(titles.call).to eq(%w[Expiring Lasting])
-        poll("the expired share's card to go", timeout: 60) { titles.call == %w[Lasting] }
+        poll("the expired share's card to go", timeout: 90) { titles.call == %w[Lasting] }
         expect(job_state(expiring)).to eq("RUNNING")
 
         begin
