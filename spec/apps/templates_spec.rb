@@ -39,7 +39,7 @@ RSpec.describe "service and client app templates" do
         wait_until_port_used() { #{port_opens ? "return 0" : "return 1"}; }
         host=node1 port=4242 ollama_url=http://node1:4242 ollama_model=m url=http://node1:4242/ db_dir=#{dir}
         #{port_opens ? 'touch "$db_dir/ready"' : ""}
-        db_engine=postgresql db_name=msba db_user=msba_user db_password=pw jdbc_url=jdbc:postgresql://node1:4242/msba
+        db_engine=postgresql db_name=msba db_user=msba_user db_password=S3cretPw jdbc_url=jdbc:postgresql://node1:4242/msba
         content_format=markdown content_file=#{dir}/content
         echo '# hi' > "$content_file"
         #{ClimateControl.env("MULTITENANT_PUBLISHER" => fake) { render(app, "template/after.sh.erb", context) }}
@@ -138,6 +138,21 @@ RSpec.describe "service and client app templates" do
       expect(published_args(app, context_for(app), port_opens: false, output: out)).to be_nil
       expect(out.grep(/\Amultitenant: .+: not published\z/).size).to eq(1)
       expect(out.last).to eq("job script goes on")
+    end
+  end
+
+  it "multitenant-database hands its password to mtshare through the environment, never its command line" do
+    args = published_args("multitenant-database", context_for("multitenant-database"))
+    expect(args.each_cons(2).to_a).to include(["--env", "db_password=db_password"])
+    expect(args.grep(/S3cretPw/)).to eq([])
+  end
+
+  # Every user on a compute node can read every process's command line: a password variable in a job
+  # template may only be set, exported, or printed by the shell's own printf into a pipe.
+  Dir[File.join(ROOT, "ood/apps/*/template/*.erb")].sort.each do |path|
+    it "#{path.delete_prefix("#{ROOT}/")} puts no secret on a command line" do
+      lines = File.readlines(path).grep(/\$\{?(db_)?password\b/)
+      expect(lines.reject { |l| l.match?(/\A\s*(export [A-Za-z_]+=|[A-Za-z_]+=|printf '%s\\n' )/) }).to eq([])
     end
   end
 
