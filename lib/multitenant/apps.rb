@@ -21,7 +21,7 @@ module MultiTenant
     # The ollama command on the compute nodes (MULTITENANT_OLLAMA in the dashboard's env, else on PATH).
     def ollama = ENV.fetch("MULTITENANT_OLLAMA", "ollama")
 
-    def key_dir = ENV["MULTITENANT_KEY_DIR"].to_s.strip.then { |d| d.empty? ? "/etc/multitenant/keys" : d }
+    def key_dir = ENV["MULTITENANT_KEY_DIR"].to_s.strip.then { |d| d.empty? ? Config::DEFAULTS[:key_dir] : d }
 
     # The share group's choices: the user's groups that have a key, as [label, value]. Not OOD's
     # auto_groups, which would also be submitted as the Slurm account.

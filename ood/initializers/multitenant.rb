@@ -15,6 +15,9 @@ module MultiTenant
   end
 end
 
+# A warning is one line of the dashboard's log, whatever the message holds.
+one_line = ->(e) { e.message.gsub(/[[:cntrl:]]+/, " ") }
+
 begin
   lib = ENV.fetch("MULTITENANT_LIB", "/opt/multitenant/lib")
   $LOAD_PATH.unshift(lib) unless $LOAD_PATH.include?(lib)
@@ -35,14 +38,14 @@ begin
     begin
       BatchConnect::Session.db_root if dataroot && defined?(BatchConnect::Session) && BatchConnect::Session.respond_to?(:db_root)
     rescue StandardError => e
-      warn "multitenant: could not create the data root #{dataroot}: #{e.message.gsub(/[[:cntrl:]]+/, " ")}"
+      warn "multitenant: could not create the data root #{dataroot}: #{one_line.call(e)}"
     end
     MultiTenant.discover(dataroot: dataroot, per_cluster: per_cluster, config: config)
     MultiTenant::Refresh.configure(dataroot: dataroot, per_cluster: per_cluster, config: config)
   rescue Exception => e # rubocop:disable Lint/RescueException -- nothing may stop the dashboard's boot
     raise if e.is_a?(SignalException) || e.is_a?(SystemExit)
 
-    warn "multitenant: discovery skipped: #{e.class}: #{e.message.gsub(/[[:cntrl:]]+/, " ")}"
+    warn "multitenant: discovery skipped: #{e.class}: #{one_line.call(e)}"
   end
 
   if defined?(Rails) && Rails.respond_to?(:application) && Rails.application
@@ -52,5 +55,5 @@ begin
     run.call
   end
 rescue StandardError, ScriptError => e
-  warn "multitenant: not loaded (#{e.class}: #{e.message.gsub(/[[:cntrl:]]+/, " ")}); shares will not be discovered"
+  warn "multitenant: not loaded (#{e.class}: #{one_line.call(e)}); shares will not be discovered"
 end

@@ -70,6 +70,7 @@ struct Manifest {
 }
 
 const MANIFEST_DIR: &str = "multitenant";
+const MANIFEST: &str = "cards.json";
 /// OOD's session files are a few hundred bytes; anything longer is not one of ours.
 const MAX_DB_FILE: u64 = 64 * 1024;
 /// A manifest of thousands of cards is well under this; a bigger file is not one we wrote.
@@ -100,7 +101,6 @@ fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
     f.take(cap).read_to_end(&mut buf)?;
     Ok(buf)
 }
-const MANIFEST: &str = "cards.json";
 
 /// The card's session id: a UUID-shaped hash of the job, stable across runs, never chosen by the
 /// publisher (so a share cannot aim at one of the receiver's own session files).
@@ -447,9 +447,7 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], ke
                 // The share lives, so OOD marked it completed on the user's Cancel (the dismiss
                 // cluster's scancel did nothing): a Completed card of a live share would mislead,
                 // so Cancel dismisses it, as Delete does.
-                let _ = root.remove(&e.db);
-                let _ = root.remove(&e.output.join("connection.yml"));
-                root.remove_empty_dir(&e.output);
+                remove_card(&root, e, &mut report);
                 e.dismissed = true;
                 report.dismissed.push(id);
             }
