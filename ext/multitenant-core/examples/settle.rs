@@ -16,7 +16,7 @@ use multitenant_core::Share;
 
 fn found(i: usize) -> Found {
     let job =
-        Job { id: (100_000 + i).to_string(), owner: "alice".into(), cluster: "mtcluster".into(), name: String::new() };
+        Job { id: (100_000 + i).to_string(), owner: "alice".into(), cluster: "mtcluster".into(), name: String::new(), restarts: 0 };
     let msg = message("Ollama_API", &[("host", "node017"), ("port", "41234"), ("ollama_url", "http://node017:41234")]);
     Found {
         job,

@@ -22,6 +22,8 @@ pub struct Job {
     pub owner: String,
     pub cluster: String,
     pub name: String,
+    /// How many times Slurm restarted the job (requeue): each run is a new run of the service.
+    pub restarts: u32,
 }
 
 /// How running jobs with the WCKey are found.
@@ -81,7 +83,7 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
             let out = sched.run("squeue", &["--noheader", "--states=RUNNING", "-O", &format])?;
             for r in records(&out, &term, 5) {
                 if r[2] == wckey && valid_id(r[0]) && seen.insert(r[0].to_string()) {
-                    jobs.push(Job { id: r[0].into(), owner: r[1].into(), cluster: r[3].into(), name: r[4].into() });
+                    jobs.push(Job { id: r[0].into(), owner: r[1].into(), cluster: r[3].into(), name: r[4].into(), restarts: 0 });
                 }
             }
         }
@@ -123,6 +125,7 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
                             owner: owner.clone(),
                             cluster: cluster.clone(),
                             name: r[2].into(),
+                            restarts: 0,
                         });
                     }
                 }
@@ -179,6 +182,30 @@ pub struct Options {
 pub struct Found {
     pub job: Job,
     pub share: Share,
+}
+
+/// What one run could not decide. A card, dismissal or form choice it covers stays as the last run
+/// left it: something skipped, capped or not looked up is unknown, never "ended".
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Unknown {
+    /// Nothing could be decided (no scheduler answered).
+    pub all: bool,
+    /// Slurm cluster names whose scheduler did not answer in full.
+    pub clusters: Vec<String>,
+    /// Groups whose keys could not be loaded.
+    pub groups: Vec<String>,
+    /// Jobs seen but not decided, as (Slurm cluster name, job id).
+    pub jobs: Vec<(String, String)>,
+}
+
+impl Unknown {
+    /// Whether a share of `group` from job `job_id` on Slurm cluster `cluster` is undecided this run.
+    pub fn covers(&self, cluster: &str, group: &str, job_id: &str) -> bool {
+        self.all
+            || self.clusters.iter().any(|c| c == cluster)
+            || self.groups.iter().any(|g| g == group)
+            || self.jobs.iter().any(|(c, j)| c == cluster && j == job_id)
+    }
 }
 
 #[derive(Debug, Default)]

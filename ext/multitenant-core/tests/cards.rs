@@ -16,7 +16,7 @@ use serde_json::Value;
 const VIEWER: &str = "bob";
 
 fn found(job_id: &str, owner: &str) -> Found {
-    let job = Job { id: job_id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: String::new() };
+    let job = Job { id: job_id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: String::new(), restarts: 0 };
     let share = Share {
         prefix: "mt".into(),
         group: "class101".into(),

@@ -20,7 +20,7 @@ fn fake(dir: &Path, name: &str, body: &str) {
 }
 
 fn job(id: &str, owner: &str, name: &str) -> Job {
-    Job { id: id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: name.into() }
+    Job { id: id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: name.into(), restarts: 0 }
 }
 
 #[test]
