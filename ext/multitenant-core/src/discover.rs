@@ -1,5 +1,6 @@
 //! Discovery: which running jobs are shares this viewer may open. Never fails as a whole: whatever
-//! goes wrong is one line in `errors`, and the shares that did open are returned.
+//! goes wrong is one line in `errors`, what could not be decided is in `unknown`, and the shares that
+//! did open are returned.
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
@@ -13,9 +14,11 @@ use crate::envelope::{open, parse, Binding, Format, Share};
 use crate::error::{Error, Result};
 use crate::keys::{Key, KeyDir};
 use crate::legacy::open_legacy;
+use crate::message::is_user_name;
 use crate::slurm::Scheduler;
 
-/// A running job as the scheduler reports it. Only `name` can be chosen by the job's owner.
+/// A running job as the scheduler reports it. Only `name` (and the WCKey it was found by) can be
+/// chosen by the job's owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub id: String,
@@ -46,23 +49,28 @@ impl FromStr for Strategy {
     }
 }
 
-/// A random record terminator for one query: a job name may contain newlines, so lines cannot be
-/// trusted to separate jobs, but a name cannot contain a terminator it could not predict.
-fn terminator() -> Result<String> {
+/// A random token for one query: a job name or WCKey may contain newlines and '|', so neither can be
+/// trusted to separate fields or jobs, but no field can contain a token it could not predict.
+fn token(tag: &str) -> Result<String> {
     let mut b = [0u8; 12];
     getrandom::fill(&mut b).map_err(|e| Error::Io(format!("no random numbers: {e}")))?;
-    Ok(format!("@mt{}@", URL_SAFE_NO_PAD.encode(b)))
+    Ok(format!("@{tag}{}@", URL_SAFE_NO_PAD.encode(b)))
 }
 
-/// Splits `squeue -O …,Name:<term>` output into records of `fields` '|'-separated fields, the last
-/// being the name (which may itself hold '|' and newlines).
-fn records<'a>(out: &'a str, term: &str, fields: usize) -> Vec<Vec<&'a str>> {
-    let sep = format!("{term}\n");
-    out.split_inclusive(sep.as_str())
-        .filter_map(|r| r.strip_suffix(sep.as_str()))
+/// Splits `squeue -O A:<sep>,B:<sep>,…,Name:<term>` output into records of exactly `fields` fields.
+/// `squeue -M` prints a `CLUSTER: <name>` line before the first record; text before the first field
+/// of a record up to a newline is such a header (a job id holds no newline) and is dropped.
+fn records<'a>(out: &'a str, sep: &str, term: &str, fields: usize) -> Vec<Vec<&'a str>> {
+    let end = format!("{term}\n");
+    out.split_inclusive(end.as_str())
+        .filter_map(|r| r.strip_suffix(end.as_str()))
         .filter_map(|r| {
-            let parts: Vec<&str> = r.splitn(fields, '|').collect();
-            (parts.len() == fields && !parts.last().unwrap().contains(term)).then_some(parts)
+            let mut parts: Vec<&str> = r.split(sep).collect();
+            if parts.len() != fields || parts.iter().any(|p| p.contains(term)) {
+                return None;
+            }
+            parts[0] = parts[0].rsplit('\n').next().unwrap_or_default();
+            Some(parts)
         })
         .collect()
 }
@@ -71,77 +79,119 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Running jobs that carry exactly `wckey` (a defaulted `*wckey` does not count).
-pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Result<Vec<Job>> {
+fn valid_cluster(c: &str) -> bool {
+    !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+/// What one cluster's scheduler said: the running jobs with the WCKey, and stderr warnings to log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub jobs: Vec<Job>,
+    pub warnings: Vec<String>,
+}
+
+/// Running jobs that carry exactly `wckey` (a defaulted `*wckey` does not count), on the cluster
+/// `sched` reaches. Every field is checked on its own; a record that fails any check is dropped.
+/// `--all`, as OOD's adapter passes it: jobs in hidden partitions, or partitions the viewer may not
+/// use, are listed too.
+pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Result<Listing> {
     let wckey = wckey.to_ascii_lowercase();
-    let term = terminator()?;
+    let (sep, term) = (token("f")?, token("mt")?);
     let mut seen = HashSet::new();
-    let mut jobs = Vec::new();
+    let mut listing = Listing::default();
+    let cluster_ok = |c: &str| valid_cluster(c) && sched.cluster().is_none_or(|m| m == c);
     match strategy {
         Strategy::Squeue => {
-            let format = format!("JobID:|,UserName:|,WCKey:|,Cluster:|,Name:{term}");
-            let out = sched.run("squeue", &["--noheader", "--states=RUNNING", "-O", &format])?;
-            for r in records(&out, &term, 5) {
-                if r[2] == wckey && valid_id(r[0]) && seen.insert(r[0].to_string()) {
-                    jobs.push(Job { id: r[0].into(), owner: r[1].into(), cluster: r[3].into(), name: r[4].into(), restarts: 0 });
+            let format = format!("JobID:{sep},UserName:{sep},WCKey:{sep},Cluster:{sep},RestartCnt:{sep},Name:{term}");
+            let out = sched.output("squeue", &["--all", "--noheader", "--states=RUNNING", "-O", &format])?;
+            listing.warnings = out.warnings;
+            for r in records(&out.stdout, &sep, &term, 6) {
+                let [id, owner, key, cluster, restarts, name] = r[..] else { continue };
+                let Ok(restarts) = restarts.parse::<u32>() else { continue };
+                if key == wckey && valid_id(id) && is_user_name(owner) && cluster_ok(cluster) && seen.insert(id) {
+                    listing.jobs.push(Job {
+                        id: id.into(),
+                        owner: owner.into(),
+                        cluster: cluster.into(),
+                        name: name.into(),
+                        restarts,
+                    });
                 }
             }
         }
         Strategy::SacctSqueue => {
             let wckeys = format!("--wckeys={wckey}");
-            let out = sched.run(
-                "sacct",
-                &[
-                    "--allocations",
-                    "--noheader",
-                    "--parsable2",
-                    "--allusers",
-                    "--state=RUNNING",
-                    &wckeys,
-                    "--format=JobIDRaw,User,Cluster,WCKey",
-                ],
-            )?;
+            let delimiter = format!("--delimiter={sep}");
+            let args = [
+                "--allocations",
+                "--noheader",
+                "--parsable2",
+                &delimiter,
+                "--allusers",
+                "--state=RUNNING",
+                &wckeys,
+                "--format=JobIDRaw,User,Cluster,WCKey",
+            ];
+            let out = sched.output("sacct", &args)?;
+            listing.warnings = out.warnings;
             let mut accounted = BTreeMap::new();
-            for line in out.lines() {
-                let f: Vec<&str> = line.split('|').collect();
+            for line in out.stdout.lines() {
+                let f: Vec<&str> = line.split(sep.as_str()).collect();
                 if let [id, owner, cluster, key] = f[..] {
-                    if key == wckey && valid_id(id) {
+                    if key == wckey && valid_id(id) && is_user_name(owner) && cluster_ok(cluster) {
                         accounted.insert(id.to_string(), (owner.to_string(), cluster.to_string()));
                     }
                 }
             }
             if accounted.is_empty() {
-                return Ok(jobs);
+                return Ok(listing);
             }
             let ids = accounted.keys().cloned().collect::<Vec<_>>().join(",");
-            let format = format!("JobID:|,UserName:|,Name:{term}");
-            let out = sched.run("squeue", &["--noheader", "--states=RUNNING", "--jobs", &ids, "-O", &format])?;
-            for r in records(&out, &term, 3) {
+            let format = format!("JobID:{sep},UserName:{sep},RestartCnt:{sep},Name:{term}");
+            let out = match sched.output("squeue", &["--all", "--noheader", "--states=RUNNING", "--jobs", &ids, "-O", &format]) {
+                Ok(out) => out,
+                // Accounting can list as running a job the controller no longer knows (a runaway job);
+                // asked for that one id alone, squeue fails with this line. The job has ended.
+                Err(Error::Command { reason, .. }) if accounted.len() == 1 && reason.contains("Invalid job id specified") => {
+                    return Ok(listing)
+                }
+                Err(e) => return Err(e),
+            };
+            listing.warnings.extend(out.warnings);
+            for r in records(&out.stdout, &sep, &term, 4) {
+                let [id, owner, restarts, name] = r[..] else { continue };
+                let Ok(restarts) = restarts.parse::<u32>() else { continue };
                 // The owner must agree between accounting and the controller.
-                if let Some((owner, cluster)) = accounted.get(r[0]).filter(|(o, _)| o == r[1]) {
-                    if seen.insert(r[0].to_string()) {
-                        jobs.push(Job {
-                            id: r[0].into(),
-                            owner: owner.clone(),
+                if let Some((o, cluster)) = accounted.get(id).filter(|(o, _)| o == owner) {
+                    if seen.insert(id) {
+                        listing.jobs.push(Job {
+                            id: id.into(),
+                            owner: o.clone(),
                             cluster: cluster.clone(),
-                            name: r[2].into(),
-                            restarts: 0,
+                            name: name.into(),
+                            restarts,
                         });
                     }
                 }
             }
         }
     }
-    Ok(jobs)
+    Ok(listing)
 }
 
 /// Who is looking: the user and their groups as the group database says now (primary included),
-/// not the possibly stale groups of this long-running process.
+/// not the possibly stale groups of this long-running process. Their names are resolved once, so
+/// membership is decided from this list: no group lookup is ever driven by a name in a job name.
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub name: String,
     pub uid: u32,
     pub gids: Vec<u32>,
+    /// Group name → gid, for each of `gids` whose name could be looked up.
+    pub groups: BTreeMap<String, u32>,
+    /// Some gid's name could not be looked up (LDAP/SSSD hiccup): a group not in `groups` may still
+    /// be one of the viewer's.
+    pub unresolved: bool,
 }
 
 impl Viewer {
@@ -153,15 +203,41 @@ impl Viewer {
         let user = User::from_uid(Uid::from_raw(uid))
             .map_err(|e| Error::Io(format!("looking up uid {uid}: {e}")))?
             .ok_or_else(|| Error::Invalid(format!("uid {uid} has no passwd entry")))?;
-        let cname =
-            std::ffi::CString::new(user.name.clone()).map_err(|_| Error::Invalid("user name holds NUL".into()))?;
-        let gids = getgrouplist(&cname, user.gid)
-            .map_err(|e| Error::Io(format!("listing the groups of {}: {e}", user.name)))?
-            .into_iter()
-            .map(Gid::as_raw)
-            .collect();
-        Ok(Viewer { name: user.name, uid, gids })
+        let gids = member_gids(&user)?;
+        let mut groups = BTreeMap::new();
+        let mut unresolved = false;
+        for &gid in &gids {
+            match Group::from_gid(Gid::from_raw(gid)) {
+                Ok(Some(g)) => {
+                    groups.insert(g.name, gid);
+                }
+                _ => unresolved = true,
+            }
+        }
+        Ok(Viewer { name: user.name, uid, gids, groups, unresolved })
     }
+}
+
+fn member_gids(user: &User) -> Result<Vec<u32>> {
+    let cname =
+        std::ffi::CString::new(user.name.clone()).map_err(|_| Error::Invalid("user name holds NUL".into()))?;
+    Ok(getgrouplist(&cname, user.gid)
+        .map_err(|e| Error::Io(format!("listing the groups of {}: {e}", user.name)))?
+        .into_iter()
+        .map(Gid::as_raw)
+        .collect())
+}
+
+/// One Slurm cluster to search.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The Slurm cluster name (a `MULTITENANT_CLUSTERS` key), or `None` for the one cluster plain
+    /// commands reach (no mapping set).
+    pub name: Option<String>,
+    /// How OOD reaches it (its clusters.d entry).
+    pub sched: Scheduler,
+    /// Why it cannot be searched (a setting to fix, said in one line): its shares are then unknown.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +249,7 @@ pub struct Options {
     pub legacy: bool,
     /// Seconds since the epoch, for expiry; `None` means the clock.
     pub now: Option<u64>,
-    /// The longest the whole run may take after the scheduler answered; jobs left are skipped.
+    /// The longest the whole run may take after the scheduler answered; jobs left are unknown.
     pub budget: Duration,
 }
 
@@ -214,15 +290,13 @@ pub struct Discovery {
     /// One line per problem (deduplicated, at most [`MAX_ERRORS`]), for admin tools; discovery
     /// itself never fails.
     pub errors: Vec<String>,
-    /// False when the scheduler could not be asked: `found` then says nothing about which shares ended.
-    pub complete: bool,
-    /// Groups whose keys could not be loaded: their shares may still live.
-    pub failed_groups: Vec<String>,
+    /// Stderr lines of successful scheduler calls (deduplicated, at most [`MAX_ERRORS`]), to log.
+    pub warnings: Vec<String>,
+    /// What this run could not decide: its cards, dismissals and form choices stay.
+    pub unknown: Unknown,
 }
 
 pub const MAX_ERRORS: usize = 50;
-/// Distinct group names looked up per run; names come from job names, so their number is bounded.
-const MAX_GROUPS: usize = 64;
 
 impl Discovery {
     fn error(&mut self, line: String) {
@@ -234,37 +308,76 @@ impl Discovery {
     }
 }
 
-/// Memoizes per-group answers so each group costs one lookup and one key load per run.
+/// Memoizes per-run answers: each owner costs one lookup, each group one key load.
 #[derive(Default)]
-struct GroupCache {
-    member: BTreeMap<String, Option<u32>>,
-    owner_gids: BTreeMap<String, Vec<u32>>,
+struct Cache {
+    owner_gids: BTreeMap<String, std::result::Result<Vec<u32>, String>>,
     keys: BTreeMap<String, std::result::Result<Vec<Key>, String>>,
 }
 
-pub fn discover(sched: &Scheduler, viewer: &Viewer, opts: &Options) -> Discovery {
+pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discovery {
     let mut d = Discovery::default();
-    let jobs = match running_jobs(sched, opts.strategy, &opts.wckey) {
-        Ok(jobs) => jobs,
-        Err(e) => {
-            d.error(e.to_string());
-            return d;
+    // Clusters are asked at once, so the run is bounded by one scheduler timeout, not their sum.
+    let answers: Vec<(Option<String>, Result<Listing>)> = std::thread::scope(|scope| {
+        let asks: Vec<_> = targets
+            .iter()
+            .filter(|t| t.problem.is_none())
+            .map(|t| (t.name.clone(), scope.spawn(|| running_jobs(&t.sched, opts.strategy, &opts.wckey))))
+            .collect();
+        asks.into_iter()
+            .map(|(name, h)| (name, h.join().unwrap_or_else(|_| Err(Error::Io("the scheduler query panicked".into())))))
+            .collect()
+    });
+    let unknown_cluster = |d: &mut Discovery, name: &Option<String>, line: String| {
+        d.error(line);
+        match name {
+            Some(n) => d.unknown.clusters.push(n.clone()),
+            None => d.unknown.all = true,
         }
     };
-    d.complete = true;
+    for t in targets {
+        if let Some(problem) = &t.problem {
+            unknown_cluster(&mut d, &t.name, problem.clone());
+        }
+    }
+    let mut jobs = Vec::new();
+    let mut seen = HashSet::new();
+    for (name, answer) in answers {
+        match answer {
+            Ok(listing) => {
+                for w in listing.warnings {
+                    let w = match &name {
+                        Some(n) => format!("cluster {n}: {w}"),
+                        None => w,
+                    };
+                    if d.warnings.len() < MAX_ERRORS && !d.warnings.contains(&w) {
+                        d.warnings.push(w);
+                    }
+                }
+                jobs.extend(listing.jobs.into_iter().filter(|j| seen.insert((j.cluster.clone(), j.id.clone()))));
+            }
+            Err(e) => {
+                let line = match &name {
+                    Some(n) => format!("cluster {n}: {e}"),
+                    None => e.to_string(),
+                };
+                unknown_cluster(&mut d, &name, line);
+            }
+        }
+    }
     let start = Instant::now();
     let now = opts.now.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs()));
-    let mut cache = GroupCache::default();
+    let mut cache = Cache::default();
     let total = jobs.len();
     for (n, job) in jobs.into_iter().enumerate() {
         if start.elapsed() > opts.budget {
             d.error(format!(
-                "discovery stopped after {:.1} s: {} job(s) not examined",
+                "discovery stopped after {:.1} s: {} job(s) not examined; their shares stay as they were",
                 opts.budget.as_secs_f32(),
                 total - n
             ));
-            d.complete = false;
-            break;
+            d.unknown.jobs.push((job.cluster.clone(), job.id.clone()));
+            continue;
         }
         // A job not yet renamed by its publisher has an ordinary name: not an error.
         if !job.name.contains('|') {
@@ -278,32 +391,39 @@ pub fn discover(sched: &Scheduler, viewer: &Viewer, opts: &Options) -> Discovery
             }
         };
         let group = parsed.group.to_string();
-        if !cache.member.contains_key(&group) && cache.member.len() >= MAX_GROUPS {
-            d.error(format!("job {} ({}): more than {MAX_GROUPS} groups named in one run; skipped", job.id, job.owner));
+        let Some(&gid) = viewer.groups.get(&group) else {
+            if viewer.unresolved {
+                d.unknown.jobs.push((job.cluster.clone(), job.id.clone()));
+            }
             continue;
-        }
-        let gid = *cache.member.entry(group.clone()).or_insert_with(|| match Group::from_name(&group) {
-            Ok(Some(g)) if viewer.gids.contains(&g.gid.as_raw()) => Some(g.gid.as_raw()),
-            _ => None,
-        });
-        let Some(gid) = gid else { continue };
+        };
         // The publisher must be a member too: a share cannot speak for a group its owner is not in.
         let owner_gids = cache.owner_gids.entry(job.owner.clone()).or_insert_with(|| {
-            User::from_name(&job.owner)
-                .ok()
-                .flatten()
-                .and_then(|u| Viewer::by_uid(u.uid.as_raw()).ok())
-                .map_or_else(Vec::new, |v| v.gids)
+            match User::from_name(&job.owner) {
+                Ok(Some(u)) => member_gids(&u).map_err(|e| e.to_string()),
+                Ok(None) => Err(format!("owner {} has no passwd entry here", job.owner)),
+                Err(e) => Err(format!("looking up owner {}: {e}", job.owner)),
+            }
         });
-        if !owner_gids.contains(&gid) {
-            d.error(format!("job {} ({}): the owner is not a member of group {group}", job.id, job.owner));
-            continue;
+        match owner_gids {
+            Ok(gids) if gids.contains(&gid) => {}
+            Ok(_) => {
+                d.error(format!("job {} ({}): the owner is not a member of group {group}", job.id, job.owner));
+                continue;
+            }
+            // Not knowing is not "ended": the share stays as the last run left it.
+            Err(e) => {
+                let line = format!("job {} ({}): {e}; its share stays as it was", job.id, job.owner);
+                d.error(line);
+                d.unknown.jobs.push((job.cluster.clone(), job.id.clone()));
+                continue;
+            }
         }
-        let binding = Binding { job_id: &job.id, owner: &job.owner };
+        let binding = Binding { job_id: &job.id, owner: &job.owner, cluster: &job.cluster, restarts: job.restarts };
         let opened = match parsed.format {
             Format::Legacy if opts.legacy => open_legacy(&job.name, binding),
             Format::Legacy => Err(Error::LegacyDisabled),
-            Format::V1 { .. } => {
+            _ => {
                 let keys = cache
                     .keys
                     .entry(group.clone())
@@ -312,8 +432,8 @@ pub fn discover(sched: &Scheduler, viewer: &Viewer, opts: &Options) -> Discovery
                     Ok(keys) => open(&job.name, binding, keys),
                     Err(e) => {
                         d.error(format!("group {group}: {e}"));
-                        if !d.failed_groups.contains(&group) {
-                            d.failed_groups.push(group.clone());
+                        if !d.unknown.groups.contains(&group) {
+                            d.unknown.groups.push(group.clone());
                         }
                         continue;
                     }
@@ -335,20 +455,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_newline_in_a_name_cannot_forge_a_record() {
-        let term = "@mtXYZ@";
-        // Recorded from squeue: job 3's owner put "\n4|mtowner|multitenant|mtcluster|fake" in its name.
-        let out = "1|mtowner|multitenant|mtcluster|mt|g|1.abc|x y@mtXYZ@\n3|mtmember|*personal|mtcluster|a\n4|mtowner|multitenant|mtcluster|fake@mtXYZ@\n";
-        let r = records(out, term, 5);
-        assert_eq!(r.len(), 2);
-        assert_eq!(r[0], ["1", "mtowner", "multitenant", "mtcluster", "mt|g|1.abc|x y"]);
+    fn no_field_a_user_chooses_can_shift_another() {
+        let (sep, term) = ("@fXYZ@", "@mtXYZ@");
+        // Job 3's owner put a newline and a forged record in its name; job 5's in its WCKey ('|' too).
+        let out = "CLUSTER: beta\n1@fXYZ@mtowner@fXYZ@multitenant@fXYZ@beta@fXYZ@0@fXYZ@mt|g|1.abc|x y@mtXYZ@\n\
+                   3@fXYZ@mtmember@fXYZ@*personal@fXYZ@beta@fXYZ@0@fXYZ@a\n4|mtowner|multitenant|beta|0|fake@mtXYZ@\n\
+                   5@fXYZ@eve@fXYZ@multi|tenant\n6|x@fXYZ@beta@fXYZ@0@fXYZ@n@mtXYZ@\n\
+                   7@fXYZ@eve@fXYZ@multitenant@fXYZ@beta@fXYZ@0@fXYZ@guessed@fXYZ@x@mtXYZ@\n";
+        let r = records(out, sep, term, 6);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0], ["1", "mtowner", "multitenant", "beta", "0", "mt|g|1.abc|x y"]);
         assert_eq!(r[1][0], "3");
-        assert_eq!(r[1][4], "a\n4|mtowner|multitenant|mtcluster|fake");
+        assert_eq!(r[1][5], "a\n4|mtowner|multitenant|beta|0|fake");
+        assert_eq!(r[2][2], "multi|tenant\n6|x");
+        // A name holding the separator itself (it cannot be predicted) is dropped, never shifted.
+        assert!(r.iter().all(|f| f[0] != "7"));
     }
 
     #[test]
     fn records_without_all_fields_or_terminator_are_dropped() {
-        let r = records("1|a|b@T@\n2|only@T@\ntrailing|x|y", "@T@", 3);
+        let r = records("1;a;b@T@\n2;only@T@\ntrailing;x;y", ";", "@T@", 3);
         assert_eq!(r, vec![vec!["1", "a", "b"]]);
     }
 

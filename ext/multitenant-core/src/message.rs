@@ -296,7 +296,7 @@ pub fn check_connection_key(k: &str) -> Result<()> {
     Ok(())
 }
 
-fn is_user_name(s: &str) -> bool {
+pub fn is_user_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.starts_with(|c: char| is_word(c))
         && s.chars().all(|c| is_word(c) || matches!(c, '-' | '.' | '@'))

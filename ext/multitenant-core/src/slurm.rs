@@ -1,6 +1,11 @@
-//! The one place a scheduler command is run: bounded in time, stderr checked even on exit 0, output
-//! made valid UTF-8 before anyone splits it.
+//! The one place a scheduler command is run, the way Open OnDemand's Slurm adapter runs it for a
+//! cluster (`OodCore::Job::Adapters::Slurm::Batch#call`, lib/ood_core/job/adapters/slurm.rb at ood_core
+//! v0.31.1): `bin_overrides[cmd]` or `bin/cmd`, `-M <cluster>` on every command but sacctmgr,
+//! `SLURM_CONF=<conf>`, and through `ssh` to `submit_host` when one is set. Unlike OOD, the user's own
+//! `SLURM_*`/`SQUEUE_*`/`SACCT_*` variables are removed, so they cannot change what is seen. Each call is
+//! bounded in time, and its output is made valid UTF-8 before anyone splits it.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -15,22 +20,117 @@ use wait_timeout::ChildExt;
 
 use crate::error::{Error, Result};
 
+/// Environment variables Slurm's clients read that would change their answer (squeue(1), sacct(1),
+/// scontrol(1) of Slurm 22.05, ENVIRONMENT VARIABLES). Locally every `SLURM_*`, `SQUEUE_*`, `SACCT_*`,
+/// `SCONTROL_*` and `SINFO_*` variable but `SLURM_CONF` is removed; through ssh these are unset by name.
+const REMOTE_UNSET: [&str; 24] = [
+    "SLURM_CLUSTERS",
+    "SLURM_TIME_FORMAT",
+    "SLURM_BITSTR_LEN",
+    "SLURM_DEBUG_FLAGS",
+    "SLURM_JSON",
+    "SLURM_YAML",
+    "SQUEUE_ACCOUNT",
+    "SQUEUE_ALL",
+    "SQUEUE_ARRAY",
+    "SQUEUE_ARRAY_UNIQUE",
+    "SQUEUE_FEDERATION",
+    "SQUEUE_FORMAT",
+    "SQUEUE_FORMAT2",
+    "SQUEUE_LICENSES",
+    "SQUEUE_LOCAL",
+    "SQUEUE_NAMES",
+    "SQUEUE_PARTITION",
+    "SQUEUE_PRIORITY",
+    "SQUEUE_QOS",
+    "SQUEUE_SIBLING",
+    "SQUEUE_SORT",
+    "SQUEUE_STATES",
+    "SQUEUE_USERS",
+    "SACCT_FEDERATION",
+];
+const CLIENT_PREFIXES: [&str; 5] = ["SLURM_", "SQUEUE_", "SACCT_", "SCONTROL_", "SINFO_"];
+
+/// Lines that mean the command failed even though it exited 0. OOD's adapter knows the first
+/// (`interpret_and_raise`, same file); the others are how Slurm 22.05's clients report a controller or
+/// database they could not reach.
+const FAILURE_LINES: [&str; 5] = [
+    "slurm_load_jobs error: Socket timed out",
+    "slurm_load_jobs error:",
+    "Unable to contact slurm controller",
+    "Problem talking to the database",
+    "slurm_persist_conn_open",
+];
+
+/// What a command printed: its output, and the stderr lines that did not make it a failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: String,
+    /// Stderr lines on a successful run (Slurm prints warnings there); to be logged, not fatal.
+    pub warnings: Vec<String>,
+}
+
+/// One cluster as OOD's adapter reaches it: a clusters.d entry's `v2.job` (`bin`, `bin_overrides`,
+/// `conf`, `cluster`, `submit_host`, `strict_host_checking`).
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     bin_dir: Option<PathBuf>,
+    bin_overrides: BTreeMap<String, PathBuf>,
+    conf: Option<PathBuf>,
+    cluster: Option<String>,
+    submit_host: Option<String>,
+    strict_host_checking: bool,
+    ssh_port: String,
     timeout: Duration,
 }
 
 impl Default for Scheduler {
     fn default() -> Self {
-        Scheduler { bin_dir: None, timeout: Duration::from_secs(10) }
+        Scheduler {
+            bin_dir: None,
+            bin_overrides: BTreeMap::new(),
+            conf: None,
+            cluster: None,
+            submit_host: None,
+            strict_host_checking: true,
+            ssh_port: "22".into(),
+            timeout: Duration::from_secs(10),
+        }
     }
 }
 
 impl Scheduler {
-    /// Look for commands in `dir` instead of on `PATH`.
+    /// Look for commands in `dir` instead of on `PATH` (OOD's `job.bin`).
     pub fn with_bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bin_dir = Some(dir.into());
+        self
+    }
+
+    /// Full paths for some commands (OOD's `job.bin_overrides`, e.g. `{"squeue": "/opt/x/squeue"}`).
+    pub fn with_bin_overrides(mut self, overrides: BTreeMap<String, PathBuf>) -> Self {
+        self.bin_overrides = overrides;
+        self
+    }
+
+    /// `SLURM_CONF` for every command (OOD's `job.conf`).
+    pub fn with_conf(mut self, conf: impl Into<PathBuf>) -> Self {
+        self.conf = Some(conf.into());
+        self
+    }
+
+    /// `-M <cluster>` on every command but sacctmgr (OOD's `job.cluster`).
+    pub fn with_cluster(mut self, cluster: impl Into<String>) -> Self {
+        self.cluster = Some(cluster.into());
+        self
+    }
+
+    /// Run every command through `ssh` on this host (OOD's `job.submit_host`, `strict_host_checking`, and
+    /// the `OOD_SSH_PORT` port), as `OodCore::Job::Adapters::Helper.ssh_wrap` does, with each remote word
+    /// shell-quoted (ssh hands the remote shell one joined line).
+    pub fn with_submit_host(mut self, host: impl Into<String>, strict_host_checking: bool, port: &str) -> Self {
+        self.submit_host = Some(host.into()).filter(|h| !h.is_empty());
+        self.strict_host_checking = strict_host_checking;
+        self.ssh_port = port.to_string();
         self
     }
 
@@ -39,24 +139,76 @@ impl Scheduler {
         self
     }
 
-    /// Runs `program args…` and returns its stdout. A non-zero exit, any stderr, or the timeout is an error.
-    /// The command runs in its own process group, which is killed whole on timeout, and its output is
-    /// awaited only until the same deadline (a stray grandchild holding the pipe cannot stall us).
+    /// The `-M` cluster, if any.
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+
+    /// The program, its arguments and the `SLURM_CONF` value a call runs with.
+    pub fn command_line(&self, program: &str, args: &[&str]) -> (PathBuf, Vec<String>, Option<PathBuf>) {
+        let path = self.bin_overrides.get(program).cloned().unwrap_or_else(|| {
+            self.bin_dir.as_ref().map_or_else(|| PathBuf::from(program), |d| d.join(program))
+        });
+        let mut words: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if let Some(cluster) = self.cluster.as_ref().filter(|_| !path.to_string_lossy().ends_with("sacctmgr")) {
+            words.extend(["-M".to_string(), cluster.clone()]);
+        }
+        let Some(host) = &self.submit_host else { return (path, words, self.conf.clone()) };
+        let mut remote = vec!["env".to_string()];
+        for var in REMOTE_UNSET {
+            remote.extend(["-u".to_string(), var.to_string()]);
+        }
+        if let Some(conf) = &self.conf {
+            remote.push(format!("SLURM_CONF={}", conf.display()));
+        }
+        remote.push(path.display().to_string());
+        remote.extend(words);
+        let quoted = remote.iter().map(|w| shlex::try_quote(w).map_or_else(|_| String::new(), |q| q.into_owned()));
+        let check = if self.strict_host_checking { "yes" } else { "no" };
+        let mut ssh = vec![
+            "-p".to_string(),
+            self.ssh_port.clone(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "UserKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            format!("StrictHostKeyChecking={check}"),
+            host.clone(),
+        ];
+        ssh.extend(quoted);
+        (PathBuf::from("ssh"), ssh, None)
+    }
+
+    /// Runs `program args…` and returns its stdout; see [`Scheduler::output`].
     pub fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+        self.output(program, args).map(|o| o.stdout)
+    }
+
+    /// Runs `program args…` as OOD would for this cluster. A non-zero exit, a known failure line on stderr
+    /// ([`FAILURE_LINES`]) or the timeout is an error (its first stderr line); other stderr lines are
+    /// returned as warnings. The command runs in its own process group, which is killed whole on
+    /// timeout, and its output is awaited only until the same deadline (a stray grandchild holding the
+    /// pipe cannot stall us).
+    pub fn output(&self, program: &str, args: &[&str]) -> Result<Output> {
         let deadline = Instant::now() + self.timeout;
-        let path = self.bin_dir.as_ref().map_or_else(|| PathBuf::from(program), |d| d.join(program));
+        let (path, words, conf) = self.command_line(program, args);
         let fail = |reason: String| Error::Command { program: program.to_string(), reason };
         let late = || fail(format!("no answer within {} s", self.timeout.as_secs_f32()));
-        let mut child = Command::new(&path)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                fail(format!("cannot run {}: {e} (is Slurm's client installed and on PATH?)", path.display()))
-            })?;
+        let mut cmd = Command::new(&path);
+        cmd.args(&words).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k != "SLURM_CONF" && CLIENT_PREFIXES.iter().any(|p| k.starts_with(p)) {
+                cmd.env_remove(&key);
+            }
+        }
+        if let Some(conf) = conf {
+            cmd.env("SLURM_CONF", conf);
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            fail(format!("cannot run {}: {e} (is Slurm's client installed, and job.bin right?)", path.display()))
+        })?;
         let group = Pid::from_raw(child.id() as i32);
         let kill = || {
             let _ = killpg(group, Signal::SIGKILL);
@@ -85,12 +237,15 @@ impl Scheduler {
             kill();
             return Err(late());
         };
-        let first_err = stderr.lines().map(str::trim).find(|l| !l.is_empty());
-        match (status.success(), first_err) {
-            (true, None) => Ok(stdout),
-            (_, Some(line)) => Err(fail(line.to_string())),
-            (false, None) => Err(fail(format!("exited with {status}"))),
+        let lines: Vec<String> =
+            stderr.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        if !status.success() {
+            return Err(fail(lines.first().cloned().unwrap_or_else(|| format!("exited with {status}"))));
         }
+        if let Some(line) = lines.iter().find(|l| FAILURE_LINES.iter().any(|f| l.contains(f))) {
+            return Err(fail(line.clone()));
+        }
+        Ok(Output { stdout, warnings: lines })
     }
 
     /// `scontrol update JobId=<id> JobName=<name>`
@@ -124,11 +279,58 @@ mod tests {
     }
 
     #[test]
-    fn stderr_is_an_error_even_on_exit_0() {
-        let e = Scheduler::default().run("sh", &["-c", "echo out; echo 'slurm_load_jobs error: x' >&2"]).unwrap_err();
-        assert_eq!(e.to_string(), "sh: slurm_load_jobs error: x");
+    fn stderr_is_read_the_way_oods_adapter_reads_it() {
+        // Recorded: squeue when slurmctld does not answer in time exits 0 with this line.
+        let timeout = "echo out; echo 'slurm_load_jobs error: Socket timed out on send/recv operation' >&2";
+        let e = Scheduler::default().run("sh", &["-c", timeout]).unwrap_err();
+        assert_eq!(e.to_string(), "sh: slurm_load_jobs error: Socket timed out on send/recv operation");
+        let e = Scheduler::default().run("sh", &["-c", "echo 'squeue: error: Invalid user: x' >&2; exit 1"]).unwrap_err();
+        assert_eq!(e.to_string(), "sh: squeue: error: Invalid user: x");
         let e = Scheduler::default().run("sh", &["-c", "exit 3"]).unwrap_err();
         assert!(e.to_string().starts_with("sh: exited with"), "{e}");
+        // Any other line on exit 0 is a warning: the records are used.
+        let warn = "echo 1; echo 'squeue: warning: the node list is long' >&2";
+        let o = Scheduler::default().output("sh", &["-c", warn]).unwrap();
+        assert_eq!(o, Output { stdout: "1\n".into(), warnings: vec!["squeue: warning: the node list is long".into()] });
+    }
+
+    #[test]
+    fn a_call_is_built_as_oods_adapter_builds_it() {
+        let overrides = BTreeMap::from([("sacct".to_string(), PathBuf::from("/opt/slurm-x/sacct"))]);
+        let s = Scheduler::default()
+            .with_bin_dir("/opt/slurm/bin")
+            .with_bin_overrides(overrides)
+            .with_conf("/etc/slurm-beta/slurm.conf")
+            .with_cluster("beta");
+        let (p, a, c) = s.command_line("squeue", &["--noheader"]);
+        assert_eq!((p, a), (PathBuf::from("/opt/slurm/bin/squeue"), vec!["--noheader".into(), "-M".into(), "beta".into()]));
+        assert_eq!(c, Some(PathBuf::from("/etc/slurm-beta/slurm.conf")));
+        assert_eq!(s.command_line("sacct", &[]).0, PathBuf::from("/opt/slurm-x/sacct"));
+        // OOD adds no -M to sacctmgr.
+        assert_eq!(s.command_line("sacctmgr", &["show"]).1, vec!["show".to_string()]);
+    }
+
+    #[test]
+    fn through_a_submit_host_every_word_is_quoted_for_the_remote_shell() {
+        let s = Scheduler::default().with_cluster("beta").with_conf("/etc/b.conf").with_submit_host("login1", false, "2222");
+        let (p, a, c) = s.command_line("squeue", &["-O", "JobID:@x|y@"]);
+        assert_eq!((p, c), (PathBuf::from("ssh"), None));
+        assert_eq!(a[..9], ["-p", "2222", "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "login1"]);
+        let remote = a[9..].join(" ");
+        assert!(remote.starts_with("env -u SLURM_CLUSTERS "), "{remote}");
+        assert!(remote.ends_with("'SLURM_CONF=/etc/b.conf' squeue -O 'JobID:@x|y@' -M beta"), "{remote}");
+    }
+
+    #[test]
+    fn the_users_slurm_variables_do_not_reach_the_command() {
+        std::env::set_var("SQUEUE_PARTITION", "hidden");
+        std::env::set_var("SLURM_CLUSTERS", "other");
+        let out = Scheduler::default().run("sh", &["-c", "env | grep -E '^(SQUEUE|SLURM)_' | sort"]).unwrap();
+        std::env::remove_var("SQUEUE_PARTITION");
+        std::env::remove_var("SLURM_CLUSTERS");
+        assert_eq!(out, "");
+        let out = Scheduler::default().with_conf("/x.conf").run("sh", &["-c", "echo $SLURM_CONF"]).unwrap();
+        assert_eq!(out, "/x.conf\n");
     }
 
     #[test]

@@ -6,8 +6,10 @@ use crate::cards::{card_id, db_file, output_dir, CardOptions};
 use crate::discover::Found;
 use crate::message::Method;
 
-/// `{job id => {"info" => {…}, "accounting" => {"mtu","mti","mta","mtm","mtd"}, "connection" => {…}}}`
-pub fn specs(found: &[Found], cards: Option<&CardOptions>, viewer: &str) -> Value {
+/// `{job id => {"info" => {…}, "accounting" => {"mtu","mti","mta","mtm","mtd"}, "connection" => {…}}}`.
+/// The key is the bare job id, as in the first implementation, when one cluster is searched; with
+/// several (`qualified`) it is `<job id>@<Slurm cluster>`, since each cluster numbers its own jobs.
+pub fn specs(found: &[Found], cards: Option<&CardOptions>, viewer: &str, qualified: bool) -> Value {
     let mut out = Map::new();
     for f in found {
         let m = &f.share.message;
@@ -24,8 +26,9 @@ pub fn specs(found: &[Found], cards: Option<&CardOptions>, viewer: &str) -> Valu
         let mut connection: Map<String, Value> = m.connection.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         connection.insert("jobid".into(), json!(f.job.id));
         connection.insert("mt_appname".into(), json!(m.app));
+        let key = if qualified { format!("{}@{}", f.job.id, f.job.cluster) } else { f.job.id.clone() };
         out.insert(
-            f.job.id.clone(),
+            key,
             json!({
                 "info": {
                     "user": f.job.owner, "cluster": f.job.cluster, "ood_cluster": ood_cluster, "group": f.share.group,

@@ -8,15 +8,36 @@ use std::time::Duration;
 
 use magnus::{function, prelude::*, Error, RModule, Ruby, Value};
 use multitenant_core::cards::{reconcile, CardOptions, CardReport};
-use multitenant_core::discover::{discover, Discovery, Options, Strategy, Viewer};
+use multitenant_core::discover::{discover, Discovery, Options, Strategy, Target, Viewer};
 use multitenant_core::{KeyDir, Scheduler};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::IntoRuby;
 
+/// One Slurm cluster to search, as `MultiTenant::Clusters` read it from OOD's clusters.d.
+#[derive(Deserialize)]
+struct TargetConfig {
+    name: Option<String>,
+    bin: Option<String>,
+    #[serde(default)]
+    bin_overrides: BTreeMap<String, String>,
+    conf: Option<String>,
+    cluster: Option<String>,
+    submit_host: Option<String>,
+    #[serde(default = "yes")]
+    strict_host_checking: bool,
+    problem: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
 #[derive(Deserialize)]
 struct Config {
+    targets: Vec<TargetConfig>,
+    ssh_port: String,
     key_dir: String,
     key_owner_uid: u32,
     wckey: String,
@@ -37,7 +58,7 @@ fn seconds(s: f64) -> Duration {
 }
 
 struct Work {
-    sched: Scheduler,
+    targets: Vec<Target>,
     opts: Options,
     cards: Option<CardOptions>,
     result: Option<multitenant_core::Result<(Viewer, Discovery, Option<CardReport>)>>,
@@ -45,13 +66,13 @@ struct Work {
 
 fn run(work: &mut Work) {
     let result = Viewer::current().map(|viewer| {
-        let d = discover(&work.sched, &viewer, &work.opts);
+        let d = discover(&work.targets, &viewer, &work.opts);
         // Without the scheduler's full answer nobody knows which shares ended: leave cards alone.
         let report = work
             .cards
             .as_ref()
-            .filter(|_| d.complete)
-            .map(|c| reconcile(c, viewer.uid, &viewer.name, &d.found, &d.failed_groups));
+            .filter(|_| !d.unknown.all)
+            .map(|c| reconcile(c, viewer.uid, &viewer.name, &d.found, &d.unknown.groups));
         (viewer, d, report)
     });
     work.result = Some(result);
@@ -69,10 +90,7 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
     let c: Config = serde_magnus::deserialize(ruby, config)
         .map_err(|e| crate::error::to_ruby(multitenant_core::Error::Invalid(format!("discovery settings: {e}"))))?;
     let strategy: Strategy = c.strategy.parse().rb()?;
-    let mut sched = Scheduler::default().with_timeout(seconds(c.timeout));
-    if let Some(dir) = &c.bin_dir {
-        sched = sched.with_bin_dir(dir);
-    }
+    let targets = c.targets.iter().map(|t| target(t, c.timeout, c.bin_dir.as_deref(), &c.ssh_port)).collect();
     let now = c.now.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
     });
@@ -91,7 +109,8 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
         now: Some(now),
         budget: seconds(c.timeout) * 2,
     };
-    let mut work = Work { sched, opts, cards, result: None };
+    let qualified = c.targets.len() > 1;
+    let mut work = Work { targets, opts, cards, result: None };
     // SAFETY: the trampoline only touches `work`, which outlives the call.
     unsafe {
         rb_sys::rb_thread_call_without_gvl(
@@ -103,24 +122,55 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
     }
     let result = work.result.unwrap_or_else(|| Err(multitenant_core::Error::Io("discovery panicked".into())));
     let (viewer, d, report) = result.rb()?;
-    let specs = multitenant_core::specs::specs(&d.found, work.cards.as_ref(), &viewer.name);
+    let specs = multitenant_core::specs::specs(&d.found, work.cards.as_ref(), &viewer.name, qualified);
     let cards = report.map(|r| {
         json!({"created": r.created, "updated": r.updated, "removed": r.removed, "dismissed": r.dismissed,
                "unchanged": r.unchanged, "errors": r.errors})
     });
-    let out = json!({"viewer": viewer.name, "specs": specs, "errors": d.errors, "cards": cards});
+    let u = &d.unknown;
+    let unknown = json!({"all": u.all, "clusters": u.clusters, "groups": u.groups, "jobs": u.jobs});
+    let out = json!({"viewer": viewer.name, "specs": specs, "errors": d.errors, "warnings": d.warnings,
+                     "unknown": unknown, "cards": cards});
     serde_magnus::serialize(ruby, &out)
 }
 
-/// Every running job with the WCKey, as the scheduler reports it (admin `list`/`decode`).
-fn jobs(ruby: &Ruby, strategy: String, wckey: String, timeout: f64, bin_dir: Option<String>) -> Result<Value, Error> {
+/// The scheduler for one target: its clusters.d entry's `job` settings; `MULTITENANT_SLURM_BIN` is
+/// the `bin` of entries that name none.
+fn target(t: &TargetConfig, timeout: f64, bin_dir: Option<&str>, ssh_port: &str) -> Target {
     let mut sched = Scheduler::default().with_timeout(seconds(timeout));
-    if let Some(dir) = bin_dir {
+    if let Some(dir) = t.bin.as_deref().or(bin_dir) {
         sched = sched.with_bin_dir(dir);
     }
-    let jobs = multitenant_core::discover::running_jobs(&sched, strategy.parse().rb()?, &wckey).rb()?;
-    let list: Vec<_> =
-        jobs.into_iter().map(|j| json!({"id": j.id, "owner": j.owner, "cluster": j.cluster, "name": j.name})).collect();
+    sched = sched.with_bin_overrides(t.bin_overrides.iter().map(|(k, v)| (k.clone(), PathBuf::from(v))).collect());
+    if let Some(conf) = &t.conf {
+        sched = sched.with_conf(conf);
+    }
+    if let Some(cluster) = &t.cluster {
+        sched = sched.with_cluster(cluster);
+    }
+    if let Some(host) = &t.submit_host {
+        sched = sched.with_submit_host(host, t.strict_host_checking, ssh_port);
+    }
+    Target { name: t.name.clone(), sched, problem: t.problem.clone() }
+}
+
+/// Every running job with the WCKey on every target, as the schedulers report them (admin
+/// `list`/`decode`); a cluster that cannot be asked is an error.
+fn jobs(ruby: &Ruby, config: Value) -> Result<Value, Error> {
+    let c: Config = serde_magnus::deserialize(ruby, config)
+        .map_err(|e| crate::error::to_ruby(multitenant_core::Error::Invalid(format!("discovery settings: {e}"))))?;
+    let strategy: Strategy = c.strategy.parse().rb()?;
+    let mut list = Vec::new();
+    for t in &c.targets {
+        if let Some(problem) = &t.problem {
+            return Err(crate::error::to_ruby(multitenant_core::Error::Invalid(problem.clone())));
+        }
+        let sched = target(t, c.timeout, c.bin_dir.as_deref(), &c.ssh_port).sched;
+        let listing = multitenant_core::discover::running_jobs(&sched, strategy, &c.wckey).rb()?;
+        list.extend(listing.jobs.into_iter().map(|j| {
+            json!({"id": j.id, "owner": j.owner, "cluster": j.cluster, "name": j.name, "restarts": j.restarts})
+        }));
+    }
     serde_magnus::serialize(ruby, &list)
 }
 
@@ -155,7 +205,7 @@ fn settle_completed(dataroot: String, uid: u32) -> Vec<String> {
 pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let discovery = module.define_module("Discovery")?;
     discovery.define_singleton_method("_run", function!(run_discovery, 1))?;
-    discovery.define_singleton_method("_jobs", function!(jobs, 4))?;
+    discovery.define_singleton_method("_jobs", function!(jobs, 1))?;
     discovery.define_singleton_method("_purge", function!(purge, 3))?;
     discovery.define_singleton_method("_command", function!(run_command, 4))?;
     discovery.define_singleton_method("_settle_completed", function!(settle_completed, 2))?;
