@@ -40,6 +40,7 @@ end
 
 require "logger"
 require_relative "multitenant/config"
+require_relative "multitenant/clusters"
 require_relative "multitenant/envelope"
 require_relative "multitenant/key_dir"
 require_relative "multitenant/discovery"

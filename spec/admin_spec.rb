@@ -163,11 +163,11 @@ RSpec.describe "admin.rake", :cluster do
     # The exact JOB column: a job id can also be part of another job's id or SIZE.
     poll("job listed") { rake("list").first.lines.any? { |l| l.split.first == plain.strip } }
     lines = rake("list").first.lines.map(&:split)
-    expect(lines.first).to eq(%w[JOB OWNER GROUP APP FORMAT SIZE OPENS-HERE])
-    expect(lines).to include([id, "mtowner", "mtclass", "Ollama_API", "1", job_name(id).size.to_s, "yes"])
-    expect(lines).to include([plain.strip, "mtowner", "-", "-", "-", "8", "not", "shared", "yet"])
+    expect(lines.first).to eq(%w[JOB CLUSTER OWNER GROUP APP FORMAT SIZE OPENS-HERE])
+    expect(lines).to include([id, "mtcluster", "mtowner", "mtclass", "Ollama_API", "2", job_name(id).size.to_s, "yes"])
+    expect(lines).to include([plain.strip, "mtcluster", "mtowner", "-", "-", "-", "8", "not", "shared", "yet"])
     out, = rake("decode", env: { "JOB" => id })
-    expect(out).to include("job #{id} of mtowner: group mtclass, format 1", %(ollama_url = "http://n1:4000"))
+    expect(out).to include("job #{id} of mtowner: group mtclass, format 2", %(ollama_url = "http://n1:4000"))
     _, err, code = rake("decode", env: { "JOB" => "999999" })
     expect([code, err]).to eq([1, "multitenant: no running job 999999 with --wckey=multitenant\n"])
   end

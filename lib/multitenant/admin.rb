@@ -30,7 +30,8 @@ module MultiTenant
 
     # Settings as the dashboard sees them: its env file, then this process's environment.
     def config
-      @config ||= Config.from_env(dashboard_env.merge(@env.to_h.select { |k, _| k.start_with?("MULTITENANT_") }))
+      @config ||= Config.from_env({ "OOD_CLUSTERS" => clusters_dir }.merge(dashboard_env)
+                                    .merge(@env.to_h.select { |k, _| k.start_with?("MULTITENANT_") }))
     end
 
     def dashboard_env
@@ -67,17 +68,42 @@ module MultiTenant
                    "Slurm: TrackWCKey is off: set TrackWCKey=yes in slurm.conf and slurmdbd.conf")
         check.call(get.call("AccountingStorageEnforce").include?("wckeys"), "Slurm enforces WCKeys",
                    "Slurm: WCKeys are not enforced, anyone may publish: add wckeys to AccountingStorageEnforce")
-        check.call(!get.call("PrivateData").include?("jobs"), "jobs are visible to all users",
-                   "Slurm: PrivateData=jobs hides other users' jobs, so nothing can be shared: remove jobs from PrivateData")
+        check.call(!get.call("PrivateData").include?("jobs"), "slurmctld shows jobs to all users",
+                   "Slurm: PrivateData=jobs in slurm.conf hides other users' jobs from squeue, so nothing can be shared: remove jobs from PrivateData")
+        doctor_accounting(check) if config.strategy.start_with?("sacct")
         users = command("sacctmgr", "-n", "-P", "show", "wckey", "where", "name=#{config.wckey}", "format=user").split.uniq
         check.call(!users.empty?, "users who may publish (--wckey=#{config.wckey}): #{users.join(", ")}",
                    "Slurm: nobody may submit with --wckey=#{config.wckey}: sacctmgr add user NAME wckey=#{config.wckey}")
       rescue Error => e
         problems << "Slurm: #{e.message}"
       end
+      doctor_clusters(problems, fine)
       doctor_keys(problems, fine)
       doctor_ood(problems, fine)
       [problems, fine]
+    end
+
+    # The sacct strategy asks slurmdbd, whose own PrivateData (slurmdbd.conf) hides other users' jobs from
+    # `sacct --allusers` without an error: `sacctmgr show configuration` prints it after "SlurmDBD configuration:".
+    def doctor_accounting(check)
+      dbd = command("sacctmgr", "show", "configuration").split(/^SlurmDBD configuration:.*$/, 2)[1].to_s
+      private_data = dbd[/^PrivateData\s*=\s*(.*)$/, 1].to_s.strip
+      check.call(!private_data.split(",").include?("jobs"), "slurmdbd shows jobs to all users (strategy sacct)",
+                 "Slurm: PrivateData=jobs in slurmdbd.conf hides other users' jobs from sacct, so strategy sacct finds " \
+                 "no share: remove jobs from slurmdbd's PrivateData, or set MULTITENANT_STRATEGY=squeue")
+    end
+
+    # Each cluster discovery searches, reached as OOD reaches it: a mapping it cannot use is a problem.
+    def doctor_clusters(problems, fine)
+      Clusters.targets(config).each do |t|
+        next problems << "OOD: #{t["problem"]}" if t["problem"]
+        next unless t["name"]
+
+        Discovery._jobs(config.native(dataroot: nil, per_cluster: false).merge("targets" => [t]))
+        fine << "Slurm: cluster #{t["name"]} answers#{" (-M #{t["cluster"]})" if t["cluster"]}#{" via #{t["submit_host"]}" if t["submit_host"]}"
+      rescue Error => e
+        problems << "Slurm: cluster #{t["name"]}: #{e.message}"
+      end
     end
 
     def doctor_keys(problems, fine)
@@ -195,17 +221,17 @@ module MultiTenant
 
     # One row per running job with the WCKey; decoded where this host can read the key.
     def list
-      rows = Discovery._jobs(config.strategy, config.wckey, config.timeout, config.bin_dir).map do |job|
-        next [job["id"], job["owner"], "-", "-", "-", job["name"].size.to_s, "not shared yet"] unless job["name"].include?("|")
+      rows = Discovery._jobs(config.native(dataroot: nil, per_cluster: false)).map do |job|
+        next [job["id"], job["cluster"], job["owner"], "-", "-", "-", job["name"].size.to_s, "not shared yet"] unless job["name"].include?("|")
 
         info = Envelope.parse(job["name"])
         share = open_share(job)
-        [job["id"], job["owner"], info["group"], share ? share.dig("message", "app") : "-", info["version"], info["size"].to_s,
+        [job["id"], job["cluster"], job["owner"], info["group"], share ? share.dig("message", "app") : "-", info["version"], info["size"].to_s,
          share ? "yes" : "no"]
       rescue Error => e
-        [job["id"], job["owner"], "-", "-", "-", job["name"].size.to_s, e.message]
+        [job["id"], job["cluster"], job["owner"], "-", "-", "-", job["name"].size.to_s, e.message]
       end
-      header = %w[JOB OWNER GROUP APP FORMAT SIZE OPENS-HERE]
+      header = %w[JOB CLUSTER OWNER GROUP APP FORMAT SIZE OPENS-HERE]
       widths = ([header] + rows).transpose.map { |col| col.map(&:size).max }
       ([header] + rows).map { |r| r.each_with_index.map { |c, i| i == r.size - 1 ? c : c.ljust(widths[i]) }.join("  ") }
     end
@@ -220,7 +246,8 @@ module MultiTenant
 
     def decode(job_id: nil, name: nil, owner: nil)
       if job_id && !name
-        job = Discovery._jobs(config.strategy, config.wckey, config.timeout, config.bin_dir).find { |j| j["id"] == job_id.to_s }
+        job = Discovery._jobs(config.native(dataroot: nil, per_cluster: false))
+                       .find { |j| [j["id"], "#{j["id"]}@#{j["cluster"]}"].include?(job_id.to_s) }
         raise InputError, "no running job #{job_id} with --wckey=#{config.wckey}" unless job
 
         name = job["name"]

@@ -9,12 +9,14 @@ module MultiTenant
       enabled: "MULTITENANT_ENABLED", key_dir: "MULTITENANT_KEY_DIR", key_owner: "MULTITENANT_KEY_OWNER",
       wckey: "MULTITENANT_WCKEY", strategy: "MULTITENANT_STRATEGY", legacy: "MULTITENANT_LEGACY",
       timeout: "MULTITENANT_TIMEOUT", clusters: "MULTITENANT_CLUSTERS", cards: "MULTITENANT_CARDS",
-      bin_dir: "MULTITENANT_SLURM_BIN", deliveries: "MULTITENANT_DELIVERIES"
+      bin_dir: "MULTITENANT_SLURM_BIN", deliveries: "MULTITENANT_DELIVERIES", clusters_dir: "OOD_CLUSTERS",
+      ssh_port: "OOD_SSH_PORT"
     }.freeze
     DEFAULTS = {
       enabled: true, key_dir: "/etc/multitenant/keys", key_owner: "root", wckey: "multitenant",
       strategy: "squeue", legacy: false, timeout: 5.0, clusters: {}, cards: true, bin_dir: nil,
-      deliveries: %w[sys/multitenant-delivery_default sys/multitenant-delivery_debug sys/multitenant-delivery_content]
+      deliveries: %w[sys/multitenant-delivery_default sys/multitenant-delivery_debug sys/multitenant-delivery_content],
+      clusters_dir: "/etc/ood/config/clusters.d", ssh_port: "22"
     }.freeze
 
     attr_reader(*DEFAULTS.keys)
@@ -36,6 +38,8 @@ module MultiTenant
         when :timeout then [k, Float(v)]
         when :clusters then [k, v.split(",").to_h { |pair| pair.split("=", 2).map(&:strip) }]
         when :deliveries then [k, DEFAULTS[:deliveries] + v.split(",").map(&:strip)]
+        # As ood_core reads it (Helper.ssh_port, lib/ood_core/job/adapters/helper.rb at v0.31.1).
+        when :ssh_port then [k, v.to_i.to_s]
         else [k, v.strip]
         end
       end
@@ -47,7 +51,7 @@ module MultiTenant
     # What the native discovery takes.
     def native(dataroot:, per_cluster:, now: nil)
       owner = key_owner.to_s.match?(/\A\d+\z/) ? Integer(key_owner) : Etc.getpwnam(key_owner.to_s).uid
-      { "key_dir" => key_dir.to_s, "key_owner_uid" => owner, "wckey" => wckey.to_s, "strategy" => strategy.to_s,
+      { "targets" => Clusters.targets(self), "ssh_port" => ssh_port.to_s, "key_dir" => key_dir.to_s, "key_owner_uid" => owner, "wckey" => wckey.to_s, "strategy" => strategy.to_s,
         "legacy" => legacy ? true : false, "timeout" => timeout.to_f, "bin_dir" => bin_dir&.to_s,
         "dataroot" => cards && dataroot ? dataroot.to_s : nil, "per_cluster" => per_cluster ? true : false,
         "cluster_map" => clusters.to_h { |k, v| [k.to_s, v.to_s] }, "deliveries" => deliveries.map(&:to_s), "now" => now }

@@ -7,6 +7,11 @@ module MultiTenant
       @errors ||= []
     end
 
+    # Stderr lines the scheduler printed on success in the last discovery (logged; not problems).
+    def warnings
+      @warnings ||= []
+    end
+
     # What the last discovery did to the viewer's cards ({"created" => [ids], ...}), or nil.
     attr_reader :cards
 
@@ -41,13 +46,28 @@ module MultiTenant
       native!
       config ||= Config.from_env
       result = Discovery._run(config.native(dataroot: dataroot, per_cluster: per_cluster, now: now))
-      @specs = result["specs"]
+      # What this run could not decide keeps the choice the last run offered.
+      @specs = undecided(specs, result["unknown"]).merge(result["specs"])
+      @warnings = result["warnings"]
+      @warnings.each { |line| log("scheduler said: #{line}") } unless strict
       @cards = result["cards"]
       @errors = result["errors"] + (@cards ? @cards["errors"] : [])
       @errors.each { |line| log(line) } unless strict
       raise Error, "discovery for #{result["viewer"]}: #{@errors.join("; ")}" if strict && !@errors.empty?
 
       @specs
+    end
+
+    # The shares in `shares` that `unknown` (from the native discovery) says this run could not decide.
+    def undecided(shares, unknown)
+      return shares if unknown["all"]
+
+      jobs = unknown["jobs"].to_h { |job| [job, true] }
+      shares.select do |_, s|
+        info = s["info"] || {}
+        unknown["clusters"].include?(info["cluster"]) || unknown["groups"].include?(info["group"]) ||
+          jobs.key?([info["cluster"], s.dig("connection", "jobid")])
+      end
     end
 
     # [[label, value], …] for a select in a form: every share carrying the connection value `key`.
