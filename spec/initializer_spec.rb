@@ -70,7 +70,7 @@ RSpec.describe "ood/initializers/multitenant.rb" do
       script = "#{prelude}\nload #{INITIALIZER.inspect}\nputs MultiTenant.llm_options.inspect"
       out, err, status = run_as("mtmember", RbConfig.ruby, "-e", script,
                                 env: { "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_KEY_DIR" => key_dir,
-                                       "MULTITENANT_CLUSTERS" => "mtcluster=ood_mt" })
+                                       "MULTITENANT_CLUSTERS" => "mtcluster=ood_mt", "OOD_CLUSTERS" => clusters_dir })
       expect(status).to be_success, err
       expect(out).to eq(%([["mtowner: Ollama_API (job #{id})", "http://node1:4000"]]\n))
       expect(Dir[File.join(root, "batch_connect/db/*")].size).to eq(1)

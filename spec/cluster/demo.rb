@@ -9,6 +9,7 @@
 #   4. the member's real Open OnDemand dashboard is left serving the delivered card on 127.0.0.1:3999,
 #      and a screenshot of it is saved.
 require "json"
+require "yaml"
 require "open3"
 require "fileutils"
 require "net/http"
@@ -35,6 +36,10 @@ system(File.join(ROOT, "spec/cluster/testcluster"), "up", exception: true)
 step "Key for group mtclass (root:mtclass 0440) and the publisher, in #{LAB}"
 FileUtils.rm_rf(LAB)
 FileUtils.mkdir_p(LAB)
+# OOD's clusters.d entry that install writes for the test cluster (the hidden dismiss copy).
+FileUtils.mkdir_p(File.join(LAB, "clusters.d"))
+File.write(File.join(LAB, "clusters.d/mtcluster-multitenant.yml"),
+           YAML.dump("v2" => { "metadata" => { "hidden" => true }, "job" => { "adapter" => "slurm" } }))
 File.chmod(0o755, LAB)
 FileUtils.cp(MultiTenant.publisher_path, File.join(LAB, "mtshare"))
 puts sh!(File.join(LAB, "mtshare"), "keygen", "--group", "mtclass", "--key-dir", File.join(LAB, "keys"))
@@ -95,7 +100,8 @@ puts sh!(File.join(LAB, "mtshare"), "inspect", name)
   File.chmod(0o755, File.join(LAB, "home"))
   script = <<~RUBY
     require "multitenant"; require "json"
-    config = MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, clusters: { "mtcluster" => "mtcluster-multitenant" })
+    config = MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, clusters: { "mtcluster" => "mtcluster-multitenant" },
+                                     clusters_dir: #{File.join(LAB, "clusters.d").inspect})
     specs = MultiTenant.discover(dataroot: #{dataroot.inspect}, config: config)
     puts "MultiTenant.specs = \#{JSON.pretty_generate(specs)}"
     puts "MultiTenant.errors = \#{MultiTenant.errors.inspect}"

@@ -112,7 +112,8 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     before = card_files(root).sort
     script = <<~RUBY
       require "multitenant"
-      config = MultiTenant::Config.new(key_dir: #{key_dir.inspect}, bin_dir: "/nonexistent", clusters: { "mtcluster" => "ood_mt" })
+      config = MultiTenant::Config.new(key_dir: #{key_dir.inspect}, bin_dir: "/nonexistent", clusters: { "mtcluster" => "ood_mt" },
+                                       clusters_dir: #{clusters_dir.inspect})
       MultiTenant.discover(dataroot: #{root.inspect}, config: config)
       p MultiTenant.cards
     RUBY

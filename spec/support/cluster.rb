@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "timeout"
+require "yaml"
 
 # The real test cluster (spec/cluster/testcluster) and helpers to act on it as real users.
 module ClusterHelpers
@@ -35,6 +36,12 @@ module ClusterHelpers
       File.chmod(0o755, LAB)
       FileUtils.cp(MultiTenant.publisher_path, File.join(LAB, "mtshare"))
       MultiTenant::KeyDir.new(File.join(LAB, "keys")).generate(group: "mtclass")
+      # OOD's clusters.d as a site with both test clusters would have it (install's dismiss entries).
+      FileUtils.mkdir_p(File.join(LAB, "clusters.d"))
+      { "ood_mt" => {}, "ood_beta" => { "cluster" => "mtbeta" } }.each do |id, job|
+        doc = { "v2" => { "metadata" => { "title" => id, "hidden" => true }, "job" => { "adapter" => "slurm" }.merge(job) } }
+        File.write(File.join(LAB, "clusters.d", "#{id}.yml"), YAML.dump(doc))
+      end
       LAB
     end
   end
@@ -116,15 +123,19 @@ module ClusterHelpers
   end
 
   # Runs MultiTenant.discover in a Ruby process as `user`; returns {"specs", "errors", "cards"}.
-  def discover_as(user, strategy: "squeue", dataroot: dataroot_for(user), legacy: false, strict: false, now: nil)
+  def clusters_dir = File.join(lab, "clusters.d")
+
+  def discover_as(user, strategy: "squeue", dataroot: dataroot_for(user), legacy: false, strict: false, now: nil,
+                  clusters: { "mtcluster" => "ood_mt" }, env: {})
     script = <<~RUBY
       require "multitenant"; require "json"
       config = MultiTenant::Config.new(key_dir: #{key_dir.inspect}, strategy: #{strategy.inspect}, legacy: #{legacy},
-                                       clusters: { "mtcluster" => "ood_mt" })
+                                       clusters: #{clusters.inspect}, clusters_dir: #{clusters_dir.inspect})
       specs = MultiTenant.discover#{strict ? "!" : ""}(dataroot: #{dataroot.inspect}, config: config, now: #{now.inspect})
-      puts JSON.generate("specs" => specs, "errors" => MultiTenant.errors, "cards" => MultiTenant.cards)
+      puts JSON.generate("specs" => specs, "errors" => MultiTenant.errors, "cards" => MultiTenant.cards,
+                         "warnings" => MultiTenant.warnings)
     RUBY
-    out, err, status = run_as(user, RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-e", script)
+    out, err, status = run_as(user, RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-e", script, env: env)
     raise "discover as #{user} failed: #{err}" unless status.success?
 
     JSON.parse(out.lines.last)
