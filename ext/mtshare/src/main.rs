@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
-use multitenant_core::envelope::{check_prefix, parse, Format};
+use multitenant_core::envelope::{check_job_id, check_prefix, parse, Format};
 use multitenant_core::message::MAX_EXPIRY;
 use multitenant_core::{
     open, open_legacy, seal, Binding, Error, KeyDir, KeyTarget, Message, Method, Scheduler, NAME_LIMIT,
@@ -77,6 +77,14 @@ struct JobOpts {
     /// Job owner (inside a job: from SLURM_JOB_USER)
     #[arg(long, env = "SLURM_JOB_USER")]
     owner: String,
+    /// Slurm cluster name the job runs on (inside a job: from SLURM_CLUSTER_NAME); the share opens
+    /// only for this cluster
+    #[arg(long, env = "SLURM_CLUSTER_NAME")]
+    cluster: Option<String>,
+    /// How many times Slurm restarted (requeued) the job (inside a job: from SLURM_RESTART_COUNT,
+    /// absent meaning 0); the share opens only for this run
+    #[arg(long, env = "SLURM_RESTART_COUNT", default_value_t = 0)]
+    restarts: u32,
 }
 
 #[derive(Args)]
@@ -137,7 +145,8 @@ struct Publish {
 
 #[derive(Args)]
 struct Unshare {
-    /// Name to restore (default: the name the job was submitted with, SLURM_JOB_NAME)
+    /// Name to restore (default: the name the job was submitted with, SLURM_JOB_NAME; refused when
+    /// that is itself a share, as after a requeue of a shared job)
     #[arg(long, env = "SLURM_JOB_NAME")]
     name: String,
     /// Job id (inside a job: from SLURM_JOB_ID)
@@ -158,6 +167,12 @@ struct Inspect {
     /// Owner of that job (needed to decode)
     #[arg(long, requires = "job_id")]
     owner: Option<String>,
+    /// Slurm cluster name of that job, as squeue -O Cluster prints it (needed to decode a version 2 name)
+    #[arg(long, requires = "job_id")]
+    cluster: Option<String>,
+    /// Slurm restart count of that job, as squeue -O RestartCnt prints it (0 for the first run)
+    #[arg(long, requires = "job_id", default_value_t = 0)]
+    restarts: u32,
     /// Also decode the first implementation's insecure format
     #[arg(long)]
     legacy: bool,
@@ -278,8 +293,14 @@ fn check_owner(owner: &str) -> Result<(), Error> {
 
 fn publish(p: Publish) -> Result<(), Error> {
     check_prefix(&p.prefix)?;
-    let binding = Binding { job_id: &p.job.job_id, owner: &p.job.owner };
-    binding.validate()?;
+    let cluster = p.job.cluster.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| {
+        Error::Invalid(
+            "SLURM_CLUSTER_NAME is not set: run mtshare inside the Slurm job, or give --cluster (and --restarts) explicitly"
+                .into(),
+        )
+    })?;
+    let binding = Binding { job_id: &p.job.job_id, owner: &p.job.owner, cluster, restarts: p.job.restarts };
+    binding.validate_run()?;
     check_owner(&p.job.owner)?;
     let expires_at = match (p.expires_in, p.expires_at) {
         (Some(d), _) => match now().checked_add(Duration::from(d).as_secs()).filter(|&t| t <= MAX_EXPIRY) {
@@ -309,7 +330,7 @@ fn publish(p: Publish) -> Result<(), Error> {
     }
     let name = seal(&msg, &key, &p.prefix, &p.group, binding)?;
     let summary = format!(
-        "{} share {:?} for group {} ({} connection values{}), key {} from {}: name is {} of {NAME_LIMIT} characters",
+        "{} share {:?} for group {} ({} connection values{}), key {} from {}, for run {} on cluster {}: name is {} of {NAME_LIMIT} characters",
         msg.method.as_str(),
         msg.app,
         p.group,
@@ -317,6 +338,8 @@ fn publish(p: Publish) -> Result<(), Error> {
         msg.allow.as_ref().map_or(String::new(), |a| format!(", {} allowed users", a.len())),
         key.id_hex(),
         key_path.display(),
+        binding.restarts,
+        binding.cluster,
         name.len(),
     );
     if p.dry_run {
@@ -330,9 +353,17 @@ fn publish(p: Publish) -> Result<(), Error> {
 }
 
 fn unshare(u: Unshare) -> Result<(), Error> {
-    Binding { job_id: &u.job_id, owner: "nobody" }.validate()?;
+    check_job_id(&u.job_id)?;
     if u.name.len() > NAME_LIMIT {
         return Err(Error::Invalid(format!("--name is {} characters, over {NAME_LIMIT}", u.name.len())));
+    }
+    // A requeued job starts with the name its previous run sealed, and SLURM_JOB_NAME may say so:
+    // putting that back would offer the previous run's share again.
+    if parse(&u.name).is_ok() {
+        return Err(Error::Invalid(
+            "the name to restore is itself a share (SLURM_JOB_NAME after a requeue of a shared job): give --name with a plain name"
+                .into(),
+        ));
     }
     if u.dry_run {
         println!("scontrol update JobId={} JobName={}", u.job_id, u.name);
@@ -347,21 +378,46 @@ fn inspect(i: Inspect) -> Result<(), Error> {
     let parsed = parse(&i.name)?;
     println!("prefix   {}", parsed.prefix);
     println!("group    {}", parsed.group);
+    let key = parsed.format.key_id_hex().unwrap_or_default();
+    let binds_run = matches!(parsed.format, Format::V1 { version, .. } if version.binds_run());
     match &parsed.format {
-        Format::V1 { .. } => println!("format   1 (key {})", parsed.format.key_id_hex().unwrap_or_default()),
+        Format::V1 { .. } if binds_run => {
+            println!("format   {} (key {key}; bound to job, owner, cluster and run)", parsed.format.version_str())
+        }
+        Format::V1 { .. } => println!(
+            "format   {} (key {key}; bound to job and owner only: cannot tell runs or clusters apart)",
+            parsed.format.version_str()
+        ),
         Format::Legacy => println!("format   legacy (INSECURE: anyone who sees the job can decrypt it; no integrity)"),
     }
     println!("size     {} of {NAME_LIMIT} characters ({} free)", i.name.len(), NAME_LIMIT.saturating_sub(i.name.len()));
     let (Some(job_id), Some(owner)) = (i.job_id.as_deref(), i.owner.as_deref()) else {
-        println!("content  not decoded: give --job-id and --owner of the job this name belongs to");
+        let need = if binds_run {
+            "--job-id, --owner and --cluster (and --restarts after a requeue)"
+        } else {
+            "--job-id and --owner"
+        };
+        println!("content  not decoded: give {need} of the job this name belongs to");
         return Ok(());
     };
-    let binding = Binding { job_id, owner };
+    let cluster = i.cluster.as_deref().unwrap_or_default();
+    if binds_run && cluster.is_empty() {
+        println!(
+            "content  not decoded: give --cluster (and --restarts after a requeue) too: this name is bound to its cluster and run"
+        );
+        return Ok(());
+    }
+    let binding = Binding { job_id, owner, cluster, restarts: i.restarts };
     let share = match parsed.format {
         Format::Legacy if i.legacy => open_legacy(&i.name, binding)?,
         Format::Legacy => return Err(Error::LegacyDisabled),
         Format::V1 { .. } => open(&i.name, binding, &i.keys.dir()?.opening_keys(parsed.group)?)?,
     };
+    if binds_run {
+        println!("bound    job {job_id} of {owner}, run {} (restart count) on cluster {cluster}", i.restarts);
+    } else {
+        println!("bound    job {job_id} of {owner} (any run, any cluster: this format does not bind them)");
+    }
     let m = &share.message;
     println!("session  {}", m.session_id);
     println!("app      {}", m.app);

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use multitenant_core::{open, seal, Binding, Error, Key, Message, Method};
 
-const JOB: Binding<'static> = Binding { job_id: "1234567", owner: "jsmith42" };
+const JOB: Binding<'static> = Binding { job_id: "1234567", owner: "jsmith42", cluster: "hpc", restarts: 0 };
 
 fn size(m: &Message, key: &Key, group: &str) -> Result<usize, Error> {
     seal(m, key, "mt", group, JOB).map(|n| n.len())

@@ -1,13 +1,16 @@
-//! Writes the test vectors in `docs/vectors/` (run once; they are committed):
+//! Writes the version 2 test vectors in `docs/vectors/` (run once; they are committed):
 //! `cargo run -p multitenant-core --example make_vectors -- docs/vectors`
-//! The legacy vector is made with the real `gzip` and `openssl` commands.
+//!
+//! `v1-*.json` and `legacy-*.json` are frozen: they were written by the v1 implementation's version
+//! of this program (git history of this file, up to commit 6a8ff73) and are kept byte for byte, so
+//! that they prove names written by older publishers still open. This build has no v1 sealer; it
+//! reads `v1-ollama.json` to write the vectors that cross versions.
 
 #[path = "common/mod.rs"]
 mod common;
 use common::message;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 use flate2::write::DeflateEncoder;
 use flate2::Compression;
@@ -15,7 +18,8 @@ use multitenant_core::envelope::seal_bytes;
 use multitenant_core::{seal, Binding, Key, Message, Method};
 use serde_json::{json, Value};
 
-const JOB: Binding<'static> = Binding { job_id: "4242", owner: "alice" };
+/// The first run of job 4242 of alice on Slurm cluster alpha.
+const JOB: Binding<'static> = Binding { job_id: "4242", owner: "alice", cluster: "alpha", restarts: 0 };
 
 fn fields(m: &Message) -> Value {
     json!({"session_id": m.session_id, "app": m.app, "method": m.method.as_str(), "delivery": m.delivery,
@@ -25,6 +29,7 @@ fn fields(m: &Message) -> Value {
 struct Out<'a>(&'a Path);
 
 impl Out<'_> {
+    /// `expect` is "ok" with the message it opens to, or the error kind a reader MUST report.
     fn write(
         &self,
         file: &str,
@@ -34,30 +39,22 @@ impl Out<'_> {
         name: &str,
         expect: Result<&Message, &str>,
     ) {
-        self.write_full(file, description, keys, b, name, false, expect)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn write_full(
-        &self,
-        file: &str,
-        description: &str,
-        keys: &[&Key],
-        b: Binding,
-        name: &str,
-        legacy: bool,
-        expect: Result<&Message, &str>,
-    ) {
         let mut v = json!({
             "description": description,
             "keys": keys.iter().map(|k| k.to_line()).collect::<Vec<_>>(),
-            "job_id": b.job_id, "owner": b.owner, "legacy": legacy, "name": name,
+            "job_id": b.job_id, "owner": b.owner, "cluster": b.cluster, "restarts": b.restarts,
+            "legacy": false, "name": name,
             "expect": expect.err().unwrap_or("ok"),
         });
         if let Ok(m) = expect {
             v["message"] = fields(m);
         }
         std::fs::write(self.0.join(format!("{file}.json")), serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
+    }
+
+    fn read(&self, file: &str) -> Value {
+        let text = std::fs::read_to_string(self.0.join(format!("{file}.json"))).expect("the frozen v1 vectors");
+        serde_json::from_str(&text).unwrap()
     }
 }
 
@@ -87,7 +84,14 @@ fn main() {
         ],
     );
     let good = seal(&ollama, &key, "mt", "class101", JOB).unwrap();
-    out.write("v1-ollama", "A typical LLM card share (deflated content).", &[&key], JOB, &good, Ok(&ollama));
+    out.write(
+        "v2-ollama",
+        "A typical LLM card share (deflated content), first run (restart count 0) of job 4242 on cluster alpha.",
+        &[&key],
+        JOB,
+        &good,
+        Ok(&ollama),
+    );
 
     let mut db = message(
         "PostgreSQL",
@@ -101,12 +105,13 @@ fn main() {
     db.method = Method::Form;
     db.allow = Some(vec!["bob".into(), "1002".into()]);
     db.expires_at = Some(4_102_444_800);
-    let db_name = seal(&db, &key, "mt", "class101", JOB).unwrap();
+    let requeued = Binding { cluster: "cluster-2.example", restarts: 3, ..JOB };
+    let db_name = seal(&db, &key, "mt", "class101", requeued).unwrap();
     out.write(
-        "v1-database-allow-expiry",
-        "Form share with an allow-list, an expiry and a value holding quotes, '|', markup and unicode.",
+        "v2-database-allow-expiry",
+        "Form share with an allow-list, an expiry and a value holding quotes, '|', markup and unicode, published by the fourth run (restart count 3) on a cluster whose name holds '-' and '.'.",
         &[&other, &key],
-        JOB,
+        requeued,
         &db_name,
         Ok(&db),
     );
@@ -116,7 +121,7 @@ fn main() {
     tiny.delivery = "sys/d".into();
     let tiny_json = [&[0u8][..], &tiny.to_json()].concat();
     out.write(
-        "v1-stored",
+        "v2-stored",
         "Flag 0: JSON stored uncompressed (sealers choose it when deflate does not help).",
         &[&key],
         JOB,
@@ -125,7 +130,39 @@ fn main() {
     );
 
     out.write(
-        "v1-other-job",
+        "v2-previous-run",
+        "MUST reject: sealed by run 0, presented after a requeue (restart count 1): a share never outlives the run that published it.",
+        &[&key],
+        Binding { restarts: 1, ..JOB },
+        &good,
+        Err("bad_seal"),
+    );
+    out.write(
+        "v2-earlier-run",
+        "MUST reject: sealed by the fourth run (restart count 3), presented for restart count 2.",
+        &[&other, &key],
+        Binding { restarts: 2, ..requeued },
+        &db_name,
+        Err("bad_seal"),
+    );
+    out.write(
+        "v2-other-cluster",
+        "MUST reject: the same job id on another Slurm cluster (beta, not alpha).",
+        &[&key],
+        Binding { cluster: "beta", ..JOB },
+        &good,
+        Err("bad_seal"),
+    );
+    out.write(
+        "v2-missing-cluster",
+        "MUST refuse: a v2 name cannot be opened without the job's cluster name (an input error, not a verdict on the seal).",
+        &[&key],
+        Binding { cluster: "", ..JOB },
+        &good,
+        Err("invalid"),
+    );
+    out.write(
+        "v2-other-job",
         "MUST reject: the name is bound to job 4242, presented for 4243.",
         &[&key],
         Binding { job_id: "4243", ..JOB },
@@ -133,7 +170,7 @@ fn main() {
         Err("bad_seal"),
     );
     out.write(
-        "v1-other-owner",
+        "v2-other-owner",
         "MUST reject: presented for another owner.",
         &[&key],
         Binding { owner: "mallory", ..JOB },
@@ -141,7 +178,7 @@ fn main() {
         Err("bad_seal"),
     );
     out.write(
-        "v1-moved-group",
+        "v2-moved-group",
         "MUST reject: the group field was edited.",
         &[&key],
         JOB,
@@ -149,18 +186,26 @@ fn main() {
         Err("bad_seal"),
     );
     out.write(
-        "v1-relabelled-prefix",
+        "v2-relabelled-prefix",
         "MUST reject: the prefix was edited.",
         &[&key],
         JOB,
         &good.replacen("mt|", "xx|", 1),
         Err("bad_seal"),
     );
+    out.write(
+        "v2-downgraded-to-v1",
+        "MUST reject: the version marker changed from 2 to 1 (a v1 reading would ignore cluster and run).",
+        &[&key],
+        JOB,
+        &good.replacen("|2.", "|1.", 1),
+        Err("bad_seal"),
+    );
     let mut flipped = good.clone().into_bytes();
     let at = flipped.len() - 5;
     flipped[at] = if flipped[at] == b'A' { b'B' } else { b'A' };
     out.write(
-        "v1-flipped-tag",
+        "v2-flipped-tag",
         "MUST reject: one character of the tag changed.",
         &[&key],
         JOB,
@@ -168,24 +213,24 @@ fn main() {
         Err("bad_seal"),
     );
     out.write(
-        "v1-wrong-key",
+        "v2-wrong-key",
         "MUST reject as unknown key: only another key is available.",
         &[&other],
         JOB,
         &good,
         Err("unknown_key"),
     );
-    out.write("v1-truncated", "MUST reject: cut short.", &[&key], JOB, &good[..good.len() - 30], Err("malformed"));
+    out.write("v2-truncated", "MUST reject: cut short.", &[&key], JOB, &good[..good.len() - 30], Err("malformed"));
     out.write(
-        "v2-unsupported",
+        "v3-unsupported",
         "MUST reject as unsupported version, not as malformed.",
         &[&key],
         JOB,
-        "mt|class101|2.AAAAAAAAAAAAAAAAAAAAAAAA",
+        "mt|class101|3.AAAAAAAAAAAAAAAAAAAAAAAA",
         Err("unsupported_version"),
     );
     out.write(
-        "v1-bad-flag",
+        "v2-bad-flag",
         "MUST reject: content flag 7 under a valid MAC.",
         &[&key],
         JOB,
@@ -194,7 +239,7 @@ fn main() {
     );
     let bomb = deflated(1, &vec![b' '; 64 * 1024]);
     out.write(
-        "v1-deflate-bomb",
+        "v2-deflate-bomb",
         "MUST reject: 64 KiB of content under a valid MAC (bound is 16 KiB).",
         &[&key],
         JOB,
@@ -203,33 +248,33 @@ fn main() {
     );
     let body = &good[good.rfind('.').unwrap() + 1..];
     out.write(
-        "v1-impossible-length",
+        "v2-impossible-length",
         "MUST reject: a body whose ciphertext is not whole blocks.",
         &[&key],
         JOB,
-        &format!("mt|class101|1.{}", &body[..body.len() - 8]),
+        &format!("mt|class101|2.{}", &body[..body.len() - 8]),
         Err("malformed"),
     );
     out.write(
-        "v1-bad-base64url",
+        "v2-bad-base64url",
         "MUST reject as malformed: a character outside base64url after the key id.",
         &[&key],
         JOB,
-        &format!("mt|class101|1.{}+{}", &body[..20], &body[21..]),
+        &format!("mt|class101|2.{}+{}", &body[..20], &body[21..]),
         Err("malformed"),
     );
     out.write(
-        "v1-too-long",
+        "v2-too-long",
         "MUST reject: names over 1024 characters, before any cryptography.",
         &[&key],
         JOB,
-        &format!("mt|class101|1.{}{}", body, "A".repeat(1100)),
+        &format!("mt|class101|2.{}{}", body, "A".repeat(1100)),
         Err("malformed"),
     );
     let extra = br#"{"i":"s","a":"A","m":"card","d":"sys/d","z":"?"}"#;
     out.write(
-        "v1-unknown-field",
-        "MUST reject: unknown field in v1 content.",
+        "v2-unknown-field",
+        "MUST reject: unknown field in the content.",
         &[&key],
         JOB,
         &raw(&[&[0u8][..], extra].concat(), &key),
@@ -237,7 +282,7 @@ fn main() {
     );
     let path = br#"{"i":"../../.ssh/x","a":"A","m":"card","d":"sys/d"}"#;
     out.write(
-        "v1-hostile-session-id",
+        "v2-hostile-session-id",
         "MUST reject: a session id that names a path, under a valid MAC.",
         &[&key],
         JOB,
@@ -246,7 +291,7 @@ fn main() {
     );
     let token = br#"{"i":"s","a":"A","m":"card","d":"sys/../../etc"}"#;
     out.write(
-        "v1-hostile-token",
+        "v2-hostile-token",
         "MUST reject: a delivery token that names a path.",
         &[&key],
         JOB,
@@ -254,34 +299,33 @@ fn main() {
         Err("malformed"),
     );
 
-    let legacy_text = "{'mtu':'1001,1002','mti':'0f8fad5b-d9cb-469f-a165-70867728950e','mta':'Ollama_API','mtm':'card','mtd':'sys/multitenant-delivery_default'}|{'host':'node1','ollama_url':'http://node1:4000'}";
-    let pad = |s: String, n: usize| format!("{:0<n$}", s.bytes().map(|b| format!("{b:02x}")).collect::<String>());
-    let cmd = r#"printf %s "$MSG" | gzip | openssl enc -aes-256-cbc -e -a -A -K "$K" -iv "$IV""#;
-    let o = Command::new("bash")
-        .args(["-c", cmd])
-        .env("MSG", legacy_text)
-        .env("K", pad("4242alice".into(), 64))
-        .env("IV", pad("42424242".into(), 32))
-        .output()
-        .unwrap();
-    let legacy = format!("sys/dashboard|class101|{}", String::from_utf8(o.stdout).unwrap().trim());
-    let mut lm = message("Ollama_API", &[("host", "node1"), ("ollama_url", "http://node1:4000")]);
-    lm.allow = Some(vec!["1001".into(), "1002".into()]);
-    out.write_full(
-        "legacy-ollama",
-        "Legacy name made by gzip | openssl enc; readable only with legacy decoding on.",
-        &[],
-        JOB,
-        &legacy,
-        true,
-        Ok(&lm),
+    // Across versions, from the frozen v1 vector.
+    let v1 = out.read("v1-ollama");
+    let v1_key = Key::from_line(v1["keys"][0].as_str().unwrap()).unwrap();
+    let v1_name = v1["name"].as_str().unwrap();
+    let v1_job = Binding { job_id: v1["job_id"].as_str().unwrap(), owner: v1["owner"].as_str().unwrap(), ..JOB };
+    let mut v1_message: Message = ollama.clone();
+    v1_message.connection = v1["message"]["connection"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(fields(&v1_message), v1["message"], "v1-ollama.json holds the Ollama message");
+    out.write(
+        "v1-any-cluster-or-run",
+        "v1 still opens, and cannot tell runs or clusters apart: the frozen v1-ollama name opens for any cluster and restart count.",
+        &[&v1_key],
+        Binding { cluster: "beta", restarts: 7, ..v1_job },
+        v1_name,
+        Ok(&v1_message),
     );
     out.write(
-        "legacy-disabled",
-        "The same legacy name MUST be refused when legacy decoding is off.",
-        &[],
-        JOB,
-        &legacy,
-        Err("legacy_disabled"),
+        "v1-upgraded-to-v2",
+        "MUST reject: the frozen v1-ollama name with its version marker changed from 1 to 2.",
+        &[&v1_key],
+        v1_job,
+        &v1_name.replacen("|1.", "|2.", 1),
+        Err("bad_seal"),
     );
 }

@@ -1,4 +1,5 @@
-//! The v1 envelope: `<prefix>|<group>|1.<base64url(kid ‖ iv ‖ ciphertext ‖ tag)>`.
+//! The envelope: `<prefix>|<group>|<version>.<base64url(kid ‖ iv ‖ ciphertext ‖ tag)>`.
+//! Version 2 is written; version 1 (which binds no cluster and no run) is only read.
 //! Specified in `docs/envelope.md`; keep the two in step.
 
 use std::io::Read;
@@ -15,10 +16,11 @@ use crate::error::{Error, Result};
 use crate::keys::{Key, KEY_ID_LEN};
 use crate::message::{check_group, check_user, Message};
 
-/// Slurm's limit on a job name, in characters (every character of a v1 name is ASCII).
+/// Slurm's limit on a job name, in characters (every character of a sealed name is ASCII).
 pub const NAME_LIMIT: usize = 1024;
 pub const DEFAULT_PREFIX: &str = "mt";
-pub const VERSION: &str = "1";
+/// The version [`seal`] writes.
+pub const VERSION: &str = Version::WRITTEN.as_str();
 /// Bound on the decompressed plaintext: far above anything a 1024-character name legitimately holds.
 pub const MAX_PLAINTEXT: usize = 16 * 1024;
 
@@ -29,39 +31,118 @@ const FLAG_DEFLATE: u8 = 1;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-/// Which job a name is bound to, as Slurm reports it.
-#[derive(Debug, Clone, Copy)]
+/// The versions of the authenticated envelope. Both have one layout; they differ in what the MAC binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Read only: binds the job id and owner, so it cannot tell two runs of a requeued job, nor the
+    /// same job id on two Slurm clusters, apart.
+    V1,
+    /// Also binds the Slurm cluster name and the job's restart count.
+    V2,
+}
+
+impl Version {
+    /// The version sealers write.
+    pub const WRITTEN: Version = Version::V2;
+
+    /// The payload's marker, before the first `.`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Version::V1 => "1",
+            Version::V2 => "2",
+        }
+    }
+
+    fn from_marker(marker: &str) -> Option<Version> {
+        match marker {
+            "1" => Some(Version::V1),
+            "2" => Some(Version::V2),
+            _ => None,
+        }
+    }
+
+    /// Whether the MAC binds the cluster name and the restart count.
+    pub fn binds_run(self) -> bool {
+        self == Version::V2
+    }
+}
+
+/// Which run of which job a name is bound to, as Slurm reports it (never as the name claims).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Binding<'a> {
+    /// Slurm's numeric job id.
     pub job_id: &'a str,
+    /// The job's owner (login name).
     pub owner: &'a str,
+    /// The Slurm cluster name: `SLURM_CLUSTER_NAME` in the job, squeue's `Cluster` field. Bound by v2;
+    /// v1 and legacy names ignore it (it may be empty for them).
+    pub cluster: &'a str,
+    /// Slurm's restart count: 0 for the first run, +1 at each requeue (`SLURM_RESTART_COUNT` in the
+    /// job, absent meaning 0; `squeue -O RestartCnt`). Bound by v2; v1 and legacy names ignore it.
+    pub restarts: u32,
 }
 
 impl Binding<'_> {
+    /// Checks the job id and owner, and the cluster name when one is given. Enough for v1 and legacy
+    /// names, which bind no cluster; [`Binding::validate_run`] is what a v2 name needs.
     pub fn validate(&self) -> Result<()> {
-        let id_ok = (1..=20).contains(&self.job_id.len()) && self.job_id.bytes().all(|b| b.is_ascii_digit());
-        if !id_ok {
-            return Err(Error::Invalid(format!("job id {:?} must be Slurm's numeric job id", self.job_id)));
+        check_job_id(self.job_id)?;
+        check_user(self.owner)?;
+        if !self.cluster.is_empty() {
+            check_cluster(self.cluster)?;
         }
-        check_user(self.owner)
+        Ok(())
     }
+
+    /// Everything a v2 name binds: [`Binding::validate`] and a cluster name.
+    pub fn validate_run(&self) -> Result<()> {
+        if self.cluster.is_empty() {
+            return Err(Error::Invalid(
+                "no Slurm cluster name: a v2 share is bound to its job's cluster (SLURM_CLUSTER_NAME in the job, squeue -O Cluster)".into(),
+            ));
+        }
+        self.validate()
+    }
+}
+
+/// Slurm's numeric job id: 1-20 digits.
+pub fn check_job_id(s: &str) -> Result<()> {
+    let ok = (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    ok.then_some(()).ok_or_else(|| Error::Invalid(format!("job id {s:?} must be Slurm's numeric job id")))
+}
+
+/// A Slurm cluster name: 1-64 letters, digits, '_', '-', '.'.
+pub fn check_cluster(s: &str) -> Result<()> {
+    let ok =
+        (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    ok.then_some(())
+        .ok_or_else(|| Error::Invalid(format!("cluster name {s:?} must be 1-64 letters, digits, '_', '-', '.'")))
 }
 
 /// The format a payload announces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
-    V1 {
-        key_id: [u8; KEY_ID_LEN],
-    },
+    /// The authenticated envelope, in the version the payload names (1 or 2: one layout). The variant
+    /// keeps the name of the envelope's first version.
+    V1 { version: Version, key_id: [u8; KEY_ID_LEN] },
     /// The first implementation's `gzip | openssl enc` format (see `legacy`).
     Legacy,
 }
 
 impl Format {
-    /// Hex key id of a v1 payload.
+    /// Hex key id of an authenticated payload.
     pub fn key_id_hex(&self) -> Option<String> {
         match self {
-            Format::V1 { key_id } => Some(hex(key_id)),
+            Format::V1 { key_id, .. } => Some(hex(key_id)),
             Format::Legacy => None,
+        }
+    }
+
+    /// `"1"`, `"2"` or `"legacy"`, as [`Share::version`] says it.
+    pub fn version_str(&self) -> &'static str {
+        match self {
+            Format::V1 { version, .. } => version.as_str(),
+            Format::Legacy => "legacy",
         }
     }
 }
@@ -80,7 +161,7 @@ pub struct Parsed<'a> {
 pub struct Share {
     pub prefix: String,
     pub group: String,
-    /// `"1"`, or `"legacy"`.
+    /// `"1"`, `"2"`, or `"legacy"`.
     pub version: String,
     /// Hex key id; `None` for legacy shares.
     pub key_id: Option<String>,
@@ -112,7 +193,10 @@ pub fn parse(name: &str) -> Result<Parsed<'_>> {
     check_prefix(prefix).map_err(|e| Error::Malformed(e.to_string()))?;
     check_group(group).map_err(|e| Error::Malformed(e.to_string()))?;
     let format = match payload.split_once('.') {
-        Some((VERSION, data)) => Format::V1 { key_id: v1_key_id(data)? },
+        Some((marker, data)) if Version::from_marker(marker).is_some() => {
+            let version = Version::from_marker(marker).expect("checked by the guard");
+            Format::V1 { version, key_id: payload_key_id(version, data)? }
+        }
         Some((v, _)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
             return Err(Error::UnsupportedVersion(v.chars().take(16).collect()))
         }
@@ -129,20 +213,22 @@ fn is_std_base64(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }
 
-fn v1_key_id(data: &str) -> Result<[u8; KEY_ID_LEN]> {
+fn payload_key_id(version: Version, data: &str) -> Result<[u8; KEY_ID_LEN]> {
+    let v = version.as_str();
     if !data.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(Error::Malformed("v1 payload is not base64url".into()));
+        return Err(Error::Malformed(format!("v{v} payload is not base64url")));
     }
-    let head = data.get(..8).ok_or_else(|| Error::Malformed("v1 payload is truncated".into()))?;
-    let bytes = URL_SAFE_NO_PAD.decode(head).map_err(|_| Error::Malformed("v1 payload is not base64url".into()))?;
+    let head = data.get(..8).ok_or_else(|| Error::Malformed(format!("v{v} payload is truncated")))?;
+    let bytes = URL_SAFE_NO_PAD.decode(head).map_err(|_| Error::Malformed(format!("v{v} payload is not base64url")))?;
     Ok(bytes[..KEY_ID_LEN].try_into().expect("8 base64 characters hold 6 bytes"))
 }
 
-/// Seals `msg` for `group` with `key`, bound to one job. Refuses names over [`NAME_LIMIT`].
+/// Seals `msg` for `group` with `key` as a v2 name, bound to one run of one job on one cluster.
+/// Refuses names over [`NAME_LIMIT`].
 pub fn seal(msg: &Message, key: &Key, prefix: &str, group: &str, binding: Binding) -> Result<String> {
     check_prefix(prefix)?;
     check_group(group)?;
-    binding.validate()?;
+    binding.validate_run()?;
     msg.validate()?;
 
     seal_bytes(&encode_plaintext(&msg.to_json()), key, prefix, group, binding).map_err(|e| match e {
@@ -151,10 +237,11 @@ pub fn seal(msg: &Message, key: &Key, prefix: &str, group: &str, binding: Bindin
     })
 }
 
-/// Encrypts and MACs plaintext bytes as they are. `seal` validates first; this does not, so test
-/// vectors can carry content a receiver must reject.
+/// Encrypts and MACs plaintext bytes as they are, as a v2 name. `seal` validates first; this does
+/// not, so test vectors can carry content a receiver must reject. There is no v1 sealer.
 #[doc(hidden)]
 pub fn seal_bytes(plaintext: &[u8], key: &Key, prefix: &str, group: &str, binding: Binding) -> Result<String> {
+    let version = Version::WRITTEN;
     let size = sealed_len(plaintext.len(), prefix, group);
     if size > NAME_LIMIT {
         return Err(Error::TooLarge { size, limit: NAME_LIMIT, hint: String::new() });
@@ -167,9 +254,9 @@ pub fn seal_bytes(plaintext: &[u8], key: &Key, prefix: &str, group: &str, bindin
     body.extend_from_slice(&key.id());
     body.extend_from_slice(&iv);
     body.extend_from_slice(&ct);
-    let tag = mac(&mac_key, &key.id(), prefix, group, binding, &body[KEY_ID_LEN..])?.finalize().into_bytes();
+    let tag = mac(&mac_key, version, &key.id(), prefix, group, binding, &body[KEY_ID_LEN..])?.finalize().into_bytes();
     body.extend_from_slice(&tag[..TAG_LEN]);
-    Ok(format!("{prefix}|{group}|{VERSION}.{}", URL_SAFE_NO_PAD.encode(&body)))
+    Ok(format!("{prefix}|{group}|{}.{}", version.as_str(), URL_SAFE_NO_PAD.encode(&body)))
 }
 
 fn size_hint(msg: &Message) -> String {
@@ -181,7 +268,8 @@ fn size_hint(msg: &Message) -> String {
 }
 
 /// The exact length of the name a plaintext of `len` bytes seals to (the MAC is never computed for
-/// a name that would not fit).
+/// a name that would not fit). The cluster and restart count are MACed, not carried: a v2 name is as
+/// long as a v1 name of the same content.
 fn sealed_len(len: usize, prefix: &str, group: &str) -> usize {
     let body = KEY_ID_LEN + IV_LEN + (len / 16 + 1) * 16 + TAG_LEN;
     prefix.len() + group.len() + 2 + VERSION.len() + 1 + (body * 4).div_ceil(3)
@@ -225,18 +313,33 @@ pub(crate) fn bounded_read(reader: impl Read, what: &str) -> Result<Vec<u8>> {
 }
 
 /// The MAC input: each field length-prefixed (u16 big-endian), so no two field lists collide.
-fn mac(mac_key: &[u8; 32], kid: &[u8], prefix: &str, group: &str, b: Binding, iv_ct: &[u8]) -> Result<HmacSha256> {
+/// v1: "multitenant", "1", key id, prefix, group, job id, owner, iv ‖ ct.
+/// v2: "multitenant", "2", key id, prefix, group, job id, owner, cluster, restart count (decimal
+/// ASCII), iv ‖ ct.
+fn mac(
+    mac_key: &[u8; 32],
+    version: Version,
+    kid: &[u8],
+    prefix: &str,
+    group: &str,
+    b: Binding,
+    iv_ct: &[u8],
+) -> Result<HmacSha256> {
     let mut m = <HmacSha256 as KeyInit>::new_from_slice(mac_key).expect("HMAC takes any key length");
-    let fields: [&[u8]; 8] = [
+    let restarts = b.restarts.to_string();
+    let mut fields: Vec<&[u8]> = vec![
         b"multitenant",
-        VERSION.as_bytes(),
+        version.as_str().as_bytes(),
         kid,
         prefix.as_bytes(),
         group.as_bytes(),
         b.job_id.as_bytes(),
         b.owner.as_bytes(),
-        iv_ct,
     ];
+    if version.binds_run() {
+        fields.extend([b.cluster.as_bytes(), restarts.as_bytes()]);
+    }
+    fields.push(iv_ct);
     for f in fields {
         let len = u16::try_from(f.len()).map_err(|_| Error::Malformed("a field is longer than a job name".into()))?;
         m.update(&len.to_be_bytes());
@@ -245,28 +348,35 @@ fn mac(mac_key: &[u8; 32], kid: &[u8], prefix: &str, group: &str, b: Binding, iv
     Ok(m)
 }
 
-/// Opens a v1 name bound to `binding` with whichever of `keys` carries the payload's key id.
+/// Opens a v1 or v2 name bound to `binding` with whichever of `keys` carries the payload's key id.
+/// A v2 name opens only for the cluster and restart count it was sealed for (else [`Error::BadSeal`]);
+/// a v1 name ignores both.
 pub fn open(name: &str, binding: Binding, keys: &[Key]) -> Result<Share> {
     let parsed = parse(name)?;
-    let Format::V1 { key_id } = parsed.format else {
+    let Format::V1 { version, key_id } = parsed.format else {
         return Err(Error::LegacyDisabled);
     };
     let key = keys
         .iter()
         .find(|k| k.id() == key_id)
         .ok_or_else(|| Error::UnknownKey { group: parsed.group.to_string(), key_id: hex(&key_id) })?;
-    binding.validate()?;
-    let data = &parsed.payload[VERSION.len() + 1..];
-    let body = URL_SAFE_NO_PAD.decode(data).map_err(|_| Error::Malformed("v1 payload is not base64url".into()))?;
+    if version.binds_run() {
+        binding.validate_run()?;
+    } else {
+        binding.validate()?;
+    }
+    let v = version.as_str();
+    let data = &parsed.payload[v.len() + 1..];
+    let body = URL_SAFE_NO_PAD.decode(data).map_err(|_| Error::Malformed(format!("v{v} payload is not base64url")))?;
     if body.len() < KEY_ID_LEN + IV_LEN + 16 + TAG_LEN
         || !(body.len() - KEY_ID_LEN - IV_LEN - TAG_LEN).is_multiple_of(16)
     {
-        return Err(Error::Malformed(format!("v1 payload has an impossible length ({} bytes)", body.len())));
+        return Err(Error::Malformed(format!("v{v} payload has an impossible length ({} bytes)", body.len())));
     }
     let (signed, tag) = body.split_at(body.len() - TAG_LEN);
     let iv_ct = &signed[KEY_ID_LEN..];
     let (enc_key, mac_key) = key.subkeys();
-    mac(&mac_key, &key_id, parsed.prefix, parsed.group, binding, iv_ct)?
+    mac(&mac_key, version, &key_id, parsed.prefix, parsed.group, binding, iv_ct)?
         .verify_truncated_left(tag)
         .map_err(|_| Error::BadSeal)?;
 
@@ -279,7 +389,7 @@ pub fn open(name: &str, binding: Binding, keys: &[Key]) -> Result<Share> {
     Ok(Share {
         prefix: parsed.prefix.to_string(),
         group: parsed.group.to_string(),
-        version: VERSION.to_string(),
+        version: v.to_string(),
         key_id: Some(hex(&key_id)),
         message,
         size: name.len(),

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 
 use multitenant_core::{Binding, Message, Method};
 
-pub const JOB: Binding<'static> = Binding { job_id: "4242", owner: "alice" };
+pub const JOB: Binding<'static> = Binding { job_id: "4242", owner: "alice", cluster: "alpha", restarts: 0 };
 
 pub fn ollama() -> Message {
     let mut connection = BTreeMap::new();

@@ -33,10 +33,12 @@ const OLLAMA: &str = "{'mtu':'1001,1002','mti':'0f8fad5b-d9cb-469f-a165-70867728
 
 #[test]
 fn reads_a_real_legacy_name() {
-    let b = Binding { job_id: "4242", owner: "alice" };
+    let b = Binding { job_id: "4242", owner: "alice", cluster: "", restarts: 0 };
     let name = legacy_name("class101", OLLAMA, b);
     let share = open_legacy(&name, b).unwrap();
     assert_eq!(share.version, "legacy");
+    // Like v1, legacy names bind no cluster and no run.
+    assert_eq!(open_legacy(&name, Binding { cluster: "beta", restarts: 3, ..b }).unwrap().message, share.message);
     assert_eq!(share.group, "class101");
     assert_eq!(share.prefix, "sys/dashboard");
     let m = share.message;
@@ -52,16 +54,19 @@ fn reads_a_real_legacy_name() {
 #[test]
 fn over_long_key_material_is_cut_the_way_openssl_cuts_it() {
     // 8 + 27 bytes > 32: openssl ignores the excess; the first implementation's Ruby side raised here.
-    let b = Binding { job_id: "12345678", owner: "a_very_long_username_indeed" };
+    let b = Binding { job_id: "12345678", owner: "a_very_long_username_indeed", cluster: "", restarts: 0 };
     let name = legacy_name("g", OLLAMA, b);
     assert_eq!(open_legacy(&name, b).unwrap().message.app, "Ollama_API");
 }
 
 #[test]
 fn another_job_or_owner_does_not_decode() {
-    let b = Binding { job_id: "4242", owner: "alice" };
+    let b = Binding { job_id: "4242", owner: "alice", cluster: "", restarts: 0 };
     let name = legacy_name("g", OLLAMA, b);
-    for other in [Binding { job_id: "4243", owner: "alice" }, Binding { job_id: "4242", owner: "alicf" }] {
+    for other in [
+        Binding { job_id: "4243", owner: "alice", cluster: "", restarts: 0 },
+        Binding { job_id: "4242", owner: "alicf", cluster: "", restarts: 0 },
+    ] {
         let e = open_legacy(&name, other).unwrap_err();
         assert_eq!(e.kind(), "malformed", "{e}");
     }
@@ -69,7 +74,7 @@ fn another_job_or_owner_does_not_decode() {
 
 #[test]
 fn hostile_legacy_content_is_refused_after_decoding() {
-    let b = Binding { job_id: "7", owner: "eve" };
+    let b = Binding { job_id: "7", owner: "eve", cluster: "", restarts: 0 };
     let cases = [
         ("{'mtu':'','mti':'../../x','mta':'A','mtm':'card','mtd':'sys/d'}|{}", "session id"),
         ("{'mtu':'','mti':'s','mta':'A','mtm':'card','mtd':'/etc/passwd'}|{}", "delivery token"),
@@ -87,7 +92,7 @@ fn hostile_legacy_content_is_refused_after_decoding() {
 
 #[test]
 fn a_gzip_bomb_is_bounded() {
-    let b = Binding { job_id: "7", owner: "eve" };
+    let b = Binding { job_id: "7", owner: "eve", cluster: "", restarts: 0 };
     let big = format!("{{'mtu':'','mti':'s','mta':'{}','mtm':'card','mtd':'sys/d'}}|{{}}", "A".repeat(100_000));
     let e = open_legacy(&legacy_name("g", &big, b), b).unwrap_err();
     assert!(e.to_string().contains("inflates beyond"), "{e}");
@@ -95,7 +100,7 @@ fn a_gzip_bomb_is_bounded() {
 
 #[test]
 fn multi_member_gzip_is_read_whole() {
-    let b = Binding { job_id: "99", owner: "bob" };
+    let b = Binding { job_id: "99", owner: "bob", cluster: "", restarts: 0 };
     let (first, second) = OLLAMA.split_at(40);
     let key = hex_padded("99bob", 64);
     let iv = hex_padded("9999", 32);
