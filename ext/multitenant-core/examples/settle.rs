@@ -10,13 +10,18 @@ use common::message;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use multitenant_core::cards::{reconcile, settle_completed, CardOptions, DEFAULT_DELIVERIES};
-use multitenant_core::discover::{Found, Job};
+use multitenant_core::cards::{reconcile, settle_completed, CardOptions};
+use multitenant_core::discover::{Found, Job, Unknown};
 use multitenant_core::Share;
 
 fn found(i: usize) -> Found {
-    let job =
-        Job { id: (100_000 + i).to_string(), owner: "alice".into(), cluster: "mtcluster".into(), name: String::new(), restarts: 0 };
+    let job = Job {
+        id: (100_000 + i).to_string(),
+        owner: "alice".into(),
+        cluster: "mtcluster".into(),
+        name: String::new(),
+        restarts: 0,
+    };
     let msg = message("Ollama_API", &[("host", "node017"), ("port", "41234"), ("ollama_url", "http://node017:41234")]);
     Found {
         job,
@@ -39,15 +44,17 @@ fn main() {
         let tmp = tempfile::tempdir().unwrap();
         let dataroot = tmp.path().join("ondemand/data/sys/dashboard");
         std::fs::create_dir_all(&dataroot).unwrap();
+        // No caps or budget here: this measures settling n delivered cards.
         let opts = CardOptions {
-            dataroot: dataroot.clone(),
-            per_cluster: false,
             cluster_map: BTreeMap::from([("mtcluster".to_string(), "hpc-multitenant".to_string())]),
-            deliveries: DEFAULT_DELIVERIES.iter().map(|d| d.to_string()).collect(),
             now: 1_700_000_000,
+            max_cards_per_owner: usize::MAX,
+            max_cards: usize::MAX,
+            write_budget: std::time::Duration::MAX,
+            ..CardOptions::new(&dataroot)
         };
         let shares: Vec<Found> = (0..n).map(found).collect();
-        let r = reconcile(&opts, uid, "bob", &shares, &[]);
+        let r = reconcile(&opts, uid, "bob", &shares, &Unknown::default());
         assert!(r.errors.is_empty() && r.created.len() == n, "{:?}", r.errors);
         let mut times: Vec<f64> = (0..201)
             .map(|_| {

@@ -1,22 +1,26 @@
-//! Cards: the session files that make a share appear under the receiver's "My Interactive Sessions".
+//! Cards: the session files that make a share appear under the receiver's "My Interactive Sessions",
+//! in OOD's own format (`batch_connect/db/<id>` and the output dir's `connection.yml`), and the
+//! reconciliation that keeps them in line with the shares found.
 //!
-//! Every file written is recorded in `<dataroot>/multitenant/cards.json`; only recorded files are ever
-//! changed or removed, so the user's own sessions are never touched. Every path is walked component by
-//! component below the data root and a symlink anywhere is refused, so nothing is written outside it.
+//! Guarantees: every file written is recorded in the manifest (`manifest.rs`) and only recorded files
+//! are ever changed or removed, so the user's own sessions are never touched; everything happens below
+//! the data root through checked directory descriptors (`dataroot.rs`), so nothing is written outside
+//! it (or outside a directory of the viewer's own that the viewer's own symlink leads to); OOD never
+//! reads a half-written file; one run at a time per user. The work is bounded (caps per owner and per
+//! run, a write budget), and what a run could not decide or could not do is left as the last run left
+//! it: a share that is unknown, held back or whose write failed never loses its card.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::discover::Found;
+use crate::dataroot::{DataRoot, FileState};
+use crate::discover::{Found, Unknown};
 use crate::error::{Error, Result};
+use crate::manifest::{self, Entry};
 use crate::message::Method;
 
 #[derive(Debug, Clone)]
@@ -32,6 +36,29 @@ pub struct CardOptions {
     /// OOD app tokens a card may name (its view renders the share's values).
     pub deliveries: Vec<String>,
     pub now: u64,
+    /// Cards one publisher's shares may have at once (cards already delivered keep their place first).
+    pub max_cards_per_owner: usize,
+    /// Cards in all (cards already delivered keep their place first).
+    pub max_cards: usize,
+    /// Time one run may spend writing cards; shares left are held back until the next run.
+    pub write_budget: Duration,
+}
+
+impl CardOptions {
+    /// Options for `dataroot` with the defaults: per-cluster off, no cluster mapping, the shipped
+    /// delivery apps, the clock's now, at most 10 cards per owner and 50 in all, a 2 s write budget.
+    pub fn new(dataroot: impl Into<PathBuf>) -> CardOptions {
+        CardOptions {
+            dataroot: dataroot.into(),
+            per_cluster: false,
+            cluster_map: BTreeMap::new(),
+            deliveries: DEFAULT_DELIVERIES.iter().map(|d| d.to_string()).collect(),
+            now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs()),
+            max_cards_per_owner: 10,
+            max_cards: 50,
+            write_budget: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The delivery apps shipped with the gem, which escape every value.
@@ -45,61 +72,22 @@ pub struct CardReport {
     pub removed: Vec<String>,
     pub dismissed: Vec<String>,
     pub unchanged: Vec<String>,
+    /// Shares given no card (or no update) this run: beyond a cap or the write budget. An existing card
+    /// stays; nothing is recorded as dismissed; they stay choices in forms.
+    pub held_back: Vec<String>,
     pub errors: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct Entry {
-    job_id: String,
-    #[serde(default)]
-    group: String,
-    cluster: String,
-    owner: String,
-    db: PathBuf,
-    output: PathBuf,
-    digest: String,
-    created_at: u64,
-    #[serde(default)]
-    dismissed: bool,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Manifest {
-    version: u32,
-    cards: BTreeMap<String, Entry>,
-}
-
-const MANIFEST_DIR: &str = "multitenant";
-const MANIFEST: &str = "cards.json";
 /// OOD's session files are a few hundred bytes; anything longer is not one of ours.
 const MAX_DB_FILE: u64 = 64 * 1024;
-/// A manifest of thousands of cards is well under this; a bigger file is not one we wrote.
-const MAX_MANIFEST: u64 = 8 * 1024 * 1024;
 
-/// The session file at `path` (in a directory already checked) says `cache_completed: true`.
-fn db_marked_completed(path: &Path) -> bool {
-    let Ok(buf) = read_capped(path, MAX_DB_FILE) else { return false };
+/// Whether OOD has marked the session file at `rel` completed (`cache_completed: true`): it does so
+/// when squeue no longer lists the job, and on the card's Cancel button (BatchConnect::Session#cancel
+/// and #update_cache_completed!, apps/dashboard/app/models/batch_connect/session.rb at v4.2.3).
+fn marked_completed(root: &DataRoot, rel: &Path) -> bool {
+    let Ok(Some(buf)) = root.read(rel, MAX_DB_FILE, false) else { return false };
     serde_json::from_slice::<serde_json::Value>(&buf)
         .is_ok_and(|v| v.get("cache_completed").and_then(|c| c.as_bool()) == Some(true))
-}
-
-/// Reads at most `cap` bytes of a regular file, never blocking on a FIFO and never following a link.
-fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_nofollow() | nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)?;
-    let meta = f.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if meta.len() > cap {
-        return Err(std::io::Error::other(format!("larger than {cap} bytes")));
-    }
-    let mut buf = Vec::new();
-    f.take(cap).read_to_end(&mut buf)?;
-    Ok(buf)
 }
 
 /// The card's session id: a UUID-shaped hash of the job, stable across runs, never chosen by the
@@ -140,144 +128,6 @@ fn valid_cluster_id(s: &str) -> bool {
         && s.len() <= 64
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
         && !s.starts_with('.')
-}
-
-/// The data root, and safe operations strictly inside it.
-struct SafeRoot {
-    root: PathBuf,
-    uid: u32,
-}
-
-impl SafeRoot {
-    fn open(dataroot: &Path, uid: u32) -> Result<SafeRoot> {
-        let meta = fs::metadata(dataroot).map_err(|e| Error::Io(format!("data root {}: {e}", dataroot.display())))?;
-        if !meta.is_dir() || meta.uid() != uid {
-            return Err(Error::Io(format!("data root {} is not a directory owned by uid {uid}", dataroot.display())));
-        }
-        Ok(SafeRoot { root: dataroot.to_path_buf(), uid })
-    }
-
-    /// Resolves `rel` below the root, refusing `..`, absolute parts and symlinks; creates missing
-    /// directories (mode 0700) when asked.
-    fn dir(&self, rel: &Path, create: bool) -> Result<Option<PathBuf>> {
-        let mut path = self.root.clone();
-        for c in rel.components() {
-            let Component::Normal(part) = c else {
-                return Err(Error::Io(format!("refusing path {} (not a plain relative path)", rel.display())));
-            };
-            path.push(part);
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(Error::Io(format!("refusing {}: it is a symlink", path.display())))
-                }
-                // Only the viewer may change what lies below: nobody else can swap in a symlink.
-                Ok(m) if m.is_dir() && m.uid() == self.uid && m.mode() & 0o022 == 0 => {}
-                Ok(m) if m.is_dir() => {
-                    return Err(Error::Io(format!(
-                        "refusing {}: not owned by uid {} or writable by others",
-                        path.display(),
-                        self.uid
-                    )))
-                }
-                Ok(_) => return Err(Error::Io(format!("refusing {}: not a directory", path.display()))),
-                Err(e) if e.kind() == ErrorKind::NotFound && create => match fs::create_dir(&path) {
-                    Ok(()) => fs::set_permissions(&path, fs::Permissions::from_mode(0o700))
-                        .map_err(|e| Error::Io(format!("chmod {}: {e}", path.display())))?,
-                    // Another run of this user made it first: fine if it passes the same checks.
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => match fs::symlink_metadata(&path) {
-                        Ok(m)
-                            if m.is_dir()
-                                && !m.file_type().is_symlink()
-                                && m.uid() == self.uid
-                                && m.mode() & 0o022 == 0 => {}
-                        _ => {
-                            return Err(Error::Io(format!("refusing {}: replaced while being created", path.display())))
-                        }
-                    },
-                    Err(e) => return Err(Error::Io(format!("creating {}: {e}", path.display()))),
-                },
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(Error::Io(format!("{}: {e}", path.display()))),
-            }
-        }
-        Ok(Some(path))
-    }
-
-    fn split(rel: &Path) -> Result<(&Path, &str)> {
-        let name =
-            rel.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::Io(format!("bad path {}", rel.display())))?;
-        Ok((rel.parent().unwrap_or(Path::new("")), name))
-    }
-
-    /// Regular file at `rel`? (A symlink or anything else counts as "not ours to touch".)
-    fn file_state(&self, rel: &Path) -> Result<FileState> {
-        let (dir, name) = Self::split(rel)?;
-        let Some(dir) = self.dir(dir, false)? else { return Ok(FileState::Missing) };
-        Ok(match fs::symlink_metadata(dir.join(name)) {
-            Ok(m) if m.file_type().is_file() => FileState::File,
-            Ok(_) => FileState::Other,
-            Err(e) if e.kind() == ErrorKind::NotFound => FileState::Missing,
-            Err(e) => return Err(Error::Io(format!("{}: {e}", rel.display()))),
-        })
-    }
-
-    /// Writes via a temporary `.…bak` name (OOD skips those) and renames into place: readers see the
-    /// old file or the new one, never half of one.
-    fn write(&self, rel: &Path, contents: &[u8]) -> Result<()> {
-        let (dir, name) = Self::split(rel)?;
-        let dir = self.dir(dir, true)?.expect("created");
-        let mut rnd = [0u8; 6];
-        getrandom::fill(&mut rnd).map_err(|e| Error::Io(e.to_string()))?;
-        let tmp = dir.join(format!(".{name}.{}.bak", rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()));
-        let io = |e: std::io::Error| Error::Io(format!("writing {}: {e}", dir.join(name).display()));
-        let result = (|| {
-            let mut f =
-                OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc_nofollow()).open(&tmp)?;
-            f.write_all(contents)?;
-            f.sync_all()?;
-            fs::rename(&tmp, dir.join(name))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(io)
-    }
-
-    /// Whether OOD has marked the session file at `rel` completed (`cache_completed: true`): it does so
-    /// when squeue no longer lists the job, and on the card's Cancel button (BatchConnect::Session#cancel
-    /// and #update_cache_completed!, apps/dashboard/app/models/batch_connect/session.rb at v4.2.3).
-    fn marked_completed(&self, rel: &Path) -> bool {
-        let Ok((dir, name)) = Self::split(rel) else { return false };
-        let Ok(Some(dir)) = self.dir(dir, false) else { return false };
-        db_marked_completed(&dir.join(name))
-    }
-
-    fn remove(&self, rel: &Path) -> Result<()> {
-        let (dir, name) = Self::split(rel)?;
-        let Some(dir) = self.dir(dir, false)? else { return Ok(()) };
-        match fs::remove_file(dir.join(name)) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::Io(format!("removing {}: {e}", rel.display()))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Removes the directory only if it is empty: anything else in it is not ours.
-    fn remove_empty_dir(&self, rel: &Path) {
-        if let Ok(Some(dir)) = self.dir(rel, false) {
-            let _ = fs::remove_dir(dir);
-        }
-    }
-}
-
-fn libc_nofollow() -> i32 {
-    nix::fcntl::OFlag::O_NOFOLLOW.bits()
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum FileState {
-    Missing,
-    File,
-    Other,
 }
 
 struct Wanted {
@@ -336,54 +186,70 @@ fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
     Ok((id, Wanted { entry, db_json, connection_json }))
 }
 
-/// The manifest and the bytes it was read from (empty when there was none).
-fn load_manifest(root: &SafeRoot, report: &mut CardReport) -> (Manifest, Vec<u8>) {
-    let mut raw = Vec::new();
-    let m = read_manifest(root, report, &mut raw);
-    (m, raw)
+/// The order new cards are considered in: by owner, then numeric job id (stable across runs, so the
+/// same shares get the places each time).
+fn new_card_order(e: &Entry) -> (&str, u64, &str, &str) {
+    (&e.owner, e.job_id.parse().unwrap_or(u64::MAX), &e.job_id, &e.cluster)
 }
 
-fn read_manifest(root: &SafeRoot, report: &mut CardReport, raw: &mut Vec<u8>) -> Manifest {
-    let rel = Path::new(MANIFEST_DIR).join(MANIFEST);
-    let path = match root.dir(Path::new(MANIFEST_DIR), false) {
-        Ok(Some(dir)) => dir.join(MANIFEST),
-        Ok(None) => return Manifest { version: 1, ..Manifest::default() },
-        Err(e) => {
-            report.errors.push(e.to_string());
-            return Manifest { version: 1, ..Manifest::default() };
-        }
-    };
-    match fs::symlink_metadata(&path) {
-        Ok(m) if m.file_type().is_file() => {}
-        Ok(_) => {
-            report.errors.push(format!("refusing {}: not a regular file", rel.display()));
-            return Manifest { version: 1, ..Manifest::default() };
-        }
-        Err(_) => return Manifest { version: 1, ..Manifest::default() },
+/// Why shares were held back this run, for the one summary line.
+#[derive(Default)]
+struct Held {
+    per_owner_cap: bool,
+    run_cap: bool,
+    budget: bool,
+    by_owner: BTreeMap<String, usize>,
+}
+
+impl Held {
+    fn note(&mut self, report: &mut CardReport, id: String, owner: &str) {
+        *self.by_owner.entry(owner.to_string()).or_default() += 1;
+        report.held_back.push(id);
     }
-    let parsed = read_capped(&path, MAX_MANIFEST).map_err(|e| e.to_string()).and_then(|b| {
-        let m = serde_json::from_slice::<Manifest>(&b).map_err(|e| e.to_string());
-        *raw = b;
-        m
-    });
-    match parsed {
-        Ok(m) => m,
-        Err(e) => {
-            report
-                .errors
-                .push(format!("{}: unreadable ({e}); cards written before are no longer tracked", path.display()));
-            Manifest { version: 1, ..Manifest::default() }
+
+    fn summary(&self, opts: &CardOptions, n: usize) -> Option<String> {
+        if n == 0 {
+            return None;
         }
+        let mut caps = Vec::new();
+        if self.per_owner_cap {
+            caps.push(format!("{} per owner", opts.max_cards_per_owner));
+        }
+        if self.run_cap {
+            caps.push(format!("{} per run", opts.max_cards));
+        }
+        let mut why = Vec::new();
+        if !caps.is_empty() {
+            why.push(format!("at most {}", caps.join(", ")));
+        }
+        if self.budget {
+            why.push(format!("write budget of {} s spent", opts.write_budget.as_secs_f64()));
+        }
+        let mut owners: Vec<(&String, &usize)> = self.by_owner.iter().collect();
+        owners.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut who: Vec<String> = owners.iter().take(3).map(|(o, k)| format!("{o}: {k}")).collect();
+        if owners.len() > 3 {
+            who.push("…".into());
+        }
+        Some(format!(
+            "cards: {n} share(s) held back ({}; {}): they stay choices in forms",
+            why.join("; "),
+            who.join(", ")
+        ))
     }
 }
 
 /// Brings the viewer's cards in line with the shares found: creates, updates and removes the cards
 /// this gem wrote, remembers dismissals, and touches nothing else.
-/// `keep` names groups whose shares could not be checked this run (their keys failed to load): their
-/// cards stay as they are.
-pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], keep: &[String]) -> CardReport {
+///
+/// A manifest entry `unknown` covers (its group's keys failed, its cluster did not answer, its job was
+/// not examined…) is left exactly as it is, card and dismissal: unknown is never "ended". Cards already
+/// delivered keep their place; new ones are considered by owner, then job id, up to
+/// `max_cards_per_owner` per owner and `max_cards` in all, while `write_budget` lasts; the others are
+/// held back (no card written, an existing one kept, nothing recorded) and named in `held_back`.
+pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], unknown: &Unknown) -> CardReport {
     let mut report = CardReport::default();
-    let root = match SafeRoot::open(&opts.dataroot, uid) {
+    let root = match DataRoot::open(&opts.dataroot, uid) {
         Ok(r) => r,
         Err(e) => {
             report.errors.push(e.to_string());
@@ -406,84 +272,79 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], ke
         }
     }
     // Most users have no card and never had one: then nothing is touched, not even a lock file.
-    if want.is_empty() && matches!(root.dir(Path::new(MANIFEST_DIR), false), Ok(None)) {
+    if want.is_empty() && manifest::present(&root) == Some(false) {
         return report;
     }
-    let _lock = match lock(&root) {
+    let _lock = match manifest::lock(&root, 40) {
         Ok(l) => l,
         Err(e) => {
             report.errors.push(e.to_string());
             return report;
         }
     };
-    let (mut manifest, before) = load_manifest(&root, &mut report);
-    manifest.version = 1;
+    root.forget();
+    let (mut manifest, before) = match manifest::read(&root) {
+        Ok(m) => m,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
 
     let ended: Vec<String> = manifest
         .cards
         .iter()
-        .filter(|(id, e)| !want.contains_key(*id) && !keep.contains(&e.group))
+        .filter(|(id, e)| !want.contains_key(*id) && !unknown.covers(&e.cluster, &e.group, &e.job_id))
         .map(|(id, _)| id.clone())
         .collect();
     for id in ended {
-        let e = manifest.cards.remove(&id).expect("listed");
-        remove_card(&root, &e, &mut report);
-        report.removed.push(id);
+        // A card that could not be taken away stays recorded, so the next run tries again.
+        if remove_card(&root, &id, &manifest.cards[&id], &mut report) {
+            manifest.cards.remove(&id);
+            report.removed.push(id);
+        }
     }
 
-    for (id, w) in want {
-        let state = root.file_state(&w.entry.db);
-        match (manifest.cards.get_mut(&id), state) {
-            (_, Err(e)) => report.errors.push(e.to_string()),
-            (Some(e), _) if e.dismissed => report.unchanged.push(id),
-            (Some(e), Ok(FileState::Missing)) => {
-                // The user deleted the card: remember it while the share lives.
-                let _ = root.remove(&e.output.join("connection.yml"));
-                root.remove_empty_dir(&e.output);
-                e.dismissed = true;
-                report.dismissed.push(id);
+    // Cards already delivered first, then new ones in a stable order.
+    let (mut order, mut new): (Vec<_>, Vec<_>) = want.into_iter().partition(|(id, _)| manifest.cards.contains_key(id));
+    new.sort_by(|a, b| new_card_order(&a.1.entry).cmp(&new_card_order(&b.1.entry)));
+    order.extend(new);
+
+    let start = Instant::now();
+    let mut shown_by_owner: BTreeMap<String, usize> = BTreeMap::new();
+    let mut shown = 0usize;
+    let mut held = Held::default();
+    let mut created_now = Vec::new();
+    for (id, w) in order {
+        let owner = w.entry.owner.clone();
+        let budget_left = start.elapsed() < opts.write_budget;
+        let Some(e) = manifest.cards.get_mut(&id) else {
+            // A new card.
+            let per_owner = shown_by_owner.get(&owner).copied().unwrap_or(0);
+            if per_owner >= opts.max_cards_per_owner || shown >= opts.max_cards || !budget_left {
+                held.per_owner_cap |= per_owner >= opts.max_cards_per_owner;
+                held.run_cap |= per_owner < opts.max_cards_per_owner && shown >= opts.max_cards;
+                held.budget |= per_owner < opts.max_cards_per_owner && shown < opts.max_cards;
+                held.note(&mut report, id, &owner);
+                continue;
             }
-            (Some(e), Ok(FileState::File)) if root.marked_completed(&e.db) => {
-                // The share lives, so OOD marked it completed on the user's Cancel (the dismiss
-                // cluster's scancel did nothing): a Completed card of a live share would mislead,
-                // so Cancel dismisses it, as Delete does.
-                remove_card(&root, e, &mut report);
-                e.dismissed = true;
-                report.dismissed.push(id);
-            }
-            (Some(e), Ok(_))
-                if e.digest == w.entry.digest
-                    && root.file_state(&e.output.join("connection.yml")).ok() == Some(FileState::File) =>
-            {
-                report.unchanged.push(id)
-            }
-            (Some(e), Ok(_)) => {
-                let created_at = e.created_at;
-                if e.output != w.entry.output {
-                    let _ = root.remove(&e.output.join("connection.yml"));
-                    root.remove_empty_dir(&e.output);
-                }
-                match write_card(&root, &w, created_at) {
-                    Ok(()) => {
-                        *e = Entry { created_at, ..w.entry };
-                        report.updated.push(id);
-                    }
-                    Err(err) => report.errors.push(format!("card {id}: {err}")),
-                }
-            }
-            (None, Ok(FileState::Missing)) => {
-                let conn = root.file_state(&w.entry.output.join("connection.yml"));
-                if conn.as_ref().ok() != Some(&FileState::Missing) {
-                    report.errors.push(format!(
-                        "card {id}: {} exists and was not written by multitenant: left alone",
-                        w.entry.output.display()
-                    ));
-                    continue;
-                }
-                match write_card(&root, &w, opts.now) {
+            let taken = [w.entry.db.clone(), w.entry.output.join("connection.yml")]
+                .iter()
+                .map(|rel| root.file_state(rel).map(|s| (rel.clone(), s)))
+                .find(|s| !matches!(s, Ok((_, FileState::Missing))));
+            match taken {
+                Some(Err(err)) => report.errors.push(format!("card {id}: {err}")),
+                Some(Ok((rel, _))) => report.errors.push(format!(
+                    "card {id}: {} exists and was not written by multitenant: left alone",
+                    root.show(&rel).display()
+                )),
+                None => match write_card(&root, &w, opts.now) {
                     Ok(()) => {
                         manifest.cards.insert(id.clone(), w.entry);
+                        created_now.push(id.clone());
                         report.created.push(id);
+                        *shown_by_owner.entry(owner).or_default() += 1;
+                        shown += 1;
                     }
                     Err(err) => {
                         // Leave nothing untracked behind.
@@ -491,69 +352,126 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], ke
                         root.remove_empty_dir(&w.entry.output);
                         report.errors.push(format!("card {id}: {err}"));
                     }
-                }
+                },
             }
-            (None, Ok(_)) => report.errors.push(format!(
-                "card {id}: {} exists and was not written by multitenant: left alone",
-                w.entry.db.display()
-            )),
+            continue;
+        };
+        if e.dismissed {
+            report.unchanged.push(id);
+            continue;
         }
+        let state = match root.file_state(&e.db) {
+            Ok(s) => s,
+            Err(err) => {
+                // Whatever is there stays, and keeps its place.
+                report.errors.push(format!("card {id}: {err}"));
+                *shown_by_owner.entry(owner).or_default() += 1;
+                shown += 1;
+                continue;
+            }
+        };
+        if state == FileState::Missing {
+            // The user deleted the card: remember it while the share lives.
+            let _ = root.remove(&e.output.join("connection.yml"));
+            root.remove_empty_dir(&e.output);
+            e.dismissed = true;
+            report.dismissed.push(id);
+            continue;
+        }
+        if state == FileState::File && marked_completed(&root, &e.db) {
+            // The share lives, so OOD marked it completed on the user's Cancel (the dismiss cluster's
+            // scancel did nothing): a Completed card of a live share would mislead, so Cancel dismisses
+            // it, as Delete does.
+            if remove_card(&root, &id, e, &mut report) {
+                e.dismissed = true;
+                report.dismissed.push(id);
+            }
+            continue;
+        }
+        // The card stays (as it is, or updated): it keeps its place.
+        *shown_by_owner.entry(owner.clone()).or_default() += 1;
+        shown += 1;
+        if e.digest == w.entry.digest && root.file_state(&e.output.join("connection.yml")).ok() == Some(FileState::File)
+        {
+            report.unchanged.push(id);
+            continue;
+        }
+        if !budget_left {
+            held.budget = true;
+            held.note(&mut report, id, &owner);
+            continue;
+        }
+        // The new card is written before the old one's output goes: a failed write keeps the old card.
+        match write_card(&root, &w, e.created_at) {
+            Ok(()) => {
+                if e.output != w.entry.output {
+                    let _ = root.remove(&e.output.join("connection.yml"));
+                    root.remove_empty_dir(&e.output);
+                }
+                *e = Entry { created_at: e.created_at, ..w.entry };
+                report.updated.push(id);
+            }
+            Err(err) => report.errors.push(format!("card {id}: {err}")),
+        }
+    }
+    if let Some(line) = held.summary(opts, report.held_back.len()) {
+        report.errors.push(line);
     }
 
     // Most dashboard starts change nothing: then nothing is written.
-    let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    let unchanged = body == before || (before.is_empty() && manifest.cards.is_empty());
-    if !unchanged {
-        if let Err(e) = root.write(&Path::new(MANIFEST_DIR).join(MANIFEST), &body) {
-            report.errors.push(e.to_string());
+    if let Err(err) = manifest::write(&root, &manifest, &before) {
+        // Unrecorded cards must not stay: take this run's new ones back; the rest is redone next run.
+        for id in &created_now {
+            remove_card(&root, id, &manifest.cards[id], &mut CardReport::default());
         }
+        report.created.retain(|id| !created_now.contains(id));
+        report.errors.push(format!("{err}; this run's new cards were taken back"));
     }
+    fold_card_errors(&mut report.errors);
     report
 }
 
-/// One reconciliation at a time per user (two dashboard processes may start together). Waits up to
-/// two seconds, then gives up for this run.
-fn lock(root: &SafeRoot) -> Result<Flock<std::fs::File>> {
-    lock_tries(root, 40)
-}
-
-fn lock_tries(root: &SafeRoot, tries: u32) -> Result<Flock<std::fs::File>> {
-    let dir = root.dir(Path::new(MANIFEST_DIR), true)?.expect("created");
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc_nofollow())
-        .open(dir.join(".lock"))
-        .map_err(|e| Error::Io(format!("lock file in {}: {e}", dir.display())))?;
-    let mut file = file;
-    for _ in 0..tries {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
-            Err((f, _)) => {
-                file = f;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
+/// One cause met by many cards (a refused directory) is one line, not one per card.
+fn fold_card_errors(errors: &mut Vec<String>) {
+    let cause = |line: &str| {
+        line.strip_prefix("card ").and_then(|rest| rest.split_once(": ")).map(|(_, cause)| cause.to_string())
+    };
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for c in errors.iter().filter_map(|l| cause(l)) {
+        *count.entry(c).or_default() += 1;
     }
-    Err(Error::Io("another discovery of this user holds the card lock; cards left as they are this time".into()))
+    let mut said = Vec::new();
+    errors.retain_mut(|line| match cause(line) {
+        Some(c) if count[&c] > 1 => {
+            if said.contains(&c) {
+                return false;
+            }
+            *line = format!("{} cards: {c}", count[&c]);
+            said.push(c);
+            true
+        }
+        _ => true,
+    });
 }
 
-fn write_card(root: &SafeRoot, w: &Wanted, created_at: u64) -> Result<()> {
+fn write_card(root: &DataRoot, w: &Wanted, created_at: u64) -> Result<()> {
     root.write(&w.entry.output.join("connection.yml"), &w.connection_json)?;
     let mut db = w.db_json.clone();
     db["created_at"] = json!(created_at);
     root.write(&w.entry.db, &serde_json::to_vec(&db).expect("db serializes"))
 }
 
-fn remove_card(root: &SafeRoot, e: &Entry, report: &mut CardReport) {
+/// Takes a card's files away; false (and the reasons in `report`) when one could not be removed.
+fn remove_card(root: &DataRoot, id: &str, e: &Entry, report: &mut CardReport) -> bool {
+    let mut ok = true;
     for rel in [e.db.clone(), e.output.join("connection.yml")] {
         if let Err(err) = root.remove(&rel) {
-            report.errors.push(err.to_string());
+            report.errors.push(format!("card {id}: {err}"));
+            ok = false;
         }
     }
     root.remove_empty_dir(&e.output);
+    ok
 }
 
 /// Takes away every card this gem wrote that OOD has since marked completed (its job ended, or the user
@@ -563,53 +481,46 @@ fn remove_card(root: &SafeRoot, e: &Entry, report: &mut CardReport) {
 /// those session files and never waits: when another discovery holds the lock, it does nothing.
 pub fn settle_completed(dataroot: &Path, uid: u32) -> CardReport {
     let mut report = CardReport::default();
-    let Ok(root) = SafeRoot::open(dataroot, uid) else { return report };
-    if !matches!(root.dir(Path::new(MANIFEST_DIR), false), Ok(Some(_))) {
+    let Ok(root) = DataRoot::open(dataroot, uid) else { return report };
+    if manifest::present(&root) != Some(true) {
         return report;
     }
-    let glance = read_manifest(&root, &mut CardReport::default(), &mut Vec::new());
-    // Session files share one directory: resolve it (a checked walk) once, not once per card.
-    let mut dirs: BTreeMap<&Path, Option<PathBuf>> = BTreeMap::new();
-    let marked = glance.cards.values().filter(|e| !e.dismissed).any(|e| {
-        let Ok((dir, name)) = SafeRoot::split(&e.db) else { return false };
-        let resolved = dirs.entry(dir).or_insert_with(|| root.dir(dir, false).ok().flatten());
-        resolved.as_ref().is_some_and(|d| db_marked_completed(&d.join(name)))
-    });
-    if !marked {
+    // Session files share one directory, which the root walks once and remembers.
+    let Ok((glance, _)) = manifest::read(&root) else { return report };
+    if !glance.cards.values().any(|e| !e.dismissed && marked_completed(&root, &e.db)) {
         return report;
     }
-    let Ok(_lock) = lock_tries(&root, 1) else { return report };
-    let (mut manifest, before) = load_manifest(&root, &mut report);
+    let Ok(_lock) = manifest::lock(&root, 1) else { return report };
+    root.forget();
+    let (mut manifest, before) = match manifest::read(&root) {
+        Ok(m) => m,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
     for (id, e) in manifest.cards.iter_mut() {
-        if !e.dismissed && root.marked_completed(&e.db) {
-            remove_card(&root, e, &mut report);
+        if !e.dismissed && marked_completed(&root, &e.db) && remove_card(&root, id, e, &mut report) {
             e.dismissed = true;
             report.dismissed.push(id.clone());
         }
     }
-    let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    if body != before {
-        if let Err(e) = root.write(&Path::new(MANIFEST_DIR).join(MANIFEST), &body) {
-            report.errors.push(e.to_string());
-        }
+    if let Err(e) = manifest::write(&root, &manifest, &before) {
+        report.errors.push(e.to_string());
     }
+    fold_card_errors(&mut report.errors);
     report
 }
 
 /// Removes every card this gem wrote under the data root, and its record of them. Other files stay.
 pub fn purge(opts: &CardOptions, uid: u32, viewer: &str) -> CardReport {
-    let mut report = reconcile(opts, uid, viewer, &[], &[]);
+    let mut report = reconcile(opts, uid, viewer, &[], &Unknown::default());
     // The record goes only after a clean, locked cleanup: else the next run still knows its cards.
     if !report.errors.is_empty() {
         return report;
     }
-    if let Ok(root) = SafeRoot::open(&opts.dataroot, uid) {
-        for name in [MANIFEST, ".lock"] {
-            if let Err(e) = root.remove(&Path::new(MANIFEST_DIR).join(name)) {
-                report.errors.push(e.to_string());
-            }
-        }
-        root.remove_empty_dir(Path::new(MANIFEST_DIR));
+    if let Ok(root) = DataRoot::open(&opts.dataroot, uid) {
+        report.errors.extend(manifest::remove(&root));
     }
     report
 }

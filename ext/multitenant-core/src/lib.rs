@@ -2,11 +2,13 @@
 //! The Ruby extension and the `mtshare` binary are thin layers over this crate.
 
 pub mod cards;
+mod dataroot;
 pub mod discover;
 pub mod envelope;
 pub mod error;
 pub mod keys;
 pub mod legacy;
+mod manifest;
 pub mod message;
 pub mod slurm;
 pub mod specs;

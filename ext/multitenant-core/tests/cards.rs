@@ -9,14 +9,15 @@ use std::path::{Path, PathBuf};
 
 use common::ollama;
 use multitenant_core::cards::{card_id, reconcile, CardOptions, DEFAULT_DELIVERIES};
-use multitenant_core::discover::{Found, Job};
+use multitenant_core::discover::{Found, Job, Unknown};
 use multitenant_core::{Method, Share};
 use serde_json::Value;
 
 const VIEWER: &str = "bob";
 
 fn found(job_id: &str, owner: &str) -> Found {
-    let job = Job { id: job_id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: String::new(), restarts: 0 };
+    let job =
+        Job { id: job_id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: String::new(), restarts: 0 };
     let share = Share {
         prefix: "mt".into(),
         group: "class101".into(),
@@ -40,12 +41,12 @@ impl Fx {
         fs::create_dir_all(&dataroot).unwrap();
         let cluster_map = BTreeMap::from([("mtcluster".to_string(), "ood_mt".to_string())]);
         let deliveries = DEFAULT_DELIVERIES.iter().map(|d| d.to_string()).collect();
-        let opts = CardOptions { dataroot, per_cluster: false, cluster_map, deliveries, now: 1_700_000_000 };
+        let opts = CardOptions { cluster_map, deliveries, now: 1_700_000_000, ..CardOptions::new(dataroot) };
         Fx { _tmp: tmp, opts }
     }
 
     fn run(&self, found: &[Found]) -> multitenant_core::cards::CardReport {
-        let r = reconcile(&self.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, found, &[]);
+        let r = reconcile(&self.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, found, &none());
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         r
     }
@@ -57,6 +58,10 @@ impl Fx {
     fn conn(&self, id: &str) -> PathBuf {
         self.opts.dataroot.join("batch_connect/sys/multitenant-delivery_default/output").join(id).join("connection.yml")
     }
+}
+
+fn none() -> Unknown {
+    Unknown::default()
 }
 
 fn json(p: &Path) -> Value {
@@ -165,28 +170,15 @@ fn no_card_for_the_owner_or_for_form_shares() {
 }
 
 #[test]
-fn symlinks_inside_the_data_root_are_never_followed() {
-    let fx = Fx::new();
-    let elsewhere = fx.opts.dataroot.parent().unwrap().join("elsewhere");
-    fs::create_dir_all(&elsewhere).unwrap();
-    fs::create_dir_all(fx.opts.dataroot.join("batch_connect")).unwrap();
-    std::os::unix::fs::symlink(&elsewhere, fx.opts.dataroot.join("batch_connect/db")).unwrap();
-    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")], &[]);
-    assert!(r.created.is_empty());
-    assert!(r.errors.iter().any(|e| e.contains("is a symlink")), "{:?}", r.errors);
-    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
-}
-
-#[test]
 fn a_file_it_did_not_write_is_left_alone() {
     let fx = Fx::new();
     let id = card_id("mtcluster", "42", "alice");
     fs::create_dir_all(fx.db(&id).parent().unwrap()).unwrap();
     fs::write(fx.db(&id), "mine").unwrap();
-    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")], &[]);
+    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")], &none());
     assert!(r.errors[0].contains("was not written by multitenant: left alone"), "{:?}", r.errors);
     assert_eq!(fs::read_to_string(fx.db(&id)).unwrap(), "mine");
-    reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[], &[]);
+    reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[], &none());
     assert_eq!(fs::read_to_string(fx.db(&id)).unwrap(), "mine");
 }
 
@@ -206,7 +198,7 @@ fn per_cluster_data_root_and_cluster_mapping() {
         .join("connection.yml")
         .exists());
     fx.opts.cluster_map.insert("mtcluster".into(), "../x".into());
-    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")], &[]);
+    let r = reconcile(&fx.opts, nix::unistd::Uid::effective().as_raw(), VIEWER, &[found("42", "alice")], &none());
     assert!(r.errors.iter().any(|e| e.contains("not a clusters.d name")), "{:?}", r.errors);
 }
 
@@ -244,7 +236,7 @@ fn uid() -> u32 {
 fn no_card_without_a_cluster_mapping_or_for_a_foreign_delivery_app() {
     let mut fx = Fx::new();
     fx.opts.cluster_map.clear();
-    let r = reconcile(&fx.opts, uid(), VIEWER, &[found("42", "alice"), found("43", "carol")], &[]);
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[found("42", "alice"), found("43", "carol")], &none());
     assert!(r.created.is_empty());
     assert_eq!(r.errors.len(), 1, "said once, not once per job: {:?}", r.errors);
     assert!(
@@ -255,7 +247,7 @@ fn no_card_without_a_cluster_mapping_or_for_a_foreign_delivery_app() {
     let fx = Fx::new();
     let mut f = found("42", "alice");
     f.share.message.delivery = "sys/bc_osc_jupyter".into();
-    let r = reconcile(&fx.opts, uid(), VIEWER, &[f], &[]);
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[f], &none());
     assert!(r.created.is_empty());
     assert!(r.errors[0].contains("delivery app sys/bc_osc_jupyter is not allowed"), "{:?}", r.errors);
     assert!(!fx.opts.dataroot.join("batch_connect").exists());
@@ -266,10 +258,11 @@ fn cards_of_a_group_whose_keys_failed_are_kept() {
     let fx = Fx::new();
     let id = card_id("mtcluster", "42", "alice");
     fx.run(&[found("42", "alice")]);
-    let r = reconcile(&fx.opts, uid(), VIEWER, &[], &["class101".to_string()]);
+    let unknown = Unknown { groups: vec!["class101".to_string()], ..Unknown::default() };
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[], &unknown);
     assert!(r.removed.is_empty() && r.errors.is_empty(), "{r:?}");
     assert!(fx.db(&id).exists());
-    assert_eq!(reconcile(&fx.opts, uid(), VIEWER, &[], &[]).removed, vec![id]);
+    assert_eq!(reconcile(&fx.opts, uid(), VIEWER, &[], &none()).removed, vec![id]);
 }
 
 #[test]
@@ -281,7 +274,7 @@ fn concurrent_runs_of_one_user_never_leave_an_untracked_card() {
             .map(|_| {
                 let fx = fx.clone();
                 let shares = shares.clone();
-                std::thread::spawn(move || reconcile(&fx.opts, uid(), VIEWER, &shares, &[]))
+                std::thread::spawn(move || reconcile(&fx.opts, uid(), VIEWER, &shares, &none()))
             })
             .collect();
         for t in threads {
@@ -298,7 +291,7 @@ fn a_directory_others_can_write_is_refused() {
     let fx = Fx::new();
     fs::create_dir_all(fx.opts.dataroot.join("batch_connect")).unwrap();
     fs::set_permissions(fx.opts.dataroot.join("batch_connect"), fs::Permissions::from_mode(0o777)).unwrap();
-    let r = reconcile(&fx.opts, uid(), VIEWER, &[found("42", "alice")], &[]);
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[found("42", "alice")], &none());
     assert!(r.created.is_empty());
     assert!(r.errors.iter().any(|e| e.contains("writable by others")), "{:?}", r.errors);
 }
@@ -366,4 +359,350 @@ fn a_card_ood_marked_completed_because_its_job_ended_is_removed() {
     mark_completed_as_ood_does(&fx.db(&id));
     assert_eq!(fx.run(&[]).removed, vec![id.clone()]);
     assert!(!fx.db(&id).exists() && !fx.conn(&id).exists());
+}
+
+/// A uid that is not the viewer's, for hostile layouts (the tests run as root in CI, which may chown).
+const OTHER: u32 = 65534;
+
+/// Gives `p` (not what it leads to) to another uid; false when this process may not (not root).
+fn give_away(p: &Path) -> bool {
+    if uid() != 0 {
+        eprintln!("not root: skipping a layout owned by another uid");
+        return false;
+    }
+    std::os::unix::fs::lchown(p, Some(OTHER), Some(OTHER)).unwrap();
+    true
+}
+
+fn mode(p: &Path, m: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+}
+
+fn count_files(dir: &Path) -> usize {
+    walk(dir).len()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if fs::symlink_metadata(&p).unwrap().is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+impl Fx {
+    /// A directory next to the data root (the user's project space, say).
+    fn elsewhere(&self) -> PathBuf {
+        let p = self._tmp.path().join("project/bob/ood");
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn try_run(&self, found: &[Found]) -> multitenant_core::cards::CardReport {
+        reconcile(&self.opts, uid(), VIEWER, found, &none())
+    }
+
+    fn manifest(&self) -> Vec<u8> {
+        fs::read(self.opts.dataroot.join("multitenant/cards.json")).unwrap()
+    }
+}
+
+#[test]
+fn a_umask_0007_layout_gets_cards() {
+    let fx = Fx::new();
+    // What OOD makes with umask 0007: group-writable directories.
+    fs::create_dir_all(fx.opts.dataroot.join("batch_connect/db")).unwrap();
+    fs::create_dir_all(fx.opts.dataroot.join("batch_connect/sys")).unwrap();
+    for d in ["", "batch_connect", "batch_connect/db", "batch_connect/sys"] {
+        mode(&fx.opts.dataroot.join(d), 0o770);
+    }
+    let id = card_id("mtcluster", "42", "alice");
+    assert_eq!(fx.run(&[found("42", "alice")]).created, vec![id.clone()]);
+    assert_eq!(json(&fx.db(&id))["job_id"], "42");
+    assert!(fx.conn(&id).exists());
+    assert_eq!(fx.run(&[]).removed, vec![id.clone()]);
+    assert!(!fx.db(&id).exists());
+}
+
+#[test]
+fn cards_are_written_through_a_symlink_of_yours_to_a_directory_of_yours() {
+    for linked in ["batch_connect", "batch_connect/db"] {
+        let fx = Fx::new();
+        let elsewhere = fx.elsewhere();
+        let link = fx.opts.dataroot.join(linked);
+        fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let id = card_id("mtcluster", "42", "alice");
+        assert_eq!(fx.run(&[found("42", "alice")]).created, vec![id.clone()], "{linked}");
+        let through = if linked == "batch_connect" { elsewhere.join("db").join(&id) } else { elsewhere.join(&id) };
+        assert_eq!(json(&through)["id"], id.as_str(), "{linked}");
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
+        assert_eq!(fx.run(&[]).removed, vec![id], "{linked}");
+        assert!(!through.exists());
+        assert!(elsewhere.exists(), "the linked directory itself stays");
+    }
+}
+
+#[test]
+fn a_symlink_owned_by_another_uid_is_refused() {
+    let fx = Fx::new();
+    let elsewhere = fx.elsewhere();
+    fs::create_dir_all(fx.opts.dataroot.join("batch_connect")).unwrap();
+    let link = fx.opts.dataroot.join("batch_connect/db");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    if !give_away(&link) {
+        return;
+    }
+    let r = fx.try_run(&[found("42", "alice"), found("43", "alice")]);
+    assert!(r.created.is_empty(), "{r:?}");
+    assert_eq!(r.errors.len(), 1, "one cause, one line: {:?}", r.errors);
+    assert!(
+        r.errors[0].contains("a symlink owned by uid 65534, not by you (uid 0)")
+            && r.errors[0].starts_with("2 cards: "),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(count_files(&elsewhere), 0, "nothing written outside the root");
+    assert!(!fx.opts.dataroot.join("batch_connect/sys").exists(), "no untracked connection file left");
+}
+
+#[test]
+fn a_symlink_of_yours_to_a_directory_of_another_uid_is_refused() {
+    let fx = Fx::new();
+    let elsewhere = fx.elsewhere();
+    if !give_away(&elsewhere) {
+        return;
+    }
+    std::os::unix::fs::symlink(&elsewhere, fx.opts.dataroot.join("batch_connect")).unwrap();
+    let r = fx.try_run(&[found("42", "alice")]);
+    assert!(r.created.is_empty());
+    assert!(
+        r.errors.iter().any(|e| e.contains("the directory your symlink leads to is owned by uid 65534, not by you")),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(count_files(&elsewhere), 0);
+}
+
+#[test]
+fn a_directory_of_another_uid_below_the_root_is_refused() {
+    let fx = Fx::new();
+    let db = fx.opts.dataroot.join("batch_connect/db");
+    fs::create_dir_all(&db).unwrap();
+    if !give_away(&db) {
+        return;
+    }
+    let r = fx.try_run(&[found("42", "alice")]);
+    assert!(r.created.is_empty());
+    assert!(r.errors[0].contains("is owned by uid 65534, not by you (uid 0)"), "{:?}", r.errors);
+    assert_eq!(count_files(&db), 0);
+}
+
+#[test]
+fn a_data_root_others_can_write_is_refused_unless_sticky() {
+    let fx = Fx::new();
+    mode(&fx.opts.dataroot, 0o777);
+    let r = fx.try_run(&[found("42", "alice")]);
+    assert!(r.created.is_empty());
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(r.errors[0].contains("the data root is writable by others (mode 777): chmod o-w"), "{:?}", r.errors);
+    assert_eq!(fs::read_dir(&fx.opts.dataroot).unwrap().count(), 0);
+    mode(&fx.opts.dataroot, 0o1777);
+    assert_eq!(fx.run(&[found("42", "alice")]).created.len(), 1);
+}
+
+#[test]
+fn a_data_root_reached_through_a_symlink_is_fine() {
+    let fx = Fx::new();
+    let link = fx._tmp.path().join("dataroot-link");
+    std::os::unix::fs::symlink(&fx.opts.dataroot, &link).unwrap();
+    let opts = CardOptions { dataroot: link, ..fx.opts.clone() };
+    let r = reconcile(&opts, uid(), VIEWER, &[found("42", "alice")], &none());
+    assert_eq!((r.created.len(), r.errors), (1, vec![]));
+    assert!(fx.db(&card_id("mtcluster", "42", "alice")).exists());
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_between_runs_cannot_redirect_a_write() {
+    let fx = Fx::new();
+    let elsewhere = fx.elsewhere();
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    // The card's output dir becomes a symlink (another uid's) to a directory outside the root.
+    let out = fx.conn(&id).parent().unwrap().to_path_buf();
+    fs::remove_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &out).unwrap();
+    if !give_away(&out) {
+        return;
+    }
+    let mut f = found("42", "alice");
+    f.share.message.connection.insert("port".into(), "5555".into());
+    let r = fx.try_run(&[f.clone()]);
+    assert!(r.updated.is_empty() && r.errors.iter().any(|e| e.contains("a symlink owned by uid 65534")), "{r:?}");
+    assert_eq!(count_files(&elsewhere), 0, "nothing written through it");
+    // The share ends: the card's files are removed, never what the link leads to.
+    fs::write(elsewhere.join("connection.yml"), "not yours").unwrap();
+    let r = fx.try_run(&[]);
+    assert!(!fx.db(&id).exists());
+    assert_eq!(fs::read_to_string(elsewhere.join("connection.yml")).unwrap(), "not yours", "{r:?}");
+}
+
+#[test]
+fn a_file_swapped_for_a_symlink_is_replaced_not_written_through() {
+    let fx = Fx::new();
+    let victim = fx.elsewhere().join("victim");
+    fs::write(&victim, "precious").unwrap();
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    fs::remove_file(fx.conn(&id)).unwrap();
+    std::os::unix::fs::symlink(&victim, fx.conn(&id)).unwrap();
+    let mut f = found("42", "alice");
+    f.share.message.connection.insert("port".into(), "5555".into());
+    assert_eq!(fx.run(&[f]).updated, vec![id.clone()]);
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(fs::symlink_metadata(fx.conn(&id)).unwrap().is_file());
+    assert_eq!(json(&fx.conn(&id))["port"], "5555");
+}
+
+#[test]
+fn unknown_entries_survive_a_reconcile_with_no_found_shares() {
+    let fx = Fx::new();
+    let (a, b) = (card_id("mtcluster", "42", "alice"), card_id("mtcluster", "43", "carol"));
+    fx.run(&[found("42", "alice"), found("43", "carol")]);
+    fs::remove_file(fx.db(&b)).unwrap();
+    assert_eq!(fx.run(&[found("42", "alice"), found("43", "carol")]).dismissed, vec![b.clone()]);
+    let before = fx.manifest();
+    for unknown in [
+        Unknown { all: true, ..none() },
+        Unknown { clusters: vec!["mtcluster".into()], ..none() },
+        Unknown { groups: vec!["class101".into()], ..none() },
+        Unknown { jobs: vec![("mtcluster".into(), "42".into()), ("mtcluster".into(), "43".into())], ..none() },
+    ] {
+        let r = reconcile(&fx.opts, uid(), VIEWER, &[], &unknown);
+        assert_eq!(r, Default::default(), "{unknown:?}");
+        assert_eq!(fx.manifest(), before, "card and dismissal kept: {unknown:?}");
+        assert!(fx.db(&a).exists() && fx.conn(&a).exists());
+    }
+    // Only what is covered stays.
+    let r =
+        reconcile(&fx.opts, uid(), VIEWER, &[], &Unknown { jobs: vec![("mtcluster".into(), "43".into())], ..none() });
+    assert_eq!(r.removed, vec![a.clone()]);
+    assert!(!fx.db(&a).exists());
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[], &Unknown { jobs: vec![("other".into(), "43".into())], ..none() });
+    assert_eq!(r.removed, vec![b]);
+}
+
+#[test]
+fn caps_hold_back_new_cards_per_owner_and_per_run() {
+    let mut fx = Fx::new();
+    fx.opts.max_cards_per_owner = 2;
+    fx.opts.max_cards = 3;
+    let alice: Vec<Found> = ["100", "11", "9", "12", "10"].iter().map(|j| found(j, "alice")).collect();
+    let carol = vec![found("7", "carol"), found("8", "carol")];
+    let all: Vec<Found> = alice.iter().chain(&carol).cloned().collect();
+    let id = |j: &str, o: &str| card_id("mtcluster", j, o);
+    let r = fx.try_run(&all);
+    let mut created = r.created.clone();
+    created.sort();
+    let mut expected = vec![id("9", "alice"), id("10", "alice"), id("7", "carol")];
+    expected.sort();
+    assert_eq!(created, expected, "by owner, then numeric job id");
+    let mut held = r.held_back.clone();
+    held.sort();
+    let mut expected = vec![id("11", "alice"), id("12", "alice"), id("100", "alice"), id("8", "carol")];
+    expected.sort();
+    assert_eq!(held, expected);
+    assert_eq!(
+        r.errors,
+        vec!["cards: 4 share(s) held back (at most 2 per owner, 3 per run; alice: 3, carol: 1): they stay choices in forms"]
+    );
+    assert!(!fx.db(&id("11", "alice")).exists());
+    assert!(!String::from_utf8(fx.manifest()).unwrap().contains(&id("11", "alice")), "held back is not recorded");
+
+    // Cards already delivered keep their place: a new, lower job id does not push one out.
+    let mut more = all.clone();
+    more.push(found("1", "alice"));
+    let r = fx.try_run(&more);
+    assert!(r.created.is_empty() && r.removed.is_empty() && r.dismissed.is_empty(), "{r:?}");
+    assert_eq!(r.unchanged.len(), 3);
+    assert!(r.held_back.contains(&id("1", "alice")));
+
+    // Raised caps: the held-back shares get their cards (never dismissed).
+    fx.opts.max_cards_per_owner = 10;
+    fx.opts.max_cards = 50;
+    let r = fx.run(&more);
+    assert_eq!((r.created.len(), r.held_back.len()), (5, 0));
+
+    // Only the run cap.
+    let mut fx = Fx::new();
+    fx.opts.max_cards = 1;
+    let r = fx.try_run(&carol);
+    assert_eq!(r.created, vec![id("7", "carol")]);
+    assert_eq!(r.errors, vec!["cards: 1 share(s) held back (at most 1 per run; carol: 1): they stay choices in forms"]);
+}
+
+#[test]
+fn a_spent_write_budget_holds_back_new_cards_and_keeps_existing_ones() {
+    let mut fx = Fx::new();
+    let (a, b) = (card_id("mtcluster", "42", "alice"), card_id("mtcluster", "43", "alice"));
+    fx.run(&[found("42", "alice")]);
+    let card = fs::read(fx.conn(&a)).unwrap();
+    fx.opts.write_budget = std::time::Duration::ZERO;
+    let mut changed = found("42", "alice");
+    changed.share.message.connection.insert("port".into(), "5555".into());
+    let r = fx.try_run(&[changed.clone(), found("43", "alice")]);
+    assert!(r.created.is_empty() && r.updated.is_empty() && r.removed.is_empty(), "{r:?}");
+    assert_eq!(r.held_back, vec![a.clone(), b.clone()]);
+    assert_eq!(
+        r.errors,
+        vec!["cards: 2 share(s) held back (write budget of 0 s spent; alice: 2): they stay choices in forms"]
+    );
+    assert_eq!(fs::read(fx.conn(&a)).unwrap(), card, "the existing card stays as it was");
+    assert!(fx.db(&a).exists() && !fx.db(&b).exists());
+    // Unchanged cards need no writing: not held back.
+    assert_eq!(fx.try_run(&[found("42", "alice")]).unchanged, vec![a.clone()]);
+    fx.opts.write_budget = std::time::Duration::from_secs(2);
+    let r = fx.run(&[changed, found("43", "alice")]);
+    assert_eq!((r.updated, r.created), (vec![a], vec![b]));
+}
+
+#[test]
+fn a_failed_write_keeps_the_old_card_and_its_record() {
+    let mut fx = Fx::new();
+    fx.opts.per_cluster = true;
+    fx.opts.cluster_map.insert("mtcluster".into(), "hpc".into());
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    let before = fx.manifest();
+    let old_conn = fx.opts.dataroot.join("batch_connect/hpc/sys/multitenant-delivery_default/output").join(&id);
+    assert!(old_conn.join("connection.yml").exists());
+    // The card moves to another OOD cluster id, whose directory cannot be written.
+    fx.opts.cluster_map.insert("mtcluster".into(), "hpc2".into());
+    fs::write(fx.opts.dataroot.join("batch_connect/hpc2"), "a file where a directory should be").unwrap();
+    let r = fx.try_run(&[found("42", "alice")]);
+    assert!(r.updated.is_empty() && r.removed.is_empty(), "{r:?}");
+    assert!(r.errors.iter().any(|e| e.contains("batch_connect/hpc2: not a directory")), "{:?}", r.errors);
+    assert!(old_conn.join("connection.yml").exists(), "the old card stays whole");
+    assert_eq!(json(&fx.db(&id))["cluster_id"], "hpc");
+    assert_eq!(fx.manifest(), before);
+    fs::remove_file(fx.opts.dataroot.join("batch_connect/hpc2")).unwrap();
+    assert_eq!(fx.run(&[found("42", "alice")]).updated, vec![id.clone()]);
+    assert_eq!(json(&fx.db(&id))["cluster_id"], "hpc2");
+    assert!(!old_conn.exists());
+}
+
+#[test]
+fn an_unreadable_manifest_is_never_overwritten() {
+    let fx = Fx::new();
+    fx.run(&[found("42", "alice")]);
+    fs::write(fx.opts.dataroot.join("multitenant/cards.json"), "{not json").unwrap();
+    let r = fx.try_run(&[found("43", "carol")]);
+    assert!(r.created.is_empty());
+    assert!(r.errors[0].contains("unreadable") && r.errors[0].contains("move it aside"), "{:?}", r.errors);
+    assert_eq!(fx.manifest(), b"{not json");
 }

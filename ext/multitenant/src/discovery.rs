@@ -72,7 +72,7 @@ fn run(work: &mut Work) {
             .cards
             .as_ref()
             .filter(|_| !d.unknown.all)
-            .map(|c| reconcile(c, viewer.uid, &viewer.name, &d.found, &d.unknown.groups));
+            .map(|c| reconcile(c, viewer.uid, &viewer.name, &d.found, &d.unknown));
         (viewer, d, report)
     });
     work.result = Some(result);
@@ -95,11 +95,11 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
     });
     let cards = c.dataroot.as_ref().map(|d| CardOptions {
-        dataroot: PathBuf::from(d),
         per_cluster: c.per_cluster,
         cluster_map: c.cluster_map.clone(),
         deliveries: c.deliveries.clone(),
         now,
+        ..CardOptions::new(d)
     });
     let opts = Options {
         strategy,
@@ -186,13 +186,7 @@ fn run_command(program: String, args: Vec<String>, timeout: f64, bin_dir: Option
 
 /// Removes every card the gem wrote under `dataroot` for the user `uid`.
 fn purge(ruby: &Ruby, dataroot: String, uid: u32, user: String) -> Result<Value, Error> {
-    let opts = CardOptions {
-        dataroot: PathBuf::from(dataroot),
-        per_cluster: false,
-        cluster_map: BTreeMap::new(),
-        deliveries: Vec::new(),
-        now: 0,
-    };
+    let opts = CardOptions::new(dataroot);
     let r = multitenant_core::cards::purge(&opts, uid, &user);
     serde_magnus::serialize(ruby, &json!({"removed": r.removed, "errors": r.errors}))
 }

@@ -1,0 +1,293 @@
+//! Safe work under one user's OOD data root, on directory file descriptors.
+//!
+//! The root is opened once (OOD's configured path, which may be or contain a symlink) and must be a
+//! directory the viewer owns that others cannot write (unless it is sticky). Everything below it is
+//! reached one component at a time with `openat(O_NOFOLLOW)` from the directory above, so a path is
+//! never re-resolved by name and a symlink swapped in between two steps cannot redirect anything:
+//! - a directory below the root must be owned by the viewer and not writable by others unless sticky
+//!   (group-writable is fine: OOD run with umask 0007 makes its directories 0770);
+//! - a symlink is followed only if the viewer owns the link itself and the directory it leads to (users
+//!   move parts of their data root to project space that way); anything else is refused;
+//! - files are opened `O_NOFOLLOW`, read only when regular and small, written under a fresh `.…bak`
+//!   name (`O_EXCL`, mode 0600, fsynced) and renamed into place in the same directory, so OOD reads
+//!   the old file or the new one, never half of one; directories are removed only when empty.
+//!
+//! Opened directories are remembered per relative path for the life of a `DataRoot` (one reconcile or
+//! one settle), so a run over many cards walks each directory once.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+
+use nix::errno::Errno;
+use nix::fcntl::{open, openat, renameat, AtFlags, OFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+use crate::error::{Error, Result};
+
+/// What is at a path, without following a symlink there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileState {
+    Missing,
+    /// A regular file.
+    File,
+    /// Anything else (symlink, directory, FIFO…): never ours to touch.
+    Other,
+}
+
+/// An opened, checked data root and the checked directories below it opened so far.
+pub(crate) struct DataRoot {
+    path: PathBuf,
+    uid: u32,
+    root: Rc<OwnedFd>,
+    dirs: RefCell<BTreeMap<PathBuf, Rc<OwnedFd>>>,
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_CLOEXEC);
+
+fn refuse(what: impl std::fmt::Display) -> Error {
+    Error::Io(format!("refusing {what}"))
+}
+
+fn is_type(st: &FileStat, t: SFlag) -> bool {
+    st.st_mode & SFlag::S_IFMT.bits() == t.bits()
+}
+
+impl DataRoot {
+    /// Opens the data root (following any symlink in OOD's configured path) and checks it.
+    pub(crate) fn open(dataroot: &Path, uid: u32) -> Result<DataRoot> {
+        let fd = open(dataroot, DIR_FLAGS, Mode::empty()).map_err(|e| match e {
+            Errno::ENOTDIR => refuse(format_args!("data root {}: not a directory", dataroot.display())),
+            e => Error::Io(format!("data root {}: {}", dataroot.display(), e.desc())),
+        })?;
+        let root = DataRoot { path: dataroot.to_path_buf(), uid, root: Rc::new(fd), dirs: RefCell::default() };
+        root.check_dir(&root.root, dataroot, "the data root")?;
+        Ok(root)
+    }
+
+    /// The path shown in messages for `rel`.
+    pub(crate) fn show(&self, rel: &Path) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    /// Forgets the directories opened so far (after waiting for the lock: another run may have
+    /// removed some meanwhile).
+    pub(crate) fn forget(&self) {
+        self.dirs.borrow_mut().clear();
+    }
+
+    /// A directory the viewer owns that nobody else can change (group members aside).
+    fn check_dir(&self, fd: &OwnedFd, shown: &Path, what: &str) -> Result<()> {
+        let st = fstat(fd.as_fd()).map_err(|e| Error::Io(format!("{}: {}", shown.display(), e.desc())))?;
+        if !is_type(&st, SFlag::S_IFDIR) {
+            return Err(refuse(format_args!("{}: {what} is not a directory", shown.display())));
+        }
+        if st.st_uid != self.uid {
+            return Err(refuse(format_args!(
+                "{}: {what} is owned by uid {}, not by you (uid {}): it must be yours (chown it, or move it aside)",
+                shown.display(),
+                st.st_uid,
+                self.uid
+            )));
+        }
+        if st.st_mode & 0o002 != 0 && st.st_mode & 0o1000 == 0 {
+            return Err(refuse(format_args!(
+                "{}: {what} is writable by others (mode {:o}): chmod o-w {}",
+                shown.display(),
+                st.st_mode & 0o7777,
+                shown.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Opens the directory `name` in `parent` as described in the module docs; `None` when missing
+    /// and not asked to create it.
+    fn open_step(&self, parent: &OwnedFd, name: &OsStr, shown: &Path, create: bool) -> Result<Option<OwnedFd>> {
+        let io = |e: Errno| Error::Io(format!("{}: {}", shown.display(), e.desc()));
+        let mut made = false;
+        loop {
+            match openat(parent.as_fd(), name, DIR_FLAGS | OFlag::O_NOFOLLOW, Mode::empty()) {
+                Ok(fd) => {
+                    self.check_dir(&fd, shown, "the directory")?;
+                    return Ok(Some(fd));
+                }
+                Err(Errno::ENOENT) if create && !made => {
+                    // Another run of this user may make it first: then it is opened and checked as any other.
+                    match mkdirat(parent.as_fd(), name, Mode::S_IRWXU) {
+                        Ok(()) | Err(Errno::EEXIST) => made = true,
+                        Err(e) => return Err(Error::Io(format!("creating {}: {}", shown.display(), e.desc()))),
+                    }
+                }
+                Err(Errno::ENOENT) => return Ok(None),
+                // O_NOFOLLOW met a symlink (ELOOP, or ENOTDIR with O_DIRECTORY), or this is not a directory.
+                Err(Errno::ELOOP | Errno::ENOTDIR) => return self.follow(parent, name, shown).map(Some),
+                Err(e) => return Err(io(e)),
+            }
+        }
+    }
+
+    /// `name` in `parent` is not a directory: follows it only if it is a symlink the viewer owns that
+    /// leads to a directory the viewer owns.
+    fn follow(&self, parent: &OwnedFd, name: &OsStr, shown: &Path) -> Result<OwnedFd> {
+        let link = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::Io(format!("{}: {}", shown.display(), e.desc())))?;
+        if !is_type(&link, SFlag::S_IFLNK) {
+            return Err(refuse(format_args!("{}: not a directory (move it aside)", shown.display())));
+        }
+        if link.st_uid != self.uid {
+            return Err(refuse(format_args!(
+                "{}: a symlink owned by uid {}, not by you (uid {}): only your own symlinks are followed (remove it)",
+                shown.display(),
+                link.st_uid,
+                self.uid
+            )));
+        }
+        let fd = openat(parent.as_fd(), name, DIR_FLAGS, Mode::empty()).map_err(|e| match e {
+            Errno::ENOENT => refuse(format_args!(
+                "{}: your symlink leads nowhere: create the directory it names, or remove it",
+                shown.display()
+            )),
+            Errno::ENOTDIR | Errno::ELOOP => {
+                refuse(format_args!("{}: your symlink does not lead to a directory", shown.display()))
+            }
+            e => Error::Io(format!("{}: {}", shown.display(), e.desc())),
+        })?;
+        self.check_dir(&fd, shown, "the directory your symlink leads to")?;
+        Ok(fd)
+    }
+
+    /// The checked directory at `rel` below the root; missing directories are created (mode 0700)
+    /// when `create`, else `None`.
+    pub(crate) fn dir(&self, rel: &Path, create: bool) -> Result<Option<Rc<OwnedFd>>> {
+        let mut cur = self.root.clone();
+        let mut at = PathBuf::new();
+        for c in rel.components() {
+            let Component::Normal(part) = c else {
+                return Err(refuse(format_args!("path {} (not a plain relative path)", rel.display())));
+            };
+            at.push(part);
+            if let Some(fd) = self.dirs.borrow().get(&at) {
+                cur = fd.clone();
+                continue;
+            }
+            let Some(fd) = self.open_step(&cur, part, &self.path.join(&at), create)? else { return Ok(None) };
+            cur = Rc::new(fd);
+            self.dirs.borrow_mut().insert(at.clone(), cur.clone());
+        }
+        Ok(Some(cur))
+    }
+
+    fn split(rel: &Path) -> Result<(&Path, &OsStr)> {
+        match (rel.parent(), rel.file_name()) {
+            (Some(dir), Some(name)) => Ok((dir, name)),
+            _ => Err(refuse(format_args!("path {} (no file name)", rel.display()))),
+        }
+    }
+
+    /// What is at `rel` (a symlink counts as `Other`: not ours to touch).
+    pub(crate) fn file_state(&self, rel: &Path) -> Result<FileState> {
+        let (dir, name) = Self::split(rel)?;
+        let Some(dir) = self.dir(dir, false)? else { return Ok(FileState::Missing) };
+        Ok(match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) if is_type(&st, SFlag::S_IFREG) => FileState::File,
+            Ok(_) => FileState::Other,
+            Err(Errno::ENOENT) => FileState::Missing,
+            Err(e) => return Err(Error::Io(format!("{}: {}", self.show(rel).display(), e.desc()))),
+        })
+    }
+
+    /// At most `cap` bytes of the regular file at `rel`: never blocks on a FIFO, never follows a link.
+    /// `Ok(None)` when it does not exist. With `owned`, the file must also be the viewer's.
+    pub(crate) fn read(&self, rel: &Path, cap: u64, owned: bool) -> Result<Option<Vec<u8>>> {
+        let shown = self.show(rel);
+        let err = |why: String| Error::Io(format!("{}: {why}", shown.display()));
+        let (dir, name) = Self::split(rel)?;
+        let Some(dir) = self.dir(dir, false)? else { return Ok(None) };
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = match openat(dir.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => return Err(refuse(format_args!("{}: it is a symlink", shown.display()))),
+            Err(e) => return Err(err(e.desc().into())),
+        };
+        let st = fstat(fd.as_fd()).map_err(|e| err(e.desc().into()))?;
+        if !is_type(&st, SFlag::S_IFREG) {
+            return Err(refuse(format_args!("{}: not a regular file", shown.display())));
+        }
+        if owned && st.st_uid != self.uid {
+            return Err(refuse(format_args!(
+                "{}: owned by uid {}, not by you (uid {}): move it aside",
+                shown.display(),
+                st.st_uid,
+                self.uid
+            )));
+        }
+        if st.st_size as u64 > cap {
+            return Err(err(format!("larger than {cap} bytes")));
+        }
+        let mut buf = Vec::new();
+        File::from(fd).take(cap).read_to_end(&mut buf).map_err(|e| err(e.to_string()))?;
+        Ok(Some(buf))
+    }
+
+    /// Replaces (or creates) the file at `rel` with `contents`, creating missing directories: written
+    /// under a fresh `.<name>.<random>.bak` name (OOD skips those), fsynced, renamed into place.
+    pub(crate) fn write(&self, rel: &Path, contents: &[u8]) -> Result<()> {
+        let (dir, name) = Self::split(rel)?;
+        let name = name.to_str().ok_or_else(|| refuse(format_args!("path {} (not UTF-8)", rel.display())))?;
+        let dir = self.dir(dir, true)?.expect("created");
+        let mut rnd = [0u8; 6];
+        getrandom::fill(&mut rnd).map_err(|e| Error::Io(format!("no random numbers: {e}")))?;
+        let tmp = format!(".{name}.{}.bak", rnd.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(dir.as_fd(), tmp.as_str(), flags, Mode::S_IRUSR | Mode::S_IWUSR)
+            .map_err(|e| Error::Io(format!("writing {}: {}", self.show(rel).display(), e.desc())))?;
+        let result = (|| {
+            let mut f = File::from(fd);
+            f.write_all(contents)?;
+            f.sync_all()?;
+            renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name).map_err(std::io::Error::from)
+        })();
+        if result.is_err() {
+            let _ = unlinkat(dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        result.map_err(|e| Error::Io(format!("writing {}: {e}", self.show(rel).display())))
+    }
+
+    /// Opens (creating, mode 0600) the file at `rel` for writing without truncating it: the lock file.
+    pub(crate) fn open_lock_file(&self, rel: &Path) -> Result<File> {
+        let (dir, name) = Self::split(rel)?;
+        let dir = self.dir(dir, true)?.expect("created");
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(dir.as_fd(), name, flags, Mode::S_IRUSR | Mode::S_IWUSR)
+            .map_err(|e| Error::Io(format!("lock file {}: {}", self.show(rel).display(), e.desc())))?;
+        Ok(File::from(fd))
+    }
+
+    /// Removes the file (or symlink, never what it leads to) at `rel`; a missing one is fine.
+    pub(crate) fn remove(&self, rel: &Path) -> Result<()> {
+        let (dir, name) = Self::split(rel)?;
+        let Some(dir) = self.dir(dir, false)? else { return Ok(()) };
+        match unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(Error::Io(format!("removing {}: {}", self.show(rel).display(), e.desc()))),
+        }
+    }
+
+    /// Removes the directory at `rel` only if it is empty: anything else in it is not ours.
+    pub(crate) fn remove_empty_dir(&self, rel: &Path) {
+        let Ok((dir, name)) = Self::split(rel) else { return };
+        if let Ok(Some(dir)) = self.dir(dir, false) {
+            let _ = unlinkat(dir.as_fd(), name, UnlinkatFlags::RemoveDir);
+        }
+        // Whatever happened, what was remembered at or below `rel` may be gone.
+        self.dirs.borrow_mut().retain(|k, _| !k.starts_with(rel));
+    }
+}
