@@ -51,7 +51,7 @@ RSpec.describe "ood/initializers/multitenant.rb" do
   it "survives bad settings with one line" do
     out, err, status = boot({ "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_TIMEOUT" => "soon" })
     expect([status.success?, out]).to eq([true, "booted specs={}\n"])
-    expect(err).to eq("multitenant: discovery skipped: MultiTenant::InputError: multitenant settings: invalid value for Float(): \"soon\"\n")
+    expect(err).to eq("multitenant: discovery skipped: MultiTenant::InputError: MULTITENANT_TIMEOUT=\"soon\": invalid value for Float(): \"soon\"\n")
   end
 
   context "on the real cluster", :cluster do

@@ -10,13 +10,13 @@ module MultiTenant
       wckey: "MULTITENANT_WCKEY", strategy: "MULTITENANT_STRATEGY", legacy: "MULTITENANT_LEGACY",
       timeout: "MULTITENANT_TIMEOUT", clusters: "MULTITENANT_CLUSTERS", cards: "MULTITENANT_CARDS",
       bin_dir: "MULTITENANT_SLURM_BIN", deliveries: "MULTITENANT_DELIVERIES", clusters_dir: "OOD_CLUSTERS",
-      ssh_port: "OOD_SSH_PORT"
+      ssh_port: "OOD_SSH_PORT", max_cards: "MULTITENANT_MAX_CARDS", max_cards_per_owner: "MULTITENANT_MAX_CARDS_PER_OWNER"
     }.freeze
     DEFAULTS = {
       enabled: true, key_dir: "/etc/multitenant/keys", key_owner: "root", wckey: "multitenant",
       strategy: "squeue", legacy: false, timeout: 5.0, clusters: {}, cards: true, bin_dir: nil,
       deliveries: %w[sys/multitenant-delivery_default sys/multitenant-delivery_debug sys/multitenant-delivery_content],
-      clusters_dir: "/etc/ood/config/clusters.d", ssh_port: "22"
+      clusters_dir: "/etc/ood/config/clusters.d", ssh_port: "22", max_cards: 50, max_cards_per_owner: 10
     }.freeze
 
     attr_reader(*DEFAULTS.keys)
@@ -26,6 +26,10 @@ module MultiTenant
       raise InputError, "unknown setting(s): #{unknown.join(", ")}" unless unknown.empty?
 
       DEFAULTS.merge(settings).each { |k, v| instance_variable_set(:"@#{k}", v) }
+      %i[max_cards max_cards_per_owner].each do |k|
+        v = instance_variable_get(:"@#{k}")
+        raise InputError, "#{ENV_NAMES[k]} must be a whole number from 0 to 10000, not #{v.inspect}" unless v.is_a?(Integer) && v.between?(0, 10_000)
+      end
       raise InputError, "timeout must be a number of seconds between 0.1 and 300" unless @timeout.is_a?(Numeric) && @timeout.to_f.finite? && @timeout.to_f.between?(0.1, 300)
     end
 
@@ -33,20 +37,26 @@ module MultiTenant
     def self.from_env(env = ENV)
       raw = ENV_NAMES.to_h { |k, name| [k, env[name]] }.compact.reject { |_, v| v.strip.empty? }
       settings = raw.to_h do |k, v|
-        case k
-        when :enabled, :legacy, :cards then [k, !%w[0 false no off].include?(v.strip.downcase)]
-        when :timeout then [k, Float(v)]
-        when :clusters then [k, v.split(",").to_h { |pair| pair.split("=", 2).map(&:strip) }]
-        when :deliveries then [k, DEFAULTS[:deliveries] + v.split(",").map(&:strip)]
-        # As ood_core reads it (Helper.ssh_port, lib/ood_core/job/adapters/helper.rb at v0.31.1).
-        when :ssh_port then [k, v.to_i.to_s]
-        else [k, v.strip]
-        end
+        setting(k, v)
+      rescue ArgumentError, TypeError => e
+        raise InputError, "#{ENV_NAMES[k]}=#{v.inspect}: #{e.message}"
       end
       new(**settings)
-    rescue ArgumentError, TypeError => e
-      raise InputError, "multitenant settings: #{e.message}"
     end
+
+    def self.setting(k, v)
+      case k
+      when :enabled, :legacy, :cards then [k, !%w[0 false no off].include?(v.strip.downcase)]
+      when :timeout then [k, Float(v)]
+      when :max_cards, :max_cards_per_owner then [k, Integer(v.strip, 10)]
+      when :clusters then [k, v.split(",").to_h { |pair| pair.split("=", 2).map(&:strip) }]
+      when :deliveries then [k, DEFAULTS[:deliveries] + v.split(",").map(&:strip)]
+      # As ood_core reads it (Helper.ssh_port, lib/ood_core/job/adapters/helper.rb at v0.31.1).
+      when :ssh_port then [k, v.to_i.to_s]
+      else [k, v.strip]
+      end
+    end
+    private_class_method :setting
 
     # What the native discovery takes.
     def native(dataroot:, per_cluster:, now: nil)
@@ -54,7 +64,8 @@ module MultiTenant
       { "targets" => Clusters.targets(self), "ssh_port" => ssh_port.to_s, "key_dir" => key_dir.to_s, "key_owner_uid" => owner, "wckey" => wckey.to_s, "strategy" => strategy.to_s,
         "legacy" => legacy ? true : false, "timeout" => timeout.to_f, "bin_dir" => bin_dir&.to_s,
         "dataroot" => cards && dataroot ? dataroot.to_s : nil, "per_cluster" => per_cluster ? true : false,
-        "cluster_map" => clusters.to_h { |k, v| [k.to_s, v.to_s] }, "deliveries" => deliveries.map(&:to_s), "now" => now }
+        "cluster_map" => clusters.to_h { |k, v| [k.to_s, v.to_s] }, "deliveries" => deliveries.map(&:to_s), "now" => now,
+        "max_cards" => max_cards, "max_cards_per_owner" => max_cards_per_owner }
     rescue ArgumentError => e
       raise InputError, "MULTITENANT_KEY_OWNER #{key_owner.inspect}: #{e.message}"
     end
