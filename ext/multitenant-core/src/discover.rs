@@ -342,6 +342,7 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
     }
     let mut jobs = Vec::new();
     let mut seen = HashSet::new();
+    let answered = answers.iter().filter(|(_, a)| a.is_ok()).count();
     for (name, answer) in answers {
         match answer {
             Ok(listing) => {
@@ -365,6 +366,8 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
             }
         }
     }
+    // No cluster answered: nothing at all could be decided.
+    d.unknown.all |= answered == 0;
     let start = Instant::now();
     let now = opts.now.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs()));
     let mut cache = Cache::default();

@@ -50,6 +50,8 @@ struct Config {
     cluster_map: BTreeMap<String, String>,
     deliveries: Vec<String>,
     now: Option<u64>,
+    max_cards: usize,
+    max_cards_per_owner: usize,
 }
 
 /// A timeout from Ruby: NaN and infinities would panic in `Duration`, so they become the default.
@@ -99,6 +101,8 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
         cluster_map: c.cluster_map.clone(),
         deliveries: c.deliveries.clone(),
         now,
+        max_cards: c.max_cards,
+        max_cards_per_owner: c.max_cards_per_owner,
         ..CardOptions::new(d)
     });
     let opts = Options {
