@@ -35,7 +35,8 @@ desc "List every running shared job: owner, group, app, size, and whether this h
 task(:list) { say.(admin.().list) }
 
 desc "Decode one share: JOB=<id>, or NAME=<job name> JOB_ID=<id> OWNER=<user>"
-task(:decode) { say.(admin.().decode(job_id: ENV["JOB"] || ENV["JOB_ID"], name: ENV["NAME"], owner: ENV["OWNER"])) }
+task(:decode) { say.(admin.().decode(job_id: ENV["JOB"] || ENV["JOB_ID"], name: ENV["NAME"], owner: ENV["OWNER"],
+                                         cluster: ENV["CLUSTER"], restarts: ENV["RESTARTS"])) }
 
 desc "Install the apps, the initializer, the env lines and the dismiss cluster entries (dry run unless APPLY=1; MULTITENANT_PUBLISHER=, MULTITENANT_SUBMIT_CLUSTER= override the env values)"
 task(:install) { say.(admin.().install(apply: ENV["APPLY"] == "1")) }

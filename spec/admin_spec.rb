@@ -167,7 +167,7 @@ RSpec.describe "admin.rake", :cluster do
     expect(lines).to include([id, "mtcluster", "mtowner", "mtclass", "Ollama_API", "2", job_name(id).size.to_s, "yes"])
     expect(lines).to include([plain.strip, "mtcluster", "mtowner", "-", "-", "-", "8", "not", "shared", "yet"])
     out, = rake("decode", env: { "JOB" => id })
-    expect(out).to include("job #{id} of mtowner: group mtclass, format 2", %(ollama_url = "http://n1:4000"))
+    expect(out).to include("job #{id}@mtcluster of mtowner: group mtclass, format 2", %(ollama_url = "http://n1:4000"))
     _, err, code = rake("decode", env: { "JOB" => "999999" })
     expect([code, err]).to eq([1, "multitenant: no running job 999999 with --wckey=multitenant\n"])
   end

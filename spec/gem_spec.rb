@@ -18,8 +18,8 @@ RSpec.describe "the gem" do
         gem "multitenant"
         require "multitenant"
         k = MultiTenant::Key.generate
-        n = MultiTenant::Envelope.seal({app: "A", session_id: "s", method: "card", delivery: "sys/d"}, key: k, group: "g", job_id: 1, owner: "u")
-        puts MultiTenant::Envelope.open(n, keys: [k], job_id: 1, owner: "u")["message"]["app"], MultiTenant.publisher_path
+        n = MultiTenant::Envelope.seal({app: "A", session_id: "s", method: "card", delivery: "sys/d"}, key: k, group: "g", job_id: 1, owner: "u", cluster: "c")
+        puts MultiTenant::Envelope.open(n, keys: [k], job_id: 1, owner: "u", cluster: "c")["message"]["app"], MultiTenant.publisher_path
       RUBY
       out, status = Open3.capture2e(env, RbConfig.ruby, "-e", check)
       expect(status).to be_success, out

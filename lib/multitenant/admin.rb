@@ -239,12 +239,13 @@ module MultiTenant
     def open_share(job)
       info = Envelope.parse(job["name"])
       keys = info["version"] == "legacy" ? [] : key_dir.opening_keys(info["group"])
-      Envelope.open(job["name"], keys: keys, job_id: job["id"], owner: job["owner"], legacy: config.legacy)
+      Envelope.open(job["name"], keys: keys, job_id: job["id"], owner: job["owner"], cluster: job["cluster"],
+                                 restarts: job["restarts"], legacy: config.legacy)
     rescue Error
       nil
     end
 
-    def decode(job_id: nil, name: nil, owner: nil)
+    def decode(job_id: nil, name: nil, owner: nil, cluster: nil, restarts: nil)
       if job_id && !name
         job = Discovery._jobs(config.native(dataroot: nil, per_cluster: false))
                        .find { |j| [j["id"], "#{j["id"]}@#{j["cluster"]}"].include?(job_id.to_s) }
@@ -252,14 +253,18 @@ module MultiTenant
 
         name = job["name"]
         owner ||= job["owner"]
+        job_id = job["id"]
+        cluster ||= job["cluster"]
+        restarts ||= job["restarts"]
       end
-      raise InputError, "give JOB=<id>, or NAME=<job name> with JOB_ID= and OWNER=" unless name && job_id && owner
+      raise InputError, "give JOB=<id>, or NAME=<job name> with JOB_ID=, OWNER= and CLUSTER= (RESTARTS= after a requeue)" unless name && job_id && owner
 
       info = Envelope.parse(name)
       keys = info["version"] == "legacy" ? [] : key_dir.opening_keys(info["group"])
-      share = Envelope.open(name, keys: keys, job_id: job_id, owner: owner, legacy: config.legacy)
+      share = Envelope.open(name, keys: keys, job_id: job_id, owner: owner, cluster: cluster, restarts: restarts,
+                                  legacy: config.legacy)
       m = share["message"]
-      ["job #{job_id} of #{owner}: group #{share["group"]}, format #{share["version"]}, key #{share["key_id"] || "-"}, #{share["size"]} of 1024 characters",
+      ["job #{job_id}#{"@#{cluster}" if cluster} of #{owner}: group #{share["group"]}, format #{share["version"]}, key #{share["key_id"] || "-"}, #{share["size"]} of 1024 characters",
        "app #{m["app"]}, #{m["method"]}, delivered by #{m["delivery"]}, session #{m["session_id"]}",
        "allow #{m["allow"] ? m["allow"].join(",") : "(whole group)"}, expires #{m["expires_at"] ? Time.at(m["expires_at"]).utc : "never"}",
        *m["connection"].map { |k, v| "  #{k} = #{v.inspect}" }]
