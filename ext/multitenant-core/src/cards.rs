@@ -305,14 +305,19 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
         }
     }
 
-    // Cards already delivered first, then new ones in a stable order.
+    // Cards already delivered keep their place first: those left as they are (unknown this run)…
+    let mut shown_by_owner: BTreeMap<String, usize> = BTreeMap::new();
+    let mut shown = 0usize;
+    for e in manifest.cards.iter().filter(|(id, e)| !want.contains_key(*id) && !e.dismissed).map(|(_, e)| e) {
+        *shown_by_owner.entry(e.owner.clone()).or_default() += 1;
+        shown += 1;
+    }
+    // …then those of shares found, then new ones in a stable order.
     let (mut order, mut new): (Vec<_>, Vec<_>) = want.into_iter().partition(|(id, _)| manifest.cards.contains_key(id));
     new.sort_by(|a, b| new_card_order(&a.1.entry).cmp(&new_card_order(&b.1.entry)));
     order.extend(new);
 
     let start = Instant::now();
-    let mut shown_by_owner: BTreeMap<String, usize> = BTreeMap::new();
-    let mut shown = 0usize;
     let mut held = Held::default();
     let mut created_now = Vec::new();
     for (id, w) in order {
@@ -425,7 +430,9 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
             remove_card(&root, id, &manifest.cards[id], &mut CardReport::default());
         }
         report.created.retain(|id| !created_now.contains(id));
-        report.errors.push(format!("{err}; this run's new cards were taken back"));
+        let taken =
+            if created_now.is_empty() { String::new() } else { "; this run's new cards were taken back".into() };
+        report.errors.push(format!("{err}{taken}"));
     }
     fold_card_errors(&mut report.errors);
     report

@@ -49,6 +49,14 @@ pub(crate) struct DataRoot {
     dirs: RefCell<BTreeMap<PathBuf, Rc<OwnedFd>>>,
 }
 
+/// How a directory was reached, for the message that refuses it.
+#[derive(Clone, Copy)]
+enum Reached {
+    Root,
+    Below,
+    Symlink,
+}
+
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_CLOEXEC);
 
 fn refuse(what: impl std::fmt::Display) -> Error {
@@ -63,11 +71,14 @@ impl DataRoot {
     /// Opens the data root (following any symlink in OOD's configured path) and checks it.
     pub(crate) fn open(dataroot: &Path, uid: u32) -> Result<DataRoot> {
         let fd = open(dataroot, DIR_FLAGS, Mode::empty()).map_err(|e| match e {
-            Errno::ENOTDIR => refuse(format_args!("data root {}: not a directory", dataroot.display())),
+            Errno::ENOTDIR => Error::Io(format!(
+                "data root {} is not a directory owned by uid {uid} (you): it is not a directory; point OOD's data root at a directory of yours",
+                dataroot.display()
+            )),
             e => Error::Io(format!("data root {}: {}", dataroot.display(), e.desc())),
         })?;
         let root = DataRoot { path: dataroot.to_path_buf(), uid, root: Rc::new(fd), dirs: RefCell::default() };
-        root.check_dir(&root.root, dataroot, "the data root")?;
+        root.check_dir(&root.root, dataroot, Reached::Root)?;
         Ok(root)
     }
 
@@ -82,29 +93,38 @@ impl DataRoot {
         self.dirs.borrow_mut().clear();
     }
 
-    /// A directory the viewer owns that nobody else can change (group members aside).
-    fn check_dir(&self, fd: &OwnedFd, shown: &Path, what: &str) -> Result<()> {
+    /// A directory the viewer owns that nobody else can change (group members aside); `how` says
+    /// how it was reached, for the message.
+    fn check_dir(&self, fd: &OwnedFd, shown: &Path, how: Reached) -> Result<()> {
         let st = fstat(fd.as_fd()).map_err(|e| Error::Io(format!("{}: {}", shown.display(), e.desc())))?;
-        if !is_type(&st, SFlag::S_IFDIR) {
-            return Err(refuse(format_args!("{}: {what} is not a directory", shown.display())));
-        }
-        if st.st_uid != self.uid {
-            return Err(refuse(format_args!(
-                "{}: {what} is owned by uid {}, not by you (uid {}): it must be yours (chown it, or move it aside)",
-                shown.display(),
-                st.st_uid,
-                self.uid
-            )));
-        }
-        if st.st_mode & 0o002 != 0 && st.st_mode & 0o1000 == 0 {
-            return Err(refuse(format_args!(
-                "{}: {what} is writable by others (mode {:o}): chmod o-w {}",
-                shown.display(),
-                st.st_mode & 0o7777,
-                shown.display()
-            )));
-        }
-        Ok(())
+        let (p, uid) = (shown.display(), self.uid);
+        let bad = if !is_type(&st, SFlag::S_IFDIR) {
+            "is not a directory".to_string()
+        } else if st.st_uid != uid {
+            format!("is owned by uid {}, not by you (uid {uid})", st.st_uid)
+        } else if st.st_mode & 0o002 != 0 && st.st_mode & 0o1000 == 0 {
+            format!("is writable by others (mode {:o})", st.st_mode & 0o7777)
+        } else {
+            return Ok(());
+        };
+        let fix = if bad.starts_with("is writable") {
+            format!("chmod o-w {p}")
+        } else {
+            match how {
+                Reached::Root => "point OOD's data root at a directory of yours".into(),
+                Reached::Below => "make it yours, or move it aside".into(),
+                Reached::Symlink => "point the symlink at a directory of yours".into(),
+            }
+        };
+        Err(Error::Io(match how {
+            // Said as it always was (admin tools match it): the data root comes first.
+            Reached::Root if st.st_uid != uid || !is_type(&st, SFlag::S_IFDIR) => {
+                format!("data root {p} is not a directory owned by uid {uid} (you): it {bad}; {fix}")
+            }
+            Reached::Root => format!("data root {p} {bad}: {fix}"),
+            Reached::Below => format!("refusing {p}: it {bad}: {fix}"),
+            Reached::Symlink => format!("refusing {p}: your symlink leads to a directory that {bad}: {fix}"),
+        }))
     }
 
     /// Opens the directory `name` in `parent` as described in the module docs; `None` when missing
@@ -115,7 +135,7 @@ impl DataRoot {
         loop {
             match openat(parent.as_fd(), name, DIR_FLAGS | OFlag::O_NOFOLLOW, Mode::empty()) {
                 Ok(fd) => {
-                    self.check_dir(&fd, shown, "the directory")?;
+                    self.check_dir(&fd, shown, Reached::Below)?;
                     return Ok(Some(fd));
                 }
                 Err(Errno::ENOENT) if create && !made => {
@@ -159,7 +179,7 @@ impl DataRoot {
             }
             e => Error::Io(format!("{}: {}", shown.display(), e.desc())),
         })?;
-        self.check_dir(&fd, shown, "the directory your symlink leads to")?;
+        self.check_dir(&fd, shown, Reached::Symlink)?;
         Ok(fd)
     }
 
@@ -265,10 +285,15 @@ impl DataRoot {
     pub(crate) fn open_lock_file(&self, rel: &Path) -> Result<File> {
         let (dir, name) = Self::split(rel)?;
         let dir = self.dir(dir, true)?.expect("created");
-        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = openat(dir.as_fd(), name, flags, Mode::S_IRUSR | Mode::S_IWUSR)
-            .map_err(|e| Error::Io(format!("lock file {}: {}", self.show(rel).display(), e.desc())))?;
-        Ok(File::from(fd))
+        // Non-blocking: a FIFO planted there fails at once instead of waiting for a reader.
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let err = |why: &str| Error::Io(format!("lock file {}: {why}", self.show(rel).display()));
+        let fd = openat(dir.as_fd(), name, flags, Mode::S_IRUSR | Mode::S_IWUSR).map_err(|e| err(e.desc()))?;
+        match fstat(fd.as_fd()) {
+            Ok(st) if is_type(&st, SFlag::S_IFREG) => Ok(File::from(fd)),
+            Ok(_) => Err(err("not a regular file (move it aside)")),
+            Err(e) => Err(err(e.desc())),
+        }
     }
 
     /// Removes the file (or symlink, never what it leads to) at `rel`; a missing one is fine.

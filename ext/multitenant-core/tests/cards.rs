@@ -482,7 +482,9 @@ fn a_symlink_of_yours_to_a_directory_of_another_uid_is_refused() {
     let r = fx.try_run(&[found("42", "alice")]);
     assert!(r.created.is_empty());
     assert!(
-        r.errors.iter().any(|e| e.contains("the directory your symlink leads to is owned by uid 65534, not by you")),
+        r.errors
+            .iter()
+            .any(|e| e.contains("your symlink leads to a directory that is owned by uid 65534, not by you (uid 0)")),
         "{:?}",
         r.errors
     );
@@ -499,7 +501,7 @@ fn a_directory_of_another_uid_below_the_root_is_refused() {
     }
     let r = fx.try_run(&[found("42", "alice")]);
     assert!(r.created.is_empty());
-    assert!(r.errors[0].contains("is owned by uid 65534, not by you (uid 0)"), "{:?}", r.errors);
+    assert!(r.errors[0].contains("it is owned by uid 65534, not by you (uid 0): make it yours"), "{:?}", r.errors);
     assert_eq!(count_files(&db), 0);
 }
 
@@ -510,10 +512,29 @@ fn a_data_root_others_can_write_is_refused_unless_sticky() {
     let r = fx.try_run(&[found("42", "alice")]);
     assert!(r.created.is_empty());
     assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
-    assert!(r.errors[0].contains("the data root is writable by others (mode 777): chmod o-w"), "{:?}", r.errors);
+    assert!(
+        r.errors[0].starts_with(&format!(
+            "data root {} is writable by others (mode 777): chmod o-w",
+            fx.opts.dataroot.display()
+        )),
+        "{:?}",
+        r.errors
+    );
     assert_eq!(fs::read_dir(&fx.opts.dataroot).unwrap().count(), 0);
     mode(&fx.opts.dataroot, 0o1777);
     assert_eq!(fx.run(&[found("42", "alice")]).created.len(), 1);
+}
+
+#[test]
+fn a_data_root_of_another_uid_is_refused() {
+    let fx = Fx::new();
+    if !give_away(&fx.opts.dataroot) {
+        return;
+    }
+    let r = fx.try_run(&[found("42", "alice")]);
+    let said = format!("data root {} is not a directory owned by uid 0 (you): it is owned by uid 65534, not by you (uid 0); point OOD's data root at a directory of yours", fx.opts.dataroot.display());
+    assert_eq!(r.errors, vec![said]);
+    assert_eq!(fs::read_dir(&fx.opts.dataroot).unwrap().count(), 0);
 }
 
 #[test]
@@ -644,6 +665,13 @@ fn caps_hold_back_new_cards_per_owner_and_per_run() {
     let r = fx.try_run(&carol);
     assert_eq!(r.created, vec![id("7", "carol")]);
     assert_eq!(r.errors, vec!["cards: 1 share(s) held back (at most 1 per run; carol: 1): they stay choices in forms"]);
+
+    // A card left as it is because its share is unknown this run keeps its place too.
+    let mut other_group = found("5", "dave");
+    other_group.share.group = "class102".into();
+    let unknown = Unknown { groups: vec!["class101".into()], ..none() };
+    let r = reconcile(&fx.opts, uid(), VIEWER, &[other_group], &unknown);
+    assert_eq!((r.created.len(), r.removed.len(), r.held_back), (0, 0, vec![id("5", "dave")]));
 }
 
 #[test]
