@@ -12,7 +12,7 @@ pub enum Error {
     UnsupportedVersion(String),
     /// No readable key carries the key id the payload names (the viewer lacks the key, or it was retired).
     UnknownKey { group: String, key_id: String },
-    /// The MAC did not verify: another key, or the name was altered or moved to another job, owner or group.
+    /// The MAC did not verify: another key, or the name was altered or moved to another job, owner, group, cluster or run.
     BadSeal,
     /// The name is in the legacy format and legacy decoding was not enabled.
     LegacyDisabled,
@@ -67,7 +67,7 @@ impl fmt::Display for Error {
             ),
             Error::BadSeal => write!(
                 f,
-                "seal does not verify: wrong key, or the name was altered or moved to another job, owner or group"
+                "seal does not verify: wrong key, or the name was altered or moved to another job, owner, group, cluster or run (a requeue)"
             ),
             Error::LegacyDisabled => write!(
                 f,

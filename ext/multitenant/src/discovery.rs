@@ -129,7 +129,7 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
     let specs = multitenant_core::specs::specs(&d.found, work.cards.as_ref(), &viewer.name, qualified);
     let cards = report.map(|r| {
         json!({"created": r.created, "updated": r.updated, "removed": r.removed, "dismissed": r.dismissed,
-               "unchanged": r.unchanged, "errors": r.errors})
+               "unchanged": r.unchanged, "held_back": r.held_back, "errors": r.errors})
     });
     let u = &d.unknown;
     let unknown = json!({"all": u.all, "clusters": u.clusters, "groups": u.groups, "jobs": u.jobs});
