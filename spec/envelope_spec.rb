@@ -9,7 +9,7 @@ RSpec.describe MultiTenant::Envelope do
                         "note" => "spaces, 'quotes', \"double\", a|pipe, ünïcödé, <script>x</script>" },
       "allow" => %w[bob 1002], "expires_at" => 1_900_000_000 }
   end
-  let(:job) { { job_id: 4242, owner: "alice" } }
+  let(:job) { { job_id: 4242, owner: "alice", cluster: "alpha" } }
 
   def seal(msg = message, **kw)
     described_class.seal(msg, key: key, group: "class101", **job, **kw)
@@ -19,9 +19,9 @@ RSpec.describe MultiTenant::Envelope do
     name = seal
     share = described_class.open(name, keys: [key], **job)
     expect(share["message"]).to eq(message)
-    expect(share).to include("prefix" => "mt", "group" => "class101", "version" => "1", "key_id" => key.id,
+    expect(share).to include("prefix" => "mt", "group" => "class101", "version" => "2", "key_id" => key.id,
                               "size" => name.size)
-    expect(name).to match(/\Amt\|class101\|1\.[A-Za-z0-9_-]+\z/)
+    expect(name).to match(/\Amt\|class101\|2\.[A-Za-z0-9_-]+\z/)
   end
 
   it "accepts symbol keys and a custom prefix" do
@@ -32,15 +32,15 @@ RSpec.describe MultiTenant::Envelope do
   end
 
   it "parses a name without a key" do
-    expect(described_class.parse(seal)).to eq("prefix" => "mt", "group" => "class101", "version" => "1",
+    expect(described_class.parse(seal)).to eq("prefix" => "mt", "group" => "class101", "version" => "2",
                                               "key_id" => key.id, "size" => seal.size)
   end
 
   it "raises a MultiTenant error of the right class for each failure" do
     name = seal
-    expect { described_class.open(name, keys: [key], job_id: 4243, owner: "alice") }
-      .to raise_error(MultiTenant::SealError, /moved to another job/)
-    expect { described_class.open(name, keys: [key], job_id: 4242, owner: "mallory") }.to raise_error(MultiTenant::SealError)
+    expect { described_class.open(name, keys: [key], **job, job_id: 4243) }
+      .to raise_error(MultiTenant::SealError, /seal does not/)
+    expect { described_class.open(name, keys: [key], **job, owner: "mallory") }.to raise_error(MultiTenant::SealError)
     expect { described_class.open(name, keys: [MultiTenant::Key.generate], **job) }
       .to raise_error(MultiTenant::UnknownKeyError, /no key with id #{key.id} for group class101/)
     expect { described_class.open("mt|g|9.AAAA", keys: [key], **job) }.to raise_error(MultiTenant::VersionError)
@@ -50,6 +50,34 @@ RSpec.describe MultiTenant::Envelope do
     expect { seal(message.merge("session_id" => "../../x")) }.to raise_error(MultiTenant::InputError, /session id/)
     expect { seal({ "app" => 1 }) }.to raise_error(MultiTenant::InputError)
     expect(MultiTenant::VersionError.ancestors).to include(MultiTenant::FormatError, MultiTenant::Error)
+  end
+
+  it "binds a name to the cluster and run it was sealed for" do
+    name = seal(restarts: 2)
+    expect(described_class.open(name, keys: [key], **job, restarts: 2)["message"]).to eq(message)
+    expect(described_class.open(name, keys: [key], **job, restarts: "2")["message"]).to eq(message)
+    [{ restarts: 0 }, { restarts: 3 }, { cluster: "beta" }].each do |other|
+      expect { described_class.open(name, keys: [key], **job, **other) }.to raise_error(MultiTenant::SealError), other.inspect
+    end
+    expect { described_class.open(name, keys: [key], job_id: 4242, owner: "alice", restarts: 2) }
+      .to raise_error(MultiTenant::InputError, /cluster/)
+    [-1, 2**32, "x", 1.5].each do |bad|
+      expect { described_class.open(name, keys: [key], **job, restarts: bad) }.to raise_error(MultiTenant::InputError, /restarts/)
+    end
+    expect { seal(cluster: nil) }.to raise_error(MultiTenant::InputError, /cluster/)
+    expect { seal(cluster: "a|b") }.to raise_error(MultiTenant::InputError, /cluster name/)
+    first = seal
+    expect(described_class.open(first, keys: [key], **job, restarts: nil)["version"]).to eq("2")
+  end
+
+  it "still opens v1 names, whatever cluster and run it is given" do
+    v = JSON.parse(File.read(File.join(ROOT, "docs/vectors/v1-ollama.json")))
+    keys = v["keys"].map { |l| MultiTenant::Key.from_line(l) }
+    [{}, { cluster: "beta", restarts: 9 }].each do |run|
+      share = described_class.open(v["name"], keys: keys, job_id: v["job_id"], owner: v["owner"], **run)
+      expect(share).to include("version" => "1", "message" => v["message"])
+    end
+    expect(described_class.parse(v["name"])["version"]).to eq("1")
   end
 
   it "refuses names over 1024 characters with the size and what to trim" do

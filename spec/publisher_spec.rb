@@ -18,7 +18,8 @@ RSpec.describe "mtshare" do
 
   def job_env(user, job_id: "777", **extra)
     { "PATH" => "#{@tmp}/fakebin:/usr/bin:/bin", "SLURM_JOB_ID" => job_id, "SLURM_JOB_USER" => user,
-      "SLURM_JOB_NAME" => "ollama-service", "MULTITENANT_KEY_DIR" => @key_dir, **extra }
+      "SLURM_CLUSTER_NAME" => "mtcluster", "SLURM_JOB_NAME" => "ollama-service", "MULTITENANT_KEY_DIR" => @key_dir,
+      **extra }
   end
 
   # Runs mtshare as `user` with exactly `env` (runuser keeps no other environment).
@@ -28,8 +29,9 @@ RSpec.describe "mtshare" do
     [out, err, status.exitstatus]
   end
 
-  def open_name(name, owner, job_id = "777")
-    MultiTenant::Envelope.open(name, keys: @keys.opening_keys("mtclass"), job_id: job_id, owner: owner)
+  def open_name(name, owner, job_id = "777", cluster: "mtcluster", restarts: 0)
+    MultiTenant::Envelope.open(name, keys: @keys.opening_keys("mtclass"), job_id: job_id, owner: owner, cluster: cluster,
+                                     restarts: restarts)
   end
 
   it "has complete help with documented exit codes" do
@@ -37,7 +39,8 @@ RSpec.describe "mtshare" do
     expect(code).to eq(0)
     expect(out).to include("publish", "unshare", "inspect", "keygen", "Exit codes:", "4  key problem")
     out, = mtshare("mtoutsider", "publish", "--help")
-    expect(out).to include("--group", "--set", "--env", "--from-file", "--allow", "--expires-in", "--dry-run", "SLURM_JOB_ID")
+    expect(out).to include("--group", "--set", "--env", "--from-file", "--allow", "--expires-in", "--dry-run", "SLURM_JOB_ID",
+                           "--cluster", "SLURM_CLUSTER_NAME", "--restarts", "SLURM_RESTART_COUNT")
   end
 
   it "publishes with --dry-run from flags, environment and a file, and Ruby opens the name" do
@@ -46,7 +49,7 @@ RSpec.describe "mtshare" do
     out, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "Ollama API", "--set", "host=node1",
                              "--env", "OLLAMA_URL", "--env", "port=PORT_NUMBER", "--from-file", "conn.env",
                              "--allow", "mtmember,mtprimary", "--expires-in", "2h", "--session-id", "abc-123", "--dry-run", env: env)
-    expect([code, err]).to match([0, /dry run, job 777 not renamed: card share "Ollama API" for group mtclass \(5 connection values, 2 allowed users\), key \h{8} .*: name is (\d+) of 1024 characters/])
+    expect([code, err]).to match([0, /dry run, job 777 not renamed: card share "Ollama API" for group mtclass \(5 connection values, 2 allowed users\), key \h{8} .*, for run 0 on cluster mtcluster: name is (\d+) of 1024 characters/])
     name = out.chomp
     expect(err[/name is (\d+) of/, 1].to_i).to eq(name.size)
     share = open_name(name, "mtowner")
@@ -57,6 +60,36 @@ RSpec.describe "mtshare" do
     )
     expect(share["message"]["expires_at"]).to be_within(5).of(Time.now.to_i + 7200)
     expect { open_name(name, "mtmember") }.to raise_error(MultiTenant::SealError)
+  end
+
+  it "binds the name to the job's cluster and run, from the job's environment" do
+    env = job_env("mtowner", "SLURM_RESTART_COUNT" => "2")
+    out, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--dry-run", env: env)
+    expect([code, err]).to match([0, /for run 2 on cluster mtcluster: name is/])
+    name = out.chomp
+    expect(name).to start_with("mt|mtclass|2.")
+    expect(open_name(name, "mtowner", restarts: 2)["message"]["app"]).to eq("A")
+    # After a requeue (or before it), and for the same job id on another cluster, it does not open.
+    [{ restarts: 0 }, { restarts: 3 }, { cluster: "othercluster", restarts: 2 }].each do |run|
+      expect { open_name(name, "mtowner", **run) }.to raise_error(MultiTenant::SealError), run.inspect
+    end
+  end
+
+  it "refuses to publish without the cluster name unless given by flags" do
+    env = job_env("mtowner").except("SLURM_CLUSTER_NAME")
+    out, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--dry-run", env: env)
+    expect([out, code]).to eq(["", 3])
+    expect(err).to eq("mtshare: SLURM_CLUSTER_NAME is not set: run mtshare inside the Slurm job, or give --cluster (and --restarts) explicitly\n")
+    out, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--dry-run", "--cluster", "c2",
+                             "--restarts", "5", env: env)
+    expect([code, err]).to match([0, /for run 5 on cluster c2:/])
+    expect(open_name(out.chomp, "mtowner", cluster: "c2", restarts: 5)["group"]).to eq("mtclass")
+    _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--dry-run", "--cluster", "a|b", env: env)
+    expect([code, err]).to eq([3, %(mtshare: cluster name "a|b" must be 1-64 letters, digits, '_', '-', '.'\n)])
+    _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--dry-run",
+                           env: job_env("mtowner", "SLURM_RESTART_COUNT" => "-1"))
+    expect(code).to eq(2)
+    expect(err).to include("--restarts")
   end
 
   it "refuses an unreadable key with a clear message when run by a non-member" do
@@ -121,6 +154,17 @@ RSpec.describe "mtshare" do
       expect(File.read(File.join(@tmp, "calls")).lines.map(&:chomp)).to eq(%w[update JobId=777 JobName=ollama-service])
     end
 
+    it "does not put a sealed name back on unshare (SLURM_JOB_NAME after a requeue)" do
+      fake_scontrol(%(printf '%s\\n' "$@" >> #{@tmp}/calls))
+      name, = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--dry-run")
+      _, err, code = mtshare("mtowner", "unshare", env: job_env("mtowner", "SLURM_JOB_NAME" => name.chomp,
+                                                                          "SLURM_RESTART_COUNT" => "1"))
+      expect([code, err]).to eq([3, "mtshare: the name to restore is itself a share (SLURM_JOB_NAME after a requeue of a shared job): give --name with a plain name\n"])
+      expect(File.read(File.join(@tmp, "calls"))).to eq("")
+      _, _, code = mtshare("mtowner", "unshare", "--name", "ollama-service", env: job_env("mtowner", "SLURM_JOB_NAME" => name.chomp))
+      expect(code).to eq(0)
+    end
+
     it "fails with exit 5 when scontrol complains, even on exit 0" do
       fake_scontrol("echo 'slurm_update error: Invalid user id' >&2; exit 0")
       _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A")
@@ -133,16 +177,23 @@ RSpec.describe "mtshare" do
     name = name.chomp
     out, _, code = mtshare("mtoutsider", "inspect", name)
     expect(code).to eq(0)
-    expect(out).to include("group    mtclass", "size     #{name.size} of 1024", "content  not decoded: give --job-id and --owner")
-    out, err, code = mtshare("mtoutsider", "inspect", name, "--job-id", "777", "--owner", "mtowner")
+    expect(out).to include("group    mtclass", "size     #{name.size} of 1024", "format   2 (key ", "bound to job, owner, cluster and run)",
+                           "content  not decoded: give --job-id, --owner and --cluster (and --restarts after a requeue)")
+    out, _, code = mtshare("mtmember", "inspect", name, "--job-id", "777", "--owner", "mtowner")
+    expect(code).to eq(0)
+    expect(out).to include("content  not decoded: give --cluster")
+    out, err, code = mtshare("mtoutsider", "inspect", name, "--job-id", "777", "--owner", "mtowner", "--cluster", "mtcluster")
     expect(code).to eq(4)
     expect(out).to include("group    mtclass")
     expect(err).to eq("mtshare: #{@key_dir}/mtclass.key: permission denied for mtoutsider: only members of group mtclass can read its key\n")
-    out, _, code = mtshare("mtmember", "inspect", name, "--job-id", "777", "--owner", "mtowner")
+    out, _, code = mtshare("mtmember", "inspect", name, "--job-id", "777", "--owner", "mtowner", "--cluster", "mtcluster")
     expect(code).to eq(0)
-    expect(out).to include("app      A", %(conn     host = "n1"))
-    _, err, code = mtshare("mtmember", "inspect", name, "--job-id", "778", "--owner", "mtowner")
-    expect([code, err]).to eq([6, "mtshare: seal does not verify: wrong key, or the name was altered or moved to another job, owner or group\n"])
+    expect(out).to include("app      A", %(conn     host = "n1"), "bound    job 777 of mtowner, run 0 (restart count) on cluster mtcluster")
+    [%w[--job-id 778 --cluster mtcluster], %w[--job-id 777 --cluster other], %w[--job-id 777 --cluster mtcluster --restarts 1]].each do |args|
+      _, err, code = mtshare("mtmember", "inspect", name, "--owner", "mtowner", *args)
+      expect([code, err.lines.size]).to eq([6, 1]), args.inspect
+      expect(err).to match(/\Amtshare: .*seal does not/)
+    end
   end
 
   it "refuses out-of-range expiries with the flag it was given" do

@@ -346,8 +346,23 @@ fn publish(p: Publish) -> Result<(), Error> {
         println!("{name}");
         eprintln!("mtshare: dry run, job {} not renamed: {summary}", p.job.job_id);
     } else {
-        Scheduler::default().rename_job(&p.job.job_id, &name)?;
+        rename_job(&p.job.job_id, &name)?;
         println!("mtshare: published job {}: {summary}", p.job.job_id);
+    }
+    Ok(())
+}
+
+/// `scontrol update JobId=<id> JobName=<name>`. A stderr line that reports an error means the job was
+/// not renamed, even when scontrol exits 0 (`slurm_update error: …`): the publisher must not say it
+/// published. Other stderr lines are passed on as warnings.
+fn rename_job(job_id: &str, name: &str) -> Result<(), Error> {
+    let args = ["update", &format!("JobId={job_id}"), &format!("JobName={name}")];
+    let out = Scheduler::default().output("scontrol", &args)?;
+    if let Some(line) = out.warnings.iter().find(|l| l.to_ascii_lowercase().contains("error")) {
+        return Err(Error::Command { program: "scontrol".into(), reason: line.clone() });
+    }
+    for w in &out.warnings {
+        eprintln!("mtshare: warning: scontrol: {w}");
     }
     Ok(())
 }
@@ -369,7 +384,7 @@ fn unshare(u: Unshare) -> Result<(), Error> {
         println!("scontrol update JobId={} JobName={}", u.job_id, u.name);
         return Ok(());
     }
-    Scheduler::default().rename_job(&u.job_id, &u.name)?;
+    rename_job(&u.job_id, &u.name)?;
     println!("mtshare: job {} is no longer shared; its name is {:?} again", u.job_id, u.name);
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! Writes the version 2 test vectors in `docs/vectors/` (run once; they are committed):
 //! `cargo run -p multitenant-core --example make_vectors -- docs/vectors`
 //!
-//! `v1-*.json` and `legacy-*.json` are frozen: they were written by the v1 implementation's version
-//! of this program (git history of this file, up to commit 6a8ff73) and are kept byte for byte, so
-//! that they prove names written by older publishers still open. This build has no v1 sealer; it
-//! reads `v1-ollama.json` to write the vectors that cross versions.
+//! The v1 and legacy vectors are frozen: they were written by the v1 implementation's version of this
+//! program (git history of this file, up to commit 6a8ff73) and are kept byte for byte, so that they
+//! prove names written by older publishers still open. This build has no v1 sealer; it reads
+//! `v1-ollama.json` to write the two vectors that cross versions (`v1-any-cluster-or-run`,
+//! `v1-upgraded-to-v2`).
 
 #[path = "common/mod.rs"]
 mod common;
