@@ -73,6 +73,62 @@ module MultiTenant
       "#{Shellwords.escape(publisher)} publish #{Shellwords.join(flags)}"
     end
 
+    # Shell functions for the service apps' after.sh (and script.sh): a share is published only when
+    # the service answers, the way a member connects, at the published host and port. after.sh is
+    # sourced by OOD's job script after it starts script.sh in the background as SCRIPT_PID
+    # (ood_core lib/ood_core/batch_connect/template.rb, base_script); on failure it prints one line,
+    # `multitenant: …: not published`, and ends the job through OOD's clean_up (which stops script.sh)
+    # with status 1. MULTITENANT_READY_SECONDS (in the job's environment, e.g. from the cluster's
+    # script_wrapper) bounds each wait; default 600.
+    SHELL_FUNCTIONS = <<~'SH'
+      mt_ready_seconds="${MULTITENANT_READY_SECONDS:-600}"
+      case "${mt_ready_seconds}" in '' | *[!0-9]*) mt_ready_seconds=600 ;; esac
+      # mt_fail WHY: the one line that says why nothing was published; the job ends with status 1.
+      mt_fail() {
+        echo "multitenant: $1: not published"
+        if declare -F clean_up >/dev/null; then clean_up 1; fi
+        [ -n "${SCRIPT_PID:-}" ] && kill "${SCRIPT_PID}" 2>/dev/null
+        exit 1
+      }
+      # True while the app's script.sh (and so its server) runs.
+      mt_running() { [ -z "${SCRIPT_PID:-}" ] || kill -0 "${SCRIPT_PID}" 2>/dev/null; }
+      # mt_wait WHAT SECONDS COMMAND...: runs COMMAND once a second until it succeeds; fails the job when
+      # script.sh ends first or SECONDS pass (with COMMAND's last error, if it said one).
+      mt_wait() {
+        local what="$1" limit="$2" start="${SECONDS}" last=""
+        shift 2
+        until last="$("$@" 2>&1 >/dev/null)"; do
+          mt_running || mt_fail "${what}: the service ended first (its output is above)"
+          if [ $((SECONDS - start)) -ge "${limit}" ]; then
+            last="$(printf '%s' "${last}" | tr -s '\r\n\t' '   ' | cut -c1-300)"
+            mt_fail "${what}: not within ${limit} s${last:+ (${last% })}"
+          fi
+          sleep 1
+        done
+      }
+      # mt_http URL: URL answers an HTTP request (any status below 500), straight, never through a proxy.
+      mt_http() {
+        local code
+        code="$(curl --noproxy '*' -sS -o /dev/null -m 5 -w '%{http_code}' "$1")" || return 1
+        [ "${code}" -ge 100 ] && [ "${code}" -lt 500 ] || { echo "HTTP status ${code}" >&2; return 1; }
+      }
+      # mt_lists URL MODEL: URL (an Ollama /api/tags) lists MODEL (or MODEL:latest).
+      mt_lists() {
+        local tags
+        tags="$(curl --noproxy '*' -sS -f -m 5 "$1")" || return 1
+        if command -v python3 >/dev/null 2>&1; then
+          printf '%s' "${tags}" | python3 -c 'import json, sys
+      m = sys.argv[1]
+      names = {n for x in json.load(sys.stdin).get("models") or [] for n in (x.get("name"), x.get("model"))}
+      sys.exit(0 if m in names or m + ":latest" in names else 1)' "$2"
+        else
+          printf '%s' "${tags}" | tr -d ' \t\r\n' | grep -qF -e "\"name\":\"$2\"" -e "\"name\":\"$2:latest\""
+        fi
+      }
+    SH
+
+    def shell_functions = SHELL_FUNCTIONS
+
     # An http(s) URL, or "" — for values a client app puts in its job's environment.
     def http_url(url)
       uri = URI.parse(url.to_s.strip)

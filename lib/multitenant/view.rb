@@ -34,6 +34,38 @@ module MultiTenant
       %(<a href="#{h(url)}" target="_blank" rel="noopener noreferrer">#{h(url)}</a>)
     end
 
+    # How a card links to a web service on a compute node, which a browser outside the cluster cannot
+    # reach: MULTITENANT_NODE_PROXY in the dashboard's env. "rnode" (default): OOD's reverse proxy
+    # /rnode/<host>/<port>/<path>, which strips its prefix (for apps serving at "/"); "node":
+    # /node/<host>/<port>/<path>, which passes the full path (for apps told their base URL, as OOD's
+    # Jupyter is); "direct": the service's own http://<host>:<port>/ (for sites whose browsers reach
+    # the nodes). The proxy paths are OOD's: OSC/ondemand v4.2.3 apps/dashboard/app/helpers/
+    # batch_connect/sessions_helper.rb:174 and app/views/batch_connect/sessions/connections/
+    # _novnc.html.erb:5 reach a node's port as "rnode/#{connect.host}/#{connect.websocket}/..."; the
+    # prefixes are the site's node_uri "/node" and rnode_uri "/rnode" in ood_portal.yml, whose
+    # host_regex must match the node's name.
+    NODE_PROXIES = %w[rnode node direct].freeze
+
+    def node_proxy
+      mode = ENV["MULTITENANT_NODE_PROXY"].to_s.strip.downcase
+      NODE_PROXIES.include?(mode) ? mode : "rnode"
+    end
+
+    # The path through OOD's node proxy for a plain http URL on the share's own node, else nil.
+    def proxied(url, host)
+      mode = node_proxy
+      return nil if mode == "direct" || !http?(url)
+
+      uri = URI.parse(url.to_s)
+      return nil unless uri.scheme == "http" && uri.host == host.to_s && uri.host.match?(/\A[A-Za-z0-9][A-Za-z0-9.-]{0,252}\z/)
+      return nil unless uri.userinfo.nil? && uri.port.between?(1, 65_535)
+
+      path = uri.path.to_s.empty? ? "/" : uri.path
+      "/#{mode}/#{uri.host}/#{uri.port}#{path}#{"?#{uri.query}" if uri.query}"
+    rescue URI::InvalidURIError
+      nil
+    end
+
     def code(text) = "<pre><code>#{h(text)}</code></pre>"
     def rows(pairs) = "<table class=\"table table-sm\">#{pairs.map { |k, v| "<tr><th>#{h(k)}</th><td>#{v}</td></tr>" }.join}</table>"
     def section(title, body) = %(<div class="mt-section"><h5>#{h(title)}</h5>#{body}</div>)
@@ -85,7 +117,15 @@ module MultiTenant
       end
       if (url = c["url"])
         used << "url"
-        parts << section("Web dashboard", "<p>#{link(url)}</p>")
+        # Through OOD's node proxy when the site uses one; the direct URL stays readable, for programs
+        # inside the cluster.
+        body = if (path = proxied(url, c["host"]))
+                 %(<p><a class="btn btn-primary" href="#{h(path)}" target="_blank" rel="noopener noreferrer">Open</a></p>) +
+                   %(<p class="small">From inside the cluster: <code>#{h(url)}</code></p>)
+               else
+                 "<p>#{link(url)}</p>"
+               end
+        parts << section("Web dashboard", body)
       end
       rest = c.except(*used)
       parts << section(parts.empty? ? "Connection" : "Other values", rows(rest.map { |k, v| [k, k.match?(SECRET) ? h(v) : link(v)] })) unless rest.empty?

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "ostruct"
+require "socket"
 require "yaml"
 
 # The service and client apps' templates, rendered as OOD renders them: form.yml.erb at top level,
@@ -28,29 +29,120 @@ RSpec.describe "service and client app templates" do
       "mt_expires_hours" => "", "bc_num_hours" => "8" }.merge(SERVICES.fetch(app, {})).merge(extra)
   end
 
-  # Runs the rendered after.sh with a publisher that records its arguments, one per line, or nil when
-  # it did not run; port_opens: false makes OOD's wait_until_port_used time out.
-  def published_args(app, context, port_opens: true, output: [])
+  # Runs the rendered after.sh as OOD's job script sources it (script.sh alive as SCRIPT_PID), with a
+  # publisher that records its arguments, one per line; returns them, or nil when it did not run.
+  # ready: false makes every check fail (curl, psql and mariadb stubs that cannot connect, no ready
+  # marker), with MULTITENANT_READY_SECONDS=1. The job's exit status goes in status[:code].
+  def published_args(app, context, ready: true, output: [], status: {})
     Dir.mktmpdir do |dir|
       fake = File.join(dir, "mtshare")
       File.write(fake, "#!/bin/sh\nprintf '%s\\n' \"$@\" > #{dir}/args\n")
+      stubs = File.join(dir, "bin")
+      FileUtils.mkdir_p(stubs)
+      tags = %({"models": [{"name": "m", "model": "m"}]})
+      stub = lambda do |name, body|
+        File.write(File.join(stubs, name), "#!/bin/sh\nprintf '%s\\n' \"$*\" >> #{dir}/#{name}.log\n#{body}\n")
+        File.chmod(0o755, File.join(stubs, name))
+      end
+      if ready
+        stub.call("curl", "case \"$*\" in *http_code*) printf 200 ;; *) printf '%s' '#{tags}' ;; esac")
+        %w[psql mariadb].each { |c| stub.call(c, "exit 0") }
+      else
+        stub.call("curl", "echo 'curl: (7) Failed to connect' >&2; exit 7")
+        %w[psql mariadb].each { |c| stub.call(c, "echo 'connection refused' >&2; exit 2") }
+      end
       File.chmod(0o755, fake)
       script = <<~SH
-        wait_until_port_used() { #{port_opens ? "return 0" : "return 1"}; }
+        export PATH=#{stubs}:$PATH MULTITENANT_READY_SECONDS=#{ready ? 600 : 1}
+        sleep 30 & SCRIPT_PID=$!
         host=node1 port=4242 ollama_url=http://node1:4242 ollama_model=m url=http://node1:4242/ db_dir=#{dir}
-        #{port_opens ? 'touch "$db_dir/ready"' : ""}
+        #{ready ? 'touch "$db_dir/ready"' : ""}
         db_engine=postgresql db_name=msba db_user=msba_user db_password=S3cretPw jdbc_url=jdbc:postgresql://node1:4242/msba
         content_format=markdown content_file=#{dir}/content
         echo '# hi' > "$content_file"
         #{ClimateControl.env("MULTITENANT_PUBLISHER" => fake) { render(app, "template/after.sh.erb", context) }}
         echo "job script goes on"
+        kill $SCRIPT_PID
       SH
-      out, err, status = Open3.capture3("bash", "-c", script, chdir: dir)
-      raise err unless status.success?
-
+      out, err, st = Open3.capture3("bash", "-c", script, chdir: dir)
+      status[:code] = st.exitstatus
+      status[:err] = err
+      status[:logs] = Dir[File.join(dir, "*.log")].to_h { |f| [File.basename(f, ".log"), File.read(f)] }
       output.replace(out.lines(chomp: true))
       File.exist?(File.join(dir, "args")) ? File.read(File.join(dir, "args")).split("\n") : nil
     end
+  end
+
+  # Runs a whole job as OOD's basic template does (ood_core batch_connect/template.rb, base_script):
+  # before.sh, script.sh in the background as SCRIPT_PID, after.sh, then waits on the script; clean_up
+  # stops the script's children. `stubs` are commands put first on PATH ({name => shell body}); the
+  # publisher records its arguments and, for the LLM, what the published URL listed at that moment.
+  # Returns {out:, code:, args:, tags_at_publish:}; a job that publishes is stopped once it has.
+  def run_job(app, context, host:, env: {}, stubs: {}, timeout: 60)
+    Dir.mktmpdir do |dir|
+      bin = File.join(dir, "bin")
+      FileUtils.mkdir_p(bin)
+      stubs.each do |name, body|
+        File.write(File.join(bin, name), "#!/bin/bash\n#{body}\n")
+        File.chmod(0o755, File.join(bin, name))
+      end
+      fake = File.join(dir, "mtshare")
+      File.write(fake, <<~SH)
+        #!/bin/sh
+        [ -n "${ollama_url}" ] && curl --noproxy '*' -s "${ollama_url}/api/tags" > #{dir}/tags_at_publish
+        printf '%s\\n' "$@" > #{dir}/args.tmp && mv #{dir}/args.tmp #{dir}/args
+      SH
+      File.chmod(0o755, fake)
+      rendered = ClimateControl.env("MULTITENANT_PUBLISHER" => fake, "MULTITENANT_OLLAMA" => env["MULTITENANT_OLLAMA"]) do
+        %w[before script after].to_h { |t| [t, render(app, "template/#{t}.sh.erb", context)] }
+      end
+      rendered.each { |t, text| File.write(File.join(dir, "#{t}.sh"), text) }
+      File.chmod(0o755, File.join(dir, "script.sh"))
+      File.write(File.join(dir, "job.sh"), <<~SH)
+        export PATH=#{bin}:$PATH
+        clean_up() { echo "Cleaning up..."; [[ ${SCRIPT_PID} ]] && pkill -P ${SCRIPT_PID} || :; pkill -P $$; exit ${1:-0}; }
+        find_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'; }
+        host=#{Shellwords.escape(host)}
+        export host
+        source ./before.sh
+        ./script.sh &
+        SCRIPT_PID=$!
+        source ./after.sh
+        echo "connection.yml written"
+        wait ${SCRIPT_PID} || clean_up 1
+        clean_up
+      SH
+      out_r, out_w = IO.pipe
+      job_id = "9#{rand(10**8)}"
+      tmp = env["TMPDIR"] || Dir.mktmpdir("mtjob")
+      pid = Process.spawn(env.merge("SLURM_JOB_ID" => job_id, "TMPDIR" => tmp), "bash", "job.sh", chdir: dir, out: out_w, err: out_w, pgroup: true)
+      out_w.close
+      reader = Thread.new { out_r.read }
+      code = nil
+      deadline = Time.now + timeout
+      until code || File.exist?(File.join(dir, "args")) || Time.now > deadline
+        _, st = Process.waitpid2(pid, Process::WNOHANG)
+        code = st&.exitstatus
+        sleep 0.1
+      end
+      published = File.exist?(File.join(dir, "args"))
+      unless code
+        sleep 0.3 if published
+        Process.kill("TERM", -pid) rescue nil # rubocop:disable Style/RescueModifier
+        Process.wait(pid)
+      end
+      { out: reader.value.lines(chomp: true), code: code, timed_out: !code && !published,
+        args: published ? File.read(File.join(dir, "args")).split("\n") : nil,
+        tags_at_publish: File.exist?(File.join(dir, "tags_at_publish")) ? JSON.parse(File.read(File.join(dir, "tags_at_publish"))) : nil,
+        files: Dir[File.join(bin, "*.{args,log,mode}")].to_h { |f| [File.basename(f), File.read(f)] } }
+    ensure
+      FileUtils.rm_rf(env["TMPDIR"] ? File.join(tmp, "multitenant-db-#{job_id}") : tmp) if tmp
+    end
+  end
+
+  # A local address that is not loopback: a server listening on 127.0.0.1 only does not answer there.
+  def outward_ip
+    Socket.ip_address_list.find { |a| a.ipv4? && !a.ipv4_loopback? }&.ip_address or skip "no non-loopback IPv4 address here"
   end
 
   module ClimateControl
@@ -133,12 +225,33 @@ RSpec.describe "service and client app templates" do
   end
 
   %w[multitenant-llm multitenant-database multitenant-dashboard].each do |app|
-    it "#{app}: publishes nothing when the service never opens its port, says so, and the job script goes on" do
+    it "#{app}: publishes nothing when the service never answers at the published host and port, says so in one line, and the job fails" do
       out = []
-      expect(published_args(app, context_for(app), port_opens: false, output: out)).to be_nil
-      expect(out.grep(/\Amultitenant: .+: not published\z/).size).to eq(1)
-      expect(out.last).to eq("job script goes on")
+      status = {}
+      expect(published_args(app, context_for(app), ready: false, output: out, status: status)).to be_nil
+      expect(out.grep(/\Amultitenant: .+: not published\z/).size).to eq(1), out.inspect
+      expect(out).not_to include("job script goes on")
+      expect(status[:code]).to eq(1)
     end
+  end
+
+  it "multitenant-dashboard: checks the published URL with an HTTP request, never through a proxy" do
+    status = {}
+    published_args("multitenant-dashboard", context_for("multitenant-dashboard"), status: status)
+    expect(status[:logs]["curl"].lines.map(&:split)).to all(include("--noproxy", "http://node1:4242/"))
+  end
+
+  it "multitenant-llm: checks that the published URL's /api/tags lists the model" do
+    status = {}
+    expect(published_args("multitenant-llm", context_for("multitenant-llm"), status: status)).not_to be_nil
+    expect(status[:logs]["curl"].lines.map(&:split)).to all(include("http://node1:4242/api/tags"))
+  end
+
+  it "multitenant-database: logs in over TCP at the published host and port as the shared role, the password in the environment" do
+    status = {}
+    expect(published_args("multitenant-database", context_for("multitenant-database"), status: status)).not_to be_nil
+    expect(status[:logs]["psql"]).to include("-h node1 -p 4242 -U msba_user -d msba")
+    expect(status[:logs]["psql"]).not_to include("S3cretPw")
   end
 
   it "multitenant-database hands its password to mtshare through the environment, never its command line" do
@@ -166,6 +279,113 @@ RSpec.describe "service and client app templates" do
       expect(File.stat(app_file(app, "template/script.sh.erb")).mode & 0o777).to eq(0o755)
       index = `git -C #{ROOT} ls-files -s -- ood/apps/#{app}/template/script.sh.erb 2>/dev/null`
       expect(index).to start_with("100755 ") unless index.empty?
+    end
+  end
+
+  describe "whole jobs, run as OOD runs them (before.sh, script.sh in the background, after.sh)" do
+    FAKE_OLLAMA = File.join(ROOT, "spec/ood/fake-ollama")
+    NOT_PUBLISHED = /\Amultitenant: .+: not published\z/
+
+    # PostgreSQL stand-ins: initdb makes the data dir; postgres records its arguments and the socket
+    # dir's mode, then runs BODY; pg_isready answers while postgres says it is up; psql on the socket
+    # sets up, over TCP it logs what a member's login would use and runs LOGIN.
+    def pg_stubs(postgres:, login: "exit 0")
+      here = 'here="$(dirname "$0")"'
+      { "initdb" => 'mkdir -p "$2"; touch "$2/pg_hba.conf"',
+        "postgres" => <<~SH,
+          #{here}
+          printf '%s\n' "$@" > "$here/postgres.args"
+          stat -c %a "$6" > "$here/sockdir.mode"
+          #{postgres}
+        SH
+        "pg_isready" => %(#{here}; [ -e "$here/postgres.up" ]),
+        "psql" => <<~SH,
+          #{here}
+          case "$*" in *"-h /tmp/mtdb."*) cat >/dev/null; exit 0 ;; esac
+          printf '%s\n' "$* PGPASSWORD=${PGPASSWORD:+set}" >> "$here/login.log"
+          #{login}
+        SH
+        "createdb" => "exit 0" }
+    end
+
+    it "multitenant-database: a PostgreSQL that dies (socket path too long) is noticed at once: not published, one line, the job fails" do
+      die = %(echo 'FATAL:  Unix-domain socket path "/long/.s.PGSQL.4242" is too long (maximum 107 bytes)' >&2; exit 1)
+      t = Time.now
+      job = run_job("multitenant-database", context_for("multitenant-database"), host: "node1", stubs: pg_stubs(postgres: die),
+                                                                                 env: { "MULTITENANT_READY_SECONDS" => "30" })
+      expect(Time.now - t).to be < 15
+      expect(job[:args]).to be_nil, job[:out].join("\n")
+      expect(job[:code]).to eq(1)
+      expect(job[:out].grep(NOT_PUBLISHED)).to eq(["multitenant: PostgreSQL on node1:#{job[:files]["postgres.args"].lines[3].strip}: the server was not set up: the service ended first (its output is above): not published"]), job[:out].join("\n")
+      expect(job[:out]).to include("PostgreSQL exited with status 1 before it accepted connections")
+      expect(job[:out]).not_to include("connection.yml written")
+    end
+
+    it "multitenant-database: the socket is in a short private dir (0700), removed when the job ends, however long TMPDIR is" do
+      job = run_job("multitenant-database", context_for("multitenant-database"), host: "node1",
+                                                                                 stubs: pg_stubs(postgres: 'touch "$here/postgres.up"; exec sleep 30'),
+                                                                                 env: { "TMPDIR" => File.join(Dir.tmpdir, "x" * 120) })
+      expect(job[:args]).not_to be_nil, job[:out].join("\n")
+      args = job[:files]["postgres.args"].lines(chomp: true)
+      sock = args[args.index("-k") + 1]
+      expect(sock).to match(%r{\A/tmp/mtdb\.\w{6}\z})
+      expect(job[:files]["sockdir.mode"].strip).to eq("700")
+      expect(args[args.index("-D") + 1]).to include("x" * 120)
+      poll_gone = (1..50).find { File.exist?(sock) ? (sleep 0.1; false) : true } # rubocop:disable Style/Semicolon
+      expect(poll_gone).not_to be_nil, "#{sock} is still there"
+    end
+
+    it "multitenant-database: publishes only after the shared role logs in over TCP at the published host and port; a failing login is not published" do
+      job = run_job("multitenant-database", context_for("multitenant-database"), host: "node7",
+                                                                                 stubs: pg_stubs(postgres: 'touch "$here/postgres.up"; exec sleep 30'))
+      expect(job[:args]).not_to be_nil, job[:out].join("\n")
+      port = job[:args].grep(/\Aport=/).first.delete_prefix("port=")
+      expect(job[:files]["login.log"]).to eq("-X -w -h node7 -p #{port} -U msba_user -d msba -tAc select 1 PGPASSWORD=set\n")
+
+      bad = run_job("multitenant-database", context_for("multitenant-database"), host: "node7",
+                                                                                 stubs: pg_stubs(postgres: 'touch "$here/postgres.up"; exec sleep 30',
+                                                                                                 login: "echo 'FATAL:  password authentication failed' >&2; exit 2"),
+                                                                                 env: { "MULTITENANT_READY_SECONDS" => "2" })
+      expect(bad[:args]).to be_nil
+      expect(bad[:code]).to eq(1)
+      line = bad[:out].grep(NOT_PUBLISHED)
+      expect(line.size).to eq(1)
+      expect(line.first).to include("msba_user could not log in to msba over TCP: not within 2 s (FATAL: password authentication failed)")
+    end
+
+    it "multitenant-llm: a pull that fails (no internet) publishes nothing, says so in one line, and the job fails" do
+      ip = outward_ip
+      job = run_job("multitenant-llm", context_for("multitenant-llm", "ollama_model" => "tiny:1b"), host: ip,
+                                                                                            env: { "MULTITENANT_OLLAMA" => FAKE_OLLAMA, "FAKE_OLLAMA_PULL" => "fail" })
+      expect(job[:args]).to be_nil
+      expect(job[:code]).to eq(1)
+      expect(job[:out].grep(NOT_PUBLISHED)).to eq(["multitenant: http://#{ip}:#{job[:out].join[/Listening on 0\.0\.0\.0:(\d+)/, 1]}/api/tags did not list tiny:1b: the service ended first (its output is above): not published"])
+      expect(job[:out]).to include(a_string_starting_with("Error: pull model manifest"), a_string_starting_with("ollama pull tiny:1b failed"))
+    end
+
+    it "multitenant-llm: a slow pull is published only once the published URL lists the model; the server listens on every interface" do
+      ip = outward_ip
+      t = Time.now
+      job = run_job("multitenant-llm", context_for("multitenant-llm", "ollama_model" => %(tiny:1b<i>"&'</i>)), host: ip,
+                                                                                                            env: { "MULTITENANT_OLLAMA" => FAKE_OLLAMA, "FAKE_OLLAMA_PULL" => "slow:3" })
+      expect(job[:args]).not_to be_nil, job[:out].join("\n")
+      expect(Time.now - t).to be >= 3
+      expect(job[:out]).to include(a_string_matching(/\AListening on 0\.0\.0\.0:\d+/))
+      expect(job[:args].each_cons(2).to_a).to include(["--set", %(ollama_model=tiny:1b<i>"&'</i>)], ["--set", a_string_matching(%r{\Aollama_url=http://#{Regexp.escape(ip)}:\d+\z})])
+      expect(job[:tags_at_publish]["models"].map { |m| m["name"] }).to eq([%(tiny:1b<i>"&'</i>)])
+      expect(job[:out].grep(/multitenant:/)).to eq([])
+    end
+
+    it "multitenant-dashboard: a command that listens on loopback only is not published (members use the node's name); one on every interface is" do
+      ip = outward_ip
+      ctx = ->(cmd) { context_for("multitenant-dashboard", "app_command" => cmd) }
+      job = run_job("multitenant-dashboard", ctx.call("exec python3 -m http.server --bind 127.0.0.1 \"$port\""), host: ip,
+                                                                                                                env: { "MULTITENANT_READY_SECONDS" => "3" })
+      expect(job[:args]).to be_nil
+      expect(job[:code]).to eq(1)
+      expect(job[:out].grep(NOT_PUBLISHED)).to match([a_string_matching(%r{\Amultitenant: http://#{Regexp.escape(ip)}:\d+/ did not answer over HTTP: not within 3 s \(curl: \(7\) })])
+      good = run_job("multitenant-dashboard", ctx.call("exec python3 -m http.server \"$port\""), host: ip)
+      expect(good[:args].each_cons(2).to_a).to include(["--set", a_string_matching(%r{\Aurl=http://#{Regexp.escape(ip)}:\d+/\z})])
     end
   end
 

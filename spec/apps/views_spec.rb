@@ -75,6 +75,46 @@ RSpec.describe "delivery app views" do
     expect(html).to include("javascript:alert(document.cookie)")
   end
 
+  describe "a web dashboard on a compute node (MULTITENANT_NODE_PROXY)" do
+    around do |example|
+      saved = ENV["MULTITENANT_NODE_PROXY"]
+      example.run
+    ensure
+      saved ? ENV["MULTITENANT_NODE_PROXY"] = saved : ENV.delete("MULTITENANT_NODE_PROXY")
+    end
+
+    let(:board) { base.merge("host" => "node1.cluster", "port" => "4242", "url" => "http://node1.cluster:4242/app?x=1&y=<2>") }
+
+    it "links through OOD's /rnode/ proxy by default, and shows the direct URL as text" do
+      ENV.delete("MULTITENANT_NODE_PROXY")
+      html = render("multitenant-delivery_default", board)
+      expect(html).to include(%(<a class="btn btn-primary" href="/rnode/node1.cluster/4242/app?x=1&amp;y=%3C2%3E" target="_blank" rel="noopener noreferrer">Open</a>))
+      expect(html).to include("<code>http://node1.cluster:4242/app?x=1&amp;y=&lt;2&gt;</code>")
+      expect(html).not_to include(%(href="http://node1.cluster))
+      expect_inert(html)
+    end
+
+    it "links through /node/ when the site says node, and straight to the node when it says direct" do
+      ENV["MULTITENANT_NODE_PROXY"] = "node"
+      expect(render("multitenant-delivery_default", board.merge("url" => "http://node1.cluster:4242"))).to include(%(href="/node/node1.cluster/4242/"))
+      ENV["MULTITENANT_NODE_PROXY"] = "direct"
+      html = render("multitenant-delivery_default", board.merge("url" => "http://node1.cluster:4242/"))
+      expect(html).to include(%(<a href="http://node1.cluster:4242/" target="_blank" rel="noopener noreferrer">http://node1.cluster:4242/</a>))
+      expect(html).not_to include("/rnode/", "/node/")
+      ENV["MULTITENANT_NODE_PROXY"] = "bogus"
+      expect(render("multitenant-delivery_default", board.merge("url" => "http://node1.cluster:4242/"))).to include(%(href="/rnode/node1.cluster/4242/"))
+    end
+
+    it "proxies only a plain http URL on the share's own node; anything else is linked or shown as before" do
+      ENV.delete("MULTITENANT_NODE_PROXY")
+      others = ["https://node1.cluster:4242/", "http://elsewhere:4242/", "http://user:pw@node1.cluster:4242/", "http://lab.example.edu/app"]
+      others.each do |url|
+        expect(render("multitenant-delivery_default", board.merge("url" => url))).not_to include("/rnode/"), url
+      end
+      expect(render("multitenant-delivery_default", board.merge("host" => "node1.cluster/../x", "url" => "http://node1.cluster:4242/"))).not_to include("/rnode/")
+    end
+  end
+
   it "debug: shows the share as JSON with secrets only behind a click" do
     html = render("multitenant-delivery_debug", base.merge("db_password" => "hunter2", "api_token" => "t0k", "host" => "n1"))
     visible = html.split("<details>").first
