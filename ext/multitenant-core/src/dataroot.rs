@@ -13,7 +13,8 @@
 //!   the old file or the new one, never half of one; directories are removed only when empty.
 //!
 //! Opened directories are remembered per relative path for the life of a `DataRoot` (one reconcile or
-//! one settle), so a run over many cards walks each directory once.
+//! one settle), so a run over many cards walks each directory once (up to [`MAX_REMEMBERED`] open at
+//! a time).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -48,6 +49,9 @@ pub(crate) struct DataRoot {
     root: Rc<OwnedFd>,
     dirs: RefCell<BTreeMap<PathBuf, Rc<OwnedFd>>>,
 }
+
+/// Directory descriptors kept open at most by one `DataRoot`.
+const MAX_REMEMBERED: usize = 256;
 
 /// How a directory was reached, for the message that refuses it.
 #[derive(Clone, Copy)]
@@ -199,7 +203,13 @@ impl DataRoot {
             }
             let Some(fd) = self.open_step(&cur, part, &self.path.join(&at), create)? else { return Ok(None) };
             cur = Rc::new(fd);
-            self.dirs.borrow_mut().insert(at.clone(), cur.clone());
+            let mut dirs = self.dirs.borrow_mut();
+            // Each card has an output directory of its own: a run over very many must not run out of
+            // descriptors. Starting over costs a few re-walks of the shared directories.
+            if dirs.len() >= MAX_REMEMBERED {
+                dirs.clear();
+            }
+            dirs.insert(at.clone(), cur.clone());
         }
         Ok(Some(cur))
     }
