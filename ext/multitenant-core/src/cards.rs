@@ -416,7 +416,14 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
                 *e = Entry { created_at: e.created_at, ..w.entry };
                 report.updated.push(id);
             }
-            Err(err) => report.errors.push(format!("card {id}: {err}")),
+            Err(err) => {
+                if e.output != w.entry.output {
+                    // Leave nothing untracked behind in the new place.
+                    let _ = root.remove(&w.entry.output.join("connection.yml"));
+                    root.remove_empty_dir(&w.entry.output);
+                }
+                report.errors.push(format!("card {id}: {err}"));
+            }
         }
     }
     if let Some(line) = held.summary(opts, report.held_back.len()) {
