@@ -51,7 +51,7 @@ results = []
   shared.each_with_index do |id, i|
     msg = { "session_id" => "s#{i}", "app" => "Ollama_#{i}", "method" => "card", "delivery" => "sys/multitenant-delivery_default",
             "connection" => { "host" => "node#{i}", "ollama_url" => "http://node#{i}:4000" } }
-    sh!("scontrol", "update", "JobId=#{id}", "JobName=#{MultiTenant::Envelope.seal(msg, key: key, group: "mtclass", job_id: id, owner: "mtowner")}")
+    sh!("scontrol", "update", "JobId=#{id}", "JobName=#{MultiTenant::Envelope.seal(msg, key: key, group: "mtclass", job_id: id, owner: "mtowner", cluster: "mtcluster")}")
   end
   wait_for("#{total} running") { sh!("squeue", "-h", "-t", "R", "-o", "%i").lines.size == total }
   wait_for("accounting") { sh!("sacct", "-a", "-X", "-n", "-P", "--state=RUNNING", "--wckeys=multitenant", "--format=JobIDRaw").lines.size == shared.size }

@@ -8,7 +8,7 @@ msg = { "session_id" => "0f8fad5b-d9cb-469f-a165-70867728950e", "app" => "Ollama
         "delivery" => "sys/multitenant-delivery_default",
         "connection" => { "host" => "node017", "port" => "41234", "ollama_url" => "http://node017.cluster.example.edu:41234",
                           "ollama_model" => "gpt-oss:120b" } }
-job = { job_id: "1234567", owner: "jsmith42" }
+job = { job_id: "1234567", owner: "jsmith42", cluster: "hpc", restarts: 0 }
 name = MultiTenant::Envelope.seal(msg, key: key, group: "class101", **job)
 n = 20_000
 def micros(runs)

@@ -148,11 +148,15 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
             }
             let ids = accounted.keys().cloned().collect::<Vec<_>>().join(",");
             let format = format!("JobID:{sep},UserName:{sep},RestartCnt:{sep},Name:{term}");
-            let out = match sched.output("squeue", &["--all", "--noheader", "--states=RUNNING", "--jobs", &ids, "-O", &format]) {
+            let out = match sched
+                .output("squeue", &["--all", "--noheader", "--states=RUNNING", "--jobs", &ids, "-O", &format])
+            {
                 Ok(out) => out,
                 // Accounting can list as running a job the controller no longer knows (a runaway job);
                 // asked for that one id alone, squeue fails with this line. The job has ended.
-                Err(Error::Command { reason, .. }) if accounted.len() == 1 && reason.contains("Invalid job id specified") => {
+                Err(Error::Command { reason, .. })
+                    if accounted.len() == 1 && reason.contains("Invalid job id specified") =>
+                {
                     return Ok(listing)
                 }
                 Err(e) => return Err(e),
@@ -219,8 +223,7 @@ impl Viewer {
 }
 
 fn member_gids(user: &User) -> Result<Vec<u32>> {
-    let cname =
-        std::ffi::CString::new(user.name.clone()).map_err(|_| Error::Invalid("user name holds NUL".into()))?;
+    let cname = std::ffi::CString::new(user.name.clone()).map_err(|_| Error::Invalid("user name holds NUL".into()))?;
     Ok(getgrouplist(&cname, user.gid)
         .map_err(|e| Error::Io(format!("listing the groups of {}: {e}", user.name)))?
         .into_iter()
@@ -401,13 +404,12 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
             continue;
         };
         // The publisher must be a member too: a share cannot speak for a group its owner is not in.
-        let owner_gids = cache.owner_gids.entry(job.owner.clone()).or_insert_with(|| {
-            match User::from_name(&job.owner) {
+        let owner_gids =
+            cache.owner_gids.entry(job.owner.clone()).or_insert_with(|| match User::from_name(&job.owner) {
                 Ok(Some(u)) => member_gids(&u).map_err(|e| e.to_string()),
                 Ok(None) => Err(format!("owner {} has no passwd entry here", job.owner)),
                 Err(e) => Err(format!("looking up owner {}: {e}", job.owner)),
-            }
-        });
+            });
         match owner_gids {
             Ok(gids) if gids.contains(&gid) => {}
             Ok(_) => {

@@ -146,9 +146,11 @@ impl Scheduler {
 
     /// The program, its arguments and the `SLURM_CONF` value a call runs with.
     pub fn command_line(&self, program: &str, args: &[&str]) -> (PathBuf, Vec<String>, Option<PathBuf>) {
-        let path = self.bin_overrides.get(program).cloned().unwrap_or_else(|| {
-            self.bin_dir.as_ref().map_or_else(|| PathBuf::from(program), |d| d.join(program))
-        });
+        let path = self
+            .bin_overrides
+            .get(program)
+            .cloned()
+            .unwrap_or_else(|| self.bin_dir.as_ref().map_or_else(|| PathBuf::from(program), |d| d.join(program)));
         let mut words: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         if let Some(cluster) = self.cluster.as_ref().filter(|_| !path.to_string_lossy().ends_with("sacctmgr")) {
             words.extend(["-M".to_string(), cluster.clone()]);
@@ -237,8 +239,7 @@ impl Scheduler {
             kill();
             return Err(late());
         };
-        let lines: Vec<String> =
-            stderr.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        let lines: Vec<String> = stderr.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
         if !status.success() {
             return Err(fail(lines.first().cloned().unwrap_or_else(|| format!("exited with {status}"))));
         }
@@ -284,7 +285,8 @@ mod tests {
         let timeout = "echo out; echo 'slurm_load_jobs error: Socket timed out on send/recv operation' >&2";
         let e = Scheduler::default().run("sh", &["-c", timeout]).unwrap_err();
         assert_eq!(e.to_string(), "sh: slurm_load_jobs error: Socket timed out on send/recv operation");
-        let e = Scheduler::default().run("sh", &["-c", "echo 'squeue: error: Invalid user: x' >&2; exit 1"]).unwrap_err();
+        let e =
+            Scheduler::default().run("sh", &["-c", "echo 'squeue: error: Invalid user: x' >&2; exit 1"]).unwrap_err();
         assert_eq!(e.to_string(), "sh: squeue: error: Invalid user: x");
         let e = Scheduler::default().run("sh", &["-c", "exit 3"]).unwrap_err();
         assert!(e.to_string().starts_with("sh: exited with"), "{e}");
@@ -303,7 +305,10 @@ mod tests {
             .with_conf("/etc/slurm-beta/slurm.conf")
             .with_cluster("beta");
         let (p, a, c) = s.command_line("squeue", &["--noheader"]);
-        assert_eq!((p, a), (PathBuf::from("/opt/slurm/bin/squeue"), vec!["--noheader".into(), "-M".into(), "beta".into()]));
+        assert_eq!(
+            (p, a),
+            (PathBuf::from("/opt/slurm/bin/squeue"), vec!["--noheader".into(), "-M".into(), "beta".into()])
+        );
         assert_eq!(c, Some(PathBuf::from("/etc/slurm-beta/slurm.conf")));
         assert_eq!(s.command_line("sacct", &[]).0, PathBuf::from("/opt/slurm-x/sacct"));
         // OOD adds no -M to sacctmgr.
@@ -312,10 +317,26 @@ mod tests {
 
     #[test]
     fn through_a_submit_host_every_word_is_quoted_for_the_remote_shell() {
-        let s = Scheduler::default().with_cluster("beta").with_conf("/etc/b.conf").with_submit_host("login1", false, "2222");
+        let s = Scheduler::default()
+            .with_cluster("beta")
+            .with_conf("/etc/b.conf")
+            .with_submit_host("login1", false, "2222");
         let (p, a, c) = s.command_line("squeue", &["-O", "JobID:@x|y@"]);
         assert_eq!((p, c), (PathBuf::from("ssh"), None));
-        assert_eq!(a[..9], ["-p", "2222", "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "login1"]);
+        assert_eq!(
+            a[..9],
+            [
+                "-p",
+                "2222",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "login1"
+            ]
+        );
         let remote = a[9..].join(" ");
         assert!(remote.starts_with("env -u SLURM_CLUSTERS "), "{remote}");
         assert!(remote.ends_with("'SLURM_CONF=/etc/b.conf' squeue -O 'JobID:@x|y@' -M beta"), "{remote}");

@@ -39,7 +39,9 @@ impl Fixture {
     fn squeue(&self, jobs: &[(String, String, &str, u32, String)]) -> Scheduler {
         let body: String = jobs
             .iter()
-            .map(|(id, owner, cluster, r, name)| format!("{id}<S>{owner}<S>multitenant<S>{cluster}<S>{r}<S>{name}<T>\n"))
+            .map(|(id, owner, cluster, r, name)| {
+                format!("{id}<S>{owner}<S>multitenant<S>{cluster}<S>{r}<S>{name}<T>\n")
+            })
             .collect();
         fs::write(self.dir.path().join("body"), body).unwrap();
         let script = format!(
@@ -97,7 +99,10 @@ fn an_owner_that_cannot_be_looked_up_is_unknown_not_ended() {
     let d = discover(&target(f.squeue(&[("77".into(), ghost.into(), "mtcluster", 0, name)])), &viewer, &f.options());
     assert!(d.found.is_empty());
     assert_eq!(d.unknown.jobs, vec![("mtcluster".to_string(), "77".to_string())]);
-    assert_eq!(d.errors, vec![format!("job 77 ({ghost}): owner {ghost} has no passwd entry here; its share stays as it was")]);
+    assert_eq!(
+        d.errors,
+        vec![format!("job 77 ({ghost}): owner {ghost} has no passwd entry here; its share stays as it was")]
+    );
 }
 
 #[test]
@@ -106,12 +111,20 @@ fn a_share_does_not_outlive_its_run_or_move_to_another_cluster() {
     let sealed = f.name(&f.group, "88", &f.me, "mtcluster", 0);
     let viewer = Viewer::current().unwrap();
     // The job was requeued: restart count 1, the name still the first run's.
-    let d = discover(&target(f.squeue(&[("88".into(), f.me.clone(), "mtcluster", 1, sealed.clone())])), &viewer, &f.options());
+    let d = discover(
+        &target(f.squeue(&[("88".into(), f.me.clone(), "mtcluster", 1, sealed.clone())])),
+        &viewer,
+        &f.options(),
+    );
     assert!(d.found.is_empty());
     assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
     assert!(d.errors[0].starts_with(&format!("job 88 ({}): ", f.me)), "{:?}", d.errors);
     // The same job id on another cluster.
-    let beta = vec![Target { name: Some("mtbeta".into()), sched: f.squeue(&[("88".into(), f.me.clone(), "mtbeta", 0, sealed)]), problem: None }];
+    let beta = vec![Target {
+        name: Some("mtbeta".into()),
+        sched: f.squeue(&[("88".into(), f.me.clone(), "mtbeta", 0, sealed)]),
+        problem: None,
+    }];
     let d = discover(&beta, &viewer, &f.options());
     assert!(d.found.is_empty() && d.errors.len() == 1, "{:?}", d.errors);
 }
@@ -121,7 +134,11 @@ fn a_cluster_that_cannot_be_asked_is_unknown_and_the_others_still_count() {
     let f = fixture();
     let name = f.name(&f.group, "5", &f.me, "mtcluster", 0);
     let mut targets = target(f.squeue(&[("5".into(), f.me.clone(), "mtcluster", 0, name)]));
-    targets.push(Target { name: Some("down".into()), sched: Scheduler::default().with_bin_dir("/nonexistent"), problem: None });
+    targets.push(Target {
+        name: Some("down".into()),
+        sched: Scheduler::default().with_bin_dir("/nonexistent"),
+        problem: None,
+    });
     targets.push(Target { name: Some("unmapped".into()), sched: Scheduler::default(), problem: Some("fix it".into()) });
     let d = discover(&targets, &Viewer::current().unwrap(), &f.options());
     assert_eq!(d.found.len(), 1);

@@ -77,7 +77,11 @@ fn sacct_then_squeue_requires_the_owners_to_agree() {
         "sacct",
         "10SEPaliceSEPmtclusterSEPmultitenant\n11SEPbobSEPmtclusterSEPmultitenant\n12SEPcarolSEPmtclusterSEP*multitenant\n13SEPdaveSEPmtclusterSEPmulti|x\n",
     );
-    fake(dir.path(), "squeue", "10SEPaliceSEP0SEPmt|g|1.aaaTERM\n11SEPmallorySEP0SEPmt|g|1.bbbTERM\n12SEPcarolSEP0SEPmt|g|1.cccTERM\n");
+    fake(
+        dir.path(),
+        "squeue",
+        "10SEPaliceSEP0SEPmt|g|1.aaaTERM\n11SEPmallorySEP0SEPmt|g|1.bbbTERM\n12SEPcarolSEP0SEPmt|g|1.cccTERM\n",
+    );
     let l = running_jobs(&Scheduler::default().with_bin_dir(dir.path()), Strategy::SacctSqueue, "multitenant").unwrap();
     assert_eq!(l.jobs, vec![job("10", "alice", "mt|g|1.aaa")]);
     assert!(args(dir.path(), "squeue").contains(&"--all".to_string()));
@@ -122,7 +126,8 @@ fn a_failing_scheduler_is_one_error_and_a_warning_is_not() {
 
     fake(dir.path(), "squeue", "1SEPaSEPmultitenantSEPcSEP0SEPmt|g|1.aTERM\n");
     let body = fs::read_to_string(dir.path().join("squeue")).unwrap();
-    fs::write(dir.path().join("squeue"), body.replace("#!/bin/sh\n", "#!/bin/sh\necho 'squeue: warning: x' >&2\n")).unwrap();
+    fs::write(dir.path().join("squeue"), body.replace("#!/bin/sh\n", "#!/bin/sh\necho 'squeue: warning: x' >&2\n"))
+        .unwrap();
     let l = running_jobs(&s, Strategy::Squeue, "multitenant").unwrap();
     assert_eq!((l.jobs.len(), l.warnings), (1, vec!["squeue: warning: x".to_string()]));
 }

@@ -171,9 +171,9 @@ fn jobs(ruby: &Ruby, config: Value) -> Result<Value, Error> {
         }
         let sched = target(t, c.timeout, c.bin_dir.as_deref(), &c.ssh_port).sched;
         let listing = multitenant_core::discover::running_jobs(&sched, strategy, &c.wckey).rb()?;
-        list.extend(listing.jobs.into_iter().map(|j| {
-            json!({"id": j.id, "owner": j.owner, "cluster": j.cluster, "name": j.name, "restarts": j.restarts})
-        }));
+        list.extend(listing.jobs.into_iter().map(
+            |j| json!({"id": j.id, "owner": j.owner, "cluster": j.cluster, "name": j.name, "restarts": j.restarts}),
+        ));
     }
     serde_magnus::serialize(ruby, &list)
 }
