@@ -56,7 +56,7 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     _, err, status = run_as("mtoutsider", "cat", File.join(key_dir, "mtclass.key"))
     expect(status).not_to be_success
     expect(err).to include("Permission denied")
-    expect(job_name(id)).to start_with("mt|mtclass|1.")
+    expect(job_name(id)).to start_with("mt|mtclass|2.")
   end
 
   it "includes a user whose primary group is the group, and gives the owner specs but no card" do
@@ -219,7 +219,7 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     RUBY
     out, err, status = run_as("mtmember", RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-e", script)
     expect(status).to be_success, err
-    expect(out.lines.map(&:chomp)).to eq(["{}", %(["squeue: cannot run /nonexistent/squeue: No such file or directory (os error 2) (is Slurm's client installed and on PATH?)"]), "MultiTenant::Error"])
+    expect(out.lines.map(&:chomp)).to eq(["{}", %(["squeue: cannot run /nonexistent/squeue: No such file or directory (os error 2) (is Slurm's client installed, and job.bin right?)"]), "MultiTenant::Error"])
     expect(err.lines.size).to eq(1)
   end
 end

@@ -59,7 +59,8 @@ RSpec.describe "discovery at a real site", :cluster do
                                     "rake -f …/admin.rake install APPLY=1"])
     expect(broken["cards"]["removed"]).to eq([])
     expect(File.exist?(beta["info"]["db"])).to be(true)
-    expect(broken["specs"].keys).to contain_exactly("#{a}@mtcluster", "#{b}@mtbeta")
+    # A fresh process has no earlier choice to keep (a live refresh keeps it: spec/clusters_spec.rb).
+    expect(broken["specs"].keys).to eq(["#{a}@mtcluster"])
   end
 
   it "sees the same shares whatever Slurm variables the user has set" do
@@ -94,7 +95,10 @@ RSpec.describe "discovery at a real site", :cluster do
     expect(first["cards"]["created"].size).to eq(1)
     sealed = name_on(id, nil)
     system("scontrol", "requeue", id, exception: true)
-    poll("job #{id} to run again", timeout: 120) do
+    # Slurm holds a requeued job back for its credential lifetime (120 s): root lets it start now.
+    poll("job #{id} to be pending again") { `squeue -h -j #{id} -O StateCompact:`.strip == "PD" }
+    system("scontrol", "update", "JobId=#{id}", "StartTime=now", exception: true)
+    poll("job #{id} to run again", timeout: 60) do
       `squeue -h -j #{id} -O RestartCnt:,StateCompact:`.split == %w[1 R]
     end
     expect(name_on(id, nil)).to eq(sealed)

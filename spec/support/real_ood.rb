@@ -203,7 +203,7 @@ module RealOOD
       poll("job #{job_id} to run its templates and publish", timeout: 120) do
         raise "job #{job_id} ended before publishing" unless job_state(job_id)
 
-        job_name(job_id).start_with?("mt|mtclass|1.")
+        job_name(job_id).start_with?("mt|mtclass|2.")
       end
     end
 
