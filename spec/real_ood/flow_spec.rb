@@ -228,6 +228,28 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         end
       end
 
+      it "a data root as sites have it: OOD under umask 0007 and batch_connect moved to project space by the user's symlink" do
+        job = submit_share(owner: "mtowner", app: "Project", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default"])
+        root = File.join(home("mtmember"), "ondemand/data/sys/dashboard")
+        project = File.join(home("mtmember"), "project-space/ood")
+        wipe_as("mtmember", File.join(home("mtmember"), "project-space"))
+        _, err, status = run_as("mtmember", "sh", "-c", %(umask 0007 && mkdir -p "$1" "$2" && ln -s "$2" "$1/batch_connect"), "sh", root, project, chdir: "/")
+        raise err unless status.success?
+
+        member = dashboard(version, "mtmember", env: NO_REFRESH.merge("MT_PUN_UMASK" => "0007")).start
+        cards = member.cards
+        expect(cards.size).to eq(1), member.log_lines.grep(/multitenant/).join
+        id, html = cards.first
+        expect(status_of(html)).to eq("Running")
+        # OOD made db/ under the site's umask; the card went through the user's symlink into project space.
+        expect(File.stat(File.join(project, "db")).mode & 0o777).to eq(0o770)
+        expect(File.exist?(File.join(project, "db", id))).to be(true)
+        expect(member.log_lines.grep(/multitenant:/)).to eq([])
+        expect(press(member, html, "delete").code).to eq("302")
+        expect(member.restart.cards).to eq({})
+        expect(job_state(job)).to eq("RUNNING")
+      end
+
       it "OOD_DATAROOT and OOD_PER_CLUSTER_DATAROOT as sites set them: cards show and dismiss" do
         job = submit_share(owner: "mtowner", app: "Elsewhere", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default"])
         root = File.join(home("mtmember"), "site-data")
