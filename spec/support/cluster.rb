@@ -111,6 +111,67 @@ module ClusterHelpers
     FileUtils.rm_rf(File.join(lab, "home"))
   end
 
+  # ------------------------------------------------------------------ several clusters
+  # The test cluster is two Slurm clusters in one slurmdbd (spec/cluster/testcluster): mtcluster, the
+  # default, and BETA. A job id names a job only with its cluster (both count from FirstJobId=1), so jobs
+  # submitted with these helpers are kept apart from @jobs, whose bare ids cancel_jobs cancels on the
+  # default cluster: call cancel_cluster_jobs for them.
+  BETA = "mtbeta"
+  BETA_CONF = "/etc/slurm-mtbeta/slurm.conf"
+
+  # `program -M cluster args...` from the default config; its stdout without the "CLUSTER: <name>" line
+  # squeue -M prints first.
+  def slurm_on(cluster, program, *args)
+    out, = Open3.capture3(program, "-M", cluster, *args)
+    out.lines.reject { |l| l.start_with?("CLUSTER: ") }.join
+  end
+
+  def job_name_on(cluster, id) = slurm_on(cluster, "squeue", "-h", "-j", id.to_s, "-O", "Name:").chomp
+  def running_on?(cluster, id) = slurm_on(cluster, "squeue", "-h", "-t", "R", "-j", id.to_s, "-o", "%i").strip == id.to_s
+
+  def in_accounting_on?(cluster, id)
+    slurm_on(cluster, "sacct", "-n", "-X", "-P", "-a", "--state=RUNNING", "-j", id.to_s, "--format=JobIDRaw")
+      .lines.map(&:strip).include?(id.to_s)
+  end
+
+  # `sbatch --parsable -M cluster args...` as `user`; returns the job id. With jobid:, first raises the
+  # cluster's next job id to it (testcluster jobid), so the job gets that id, e.g. one the other cluster
+  # has; raises when it cannot (the cluster's counter is already past it).
+  def sbatch_on(cluster, user, *args, env: {}, jobid: nil)
+    if jobid
+      out, status = Open3.capture2e(SCRIPT, "jobid", cluster, jobid.to_s)
+      raise "testcluster jobid #{cluster} #{jobid} failed: #{out}" unless status.success?
+    end
+    out, err, = run_as(user, "sbatch", "--parsable", "-M", cluster, *args, env: env)
+    id = out.strip.split(";").first.to_s # --parsable -M prints "<id>;<cluster>"
+    raise "sbatch -M #{cluster} as #{user} failed: #{err}" unless id.match?(/\A\d+\z/)
+
+    ((@cluster_jobs ||= {})[cluster] ||= []) << id
+    raise "job #{id} on #{cluster} is not the job id #{jobid} asked for: its counter was past it" if jobid && id != jobid.to_s
+
+    id
+  end
+
+  # submit_share on `cluster`: a job of `owner` that publishes itself, once it is shared and in accounting.
+  def submit_share_on(cluster, owner:, app: "Ollama_API", group: "mtclass", args: [], wckey: "multitenant", sleep_for: 900, jobid: nil)
+    publish = [File.join(lab, "mtshare"), "publish", "--group", group, "--app", app, *args].map { |a| Shellwords.escape(a) }.join(" ")
+    wck = wckey ? ["--wckey=#{wckey}"] : []
+    id = sbatch_on(cluster, owner, *wck, "-J", "service", "-o", "/dev/null", "--chdir", lab,
+                   "--wrap", "#{publish} || exit 1; exec sleep #{sleep_for}", env: { "MULTITENANT_KEY_DIR" => key_dir }, jobid: jobid)
+    poll("job #{id} on #{cluster} to publish") { job_name_on(cluster, id).include?("|") }
+    poll("job #{id} on #{cluster} in accounting") { in_accounting_on?(cluster, id) }
+    id
+  end
+
+  def plain_job_on(cluster, user, name: "plain", jobid: nil)
+    sbatch_on(cluster, user, "-J", name, "-o", "/dev/null", "--chdir", lab, "--wrap", "sleep 900", jobid: jobid)
+  end
+
+  def cancel_cluster_jobs
+    (@cluster_jobs || {}).each { |cluster, ids| system("scancel", "-M", cluster, *ids) unless ids.empty? }
+    @cluster_jobs = {}
+  end
+
   # A data root owned by `user`, as OOD would have it.
   def dataroot_for(user)
     dir = File.join(lab, "home", user, "ondemand/data/sys/dashboard")
