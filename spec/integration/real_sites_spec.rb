@@ -99,7 +99,7 @@ RSpec.describe "discovery at a real site", :cluster do
     poll("job #{id} to be pending again") { `squeue -h -j #{id} -O StateCompact:`.strip == "PD" }
     system("scontrol", "update", "JobId=#{id}", "StartTime=now", exception: true)
     poll("job #{id} to run again", timeout: 60) do
-      `squeue -h -j #{id} -O RestartCnt:,StateCompact:`.split == %w[1 R]
+      `squeue -h -j #{id} -O RestartCnt:6,StateCompact:6`.split == %w[1 R]
     end
     expect(name_on(id, nil)).to eq(sealed)
     again = discover_as("mtmember", dataroot: root)

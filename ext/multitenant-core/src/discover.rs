@@ -88,6 +88,9 @@ fn valid_cluster(c: &str) -> bool {
 pub struct Listing {
     pub jobs: Vec<Job>,
     pub warnings: Vec<String>,
+    /// Jobs listed but not decidable now, as (Slurm cluster name, job id): the controller could not
+    /// resolve the owner accounting names (it printed a uid).
+    pub undecided: Vec<(String, String)>,
 }
 
 /// Running jobs that carry exactly `wckey` (a defaulted `*wckey` does not count), on the cluster
@@ -97,13 +100,16 @@ pub struct Listing {
 pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Result<Listing> {
     let wckey = wckey.to_ascii_lowercase();
     let (sep, term) = (token("f")?, token("mt")?);
+    // One deadline for the whole query, also when it takes two calls.
+    let deadline = Instant::now() + sched.timeout();
     let mut seen = HashSet::new();
     let mut listing = Listing::default();
     let cluster_ok = |c: &str| valid_cluster(c) && sched.cluster().is_none_or(|m| m == c);
     match strategy {
         Strategy::Squeue => {
             let format = format!("JobID:{sep},UserName:{sep},WCKey:{sep},Cluster:{sep},RestartCnt:{sep},Name:{term}");
-            let out = sched.output("squeue", &["--all", "--noheader", "--states=RUNNING", "-O", &format])?;
+            let out =
+                sched.output_by("squeue", &["--all", "--noheader", "--states=RUNNING", "-O", &format], deadline)?;
             listing.warnings = out.warnings;
             for r in records(&out.stdout, &sep, &term, 6) {
                 let [id, owner, key, cluster, restarts, name] = r[..] else { continue };
@@ -132,7 +138,7 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
                 &wckeys,
                 "--format=JobIDRaw,User,Cluster,WCKey",
             ];
-            let out = sched.output("sacct", &args)?;
+            let out = sched.output_by("sacct", &args, deadline)?;
             listing.warnings = out.warnings;
             let mut accounted = BTreeMap::new();
             for line in out.stdout.lines() {
@@ -148,9 +154,8 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
             }
             let ids = accounted.keys().cloned().collect::<Vec<_>>().join(",");
             let format = format!("JobID:{sep},UserName:{sep},RestartCnt:{sep},Name:{term}");
-            let out = match sched
-                .output("squeue", &["--all", "--noheader", "--states=RUNNING", "--jobs", &ids, "-O", &format])
-            {
+            let squeue = ["--all", "--noheader", "--states=RUNNING", "--jobs", &ids, "-O", &format];
+            let out = match sched.output_by("squeue", &squeue, deadline) {
                 Ok(out) => out,
                 // Accounting can list as running a job the controller no longer knows (a runaway job);
                 // asked for that one id alone, squeue fails with this line. The job has ended.
@@ -165,8 +170,15 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
             for r in records(&out.stdout, &sep, &term, 4) {
                 let [id, owner, restarts, name] = r[..] else { continue };
                 let Ok(restarts) = restarts.parse::<u32>() else { continue };
-                // The owner must agree between accounting and the controller.
-                if let Some((o, cluster)) = accounted.get(id).filter(|(o, _)| o == owner) {
+                // The owner must agree between accounting and the controller; a uid means the
+                // controller's host could not resolve the name just now: not known, not ended.
+                if let Some((_, cluster)) = accounted.get(id).filter(|(o, _)| o != owner) {
+                    if owner.bytes().all(|b| b.is_ascii_digit()) {
+                        listing.undecided.push((cluster.clone(), id.to_string()));
+                    }
+                    continue;
+                }
+                if let Some((o, cluster)) = accounted.get(id) {
                     if seen.insert(id) {
                         listing.jobs.push(Job {
                             id: id.into(),
@@ -349,6 +361,7 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
     for (name, answer) in answers {
         match answer {
             Ok(listing) => {
+                d.unknown.jobs.extend(listing.undecided);
                 for w in listing.warnings {
                     let w = match &name {
                         Some(n) => format!("cluster {n}: {w}"),
@@ -358,7 +371,12 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
                         d.warnings.push(w);
                     }
                 }
-                jobs.extend(listing.jobs.into_iter().filter(|j| seen.insert((j.cluster.clone(), j.id.clone()))));
+                // A target reached without -M lists the cluster its configuration names: only its own
+                // jobs count (another target, or a federation sibling, answers for the rest).
+                let mine = |j: &Job| name.as_ref().is_none_or(|n| n == &j.cluster);
+                jobs.extend(
+                    listing.jobs.into_iter().filter(|j| mine(j) && seen.insert((j.cluster.clone(), j.id.clone()))),
+                );
             }
             Err(e) => {
                 let line = match &name {

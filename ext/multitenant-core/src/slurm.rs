@@ -20,36 +20,15 @@ use wait_timeout::ChildExt;
 
 use crate::error::{Error, Result};
 
-/// Environment variables Slurm's clients read that would change their answer (squeue(1), sacct(1),
-/// scontrol(1) of Slurm 22.05, ENVIRONMENT VARIABLES). Locally every `SLURM_*`, `SQUEUE_*`, `SACCT_*`,
-/// `SCONTROL_*` and `SINFO_*` variable but `SLURM_CONF` is removed; through ssh these are unset by name.
-const REMOTE_UNSET: [&str; 24] = [
-    "SLURM_CLUSTERS",
-    "SLURM_TIME_FORMAT",
-    "SLURM_BITSTR_LEN",
-    "SLURM_DEBUG_FLAGS",
-    "SLURM_JSON",
-    "SLURM_YAML",
-    "SQUEUE_ACCOUNT",
-    "SQUEUE_ALL",
-    "SQUEUE_ARRAY",
-    "SQUEUE_ARRAY_UNIQUE",
-    "SQUEUE_FEDERATION",
-    "SQUEUE_FORMAT",
-    "SQUEUE_FORMAT2",
-    "SQUEUE_LICENSES",
-    "SQUEUE_LOCAL",
-    "SQUEUE_NAMES",
-    "SQUEUE_PARTITION",
-    "SQUEUE_PRIORITY",
-    "SQUEUE_QOS",
-    "SQUEUE_SIBLING",
-    "SQUEUE_SORT",
-    "SQUEUE_STATES",
-    "SQUEUE_USERS",
-    "SACCT_FEDERATION",
-];
+/// Slurm's clients read variables with these prefixes (squeue(1), sacct(1), scontrol(1) of Slurm
+/// 22.05, ENVIRONMENT VARIABLES); all but `SLURM_CONF` are removed before a call, here and on a
+/// submit host.
 const CLIENT_PREFIXES: [&str; 5] = ["SLURM_", "SQUEUE_", "SACCT_", "SCONTROL_", "SINFO_"];
+
+/// Run by `sh` on the submit host: the same scrub as here (by prefix), then `SLURM_CONF` if the
+/// cluster names one (`$1`), then the command.
+const REMOTE_SCRUB: &str = "for v in $(env | cut -d= -f1 | grep -E '^(SLURM|SQUEUE|SACCT|SCONTROL|SINFO)_'); do \
+[ \"$v\" = SLURM_CONF ] || unset \"$v\"; done; [ -z \"$1\" ] || export SLURM_CONF=\"$1\"; shift; exec \"$@\"";
 
 /// Lines that mean the command failed even though it exited 0. OOD's adapter knows the first
 /// (`interpret_and_raise`, same file); the others are how Slurm 22.05's clients report a controller or
@@ -139,13 +118,19 @@ impl Scheduler {
         self
     }
 
+    /// How long one call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The `-M` cluster, if any.
     pub fn cluster(&self) -> Option<&str> {
         self.cluster.as_deref()
     }
 
-    /// The program, its arguments and the `SLURM_CONF` value a call runs with.
-    pub fn command_line(&self, program: &str, args: &[&str]) -> (PathBuf, Vec<String>, Option<PathBuf>) {
+    /// The program, its arguments and the `SLURM_CONF` value a call runs with. Fails only for a submit
+    /// host that ssh would read as an option, or a word the remote shell cannot be given (a NUL).
+    pub fn command_line(&self, program: &str, args: &[&str]) -> Result<(PathBuf, Vec<String>, Option<PathBuf>)> {
         let path = self
             .bin_overrides
             .get(program)
@@ -155,18 +140,15 @@ impl Scheduler {
         if let Some(cluster) = self.cluster.as_ref().filter(|_| !path.to_string_lossy().ends_with("sacctmgr")) {
             words.extend(["-M".to_string(), cluster.clone()]);
         }
-        let Some(host) = &self.submit_host else { return (path, words, self.conf.clone()) };
-        let mut remote = vec!["env".to_string()];
-        for var in REMOTE_UNSET {
-            remote.extend(["-u".to_string(), var.to_string()]);
+        let Some(host) = &self.submit_host else { return Ok((path, words, self.conf.clone())) };
+        let bad = |why: String| Error::Invalid(format!("submit_host {host:?}: {why}"));
+        if host.starts_with('-') {
+            return Err(bad("ssh would read it as an option: name a host".into()));
         }
-        if let Some(conf) = &self.conf {
-            remote.push(format!("SLURM_CONF={}", conf.display()));
-        }
+        let conf = self.conf.as_ref().map(|c| c.display().to_string()).unwrap_or_default();
+        let mut remote = vec!["sh".to_string(), "-c".into(), REMOTE_SCRUB.into(), "sh".into(), conf];
         remote.push(path.display().to_string());
         remote.extend(words);
-        let quoted = remote.iter().map(|w| shlex::try_quote(w).map_or_else(|_| String::new(), |q| q.into_owned()));
-        let check = if self.strict_host_checking { "yes" } else { "no" };
         let mut ssh = vec![
             "-p".to_string(),
             self.ssh_port.clone(),
@@ -175,11 +157,20 @@ impl Scheduler {
             "-o".into(),
             "UserKnownHostsFile=/dev/null".into(),
             "-o".into(),
-            format!("StrictHostKeyChecking={check}"),
+            format!("StrictHostKeyChecking={}", if self.strict_host_checking { "yes" } else { "no" }),
+            // Else OpenSSH's "Permanently added … to the list of known hosts" comes before Slurm's own lines.
+            "-o".into(),
+            "LogLevel=ERROR".into(),
             host.clone(),
         ];
-        ssh.extend(quoted);
-        (PathBuf::from("ssh"), ssh, None)
+        for w in &remote {
+            ssh.push(
+                shlex::try_quote(w)
+                    .map_err(|e| bad(format!("cannot pass {w:?} to the remote shell: {e}")))?
+                    .into_owned(),
+            );
+        }
+        Ok((PathBuf::from("ssh"), ssh, None))
     }
 
     /// Runs `program args…` and returns its stdout; see [`Scheduler::output`].
@@ -193,8 +184,12 @@ impl Scheduler {
     /// timeout, and its output is awaited only until the same deadline (a stray grandchild holding the
     /// pipe cannot stall us).
     pub fn output(&self, program: &str, args: &[&str]) -> Result<Output> {
-        let deadline = Instant::now() + self.timeout;
-        let (path, words, conf) = self.command_line(program, args);
+        self.output_by(program, args, Instant::now() + self.timeout)
+    }
+
+    /// [`Scheduler::output`] with a deadline shared by several calls (one query may take two).
+    pub fn output_by(&self, program: &str, args: &[&str], deadline: Instant) -> Result<Output> {
+        let (path, words, conf) = self.command_line(program, args)?;
         let fail = |reason: String| Error::Command { program: program.to_string(), reason };
         let late = || fail(format!("no answer within {} s", self.timeout.as_secs_f32()));
         let mut cmd = Command::new(&path);
@@ -226,7 +221,8 @@ impl Scheduler {
         };
         let out = drain(Box::new(child.stdout.take().expect("stdout is piped")));
         let err = drain(Box::new(child.stderr.take().expect("stderr is piped")));
-        let status = match child.wait_timeout(self.timeout).map_err(|e| fail(e.to_string()))? {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let status = match child.wait_timeout(left()).map_err(|e| fail(e.to_string()))? {
             Some(status) => status,
             None => {
                 kill();
@@ -234,14 +230,15 @@ impl Scheduler {
                 return Err(late());
             }
         };
-        let left = || deadline.saturating_duration_since(Instant::now());
         let (Ok(stdout), Ok(stderr)) = (out.recv_timeout(left()), err.recv_timeout(left())) else {
             kill();
             return Err(late());
         };
         let lines: Vec<String> = stderr.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
         if !status.success() {
-            return Err(fail(lines.first().cloned().unwrap_or_else(|| format!("exited with {status}"))));
+            // Every line: a wrapper (ssh, a site's module shim) may speak before Slurm does.
+            let all = lines.join("; ");
+            return Err(fail(if all.is_empty() { format!("exited with {status}") } else { all }));
         }
         if let Some(line) = lines.iter().find(|l| FAILURE_LINES.iter().any(|f| l.contains(f))) {
             return Err(fail(line.clone()));
@@ -304,42 +301,72 @@ mod tests {
             .with_bin_overrides(overrides)
             .with_conf("/etc/slurm-beta/slurm.conf")
             .with_cluster("beta");
-        let (p, a, c) = s.command_line("squeue", &["--noheader"]);
+        let (p, a, c) = s.command_line("squeue", &["--noheader"]).unwrap();
         assert_eq!(
             (p, a),
             (PathBuf::from("/opt/slurm/bin/squeue"), vec!["--noheader".into(), "-M".into(), "beta".into()])
         );
         assert_eq!(c, Some(PathBuf::from("/etc/slurm-beta/slurm.conf")));
-        assert_eq!(s.command_line("sacct", &[]).0, PathBuf::from("/opt/slurm-x/sacct"));
+        assert_eq!(s.command_line("sacct", &[]).unwrap().0, PathBuf::from("/opt/slurm-x/sacct"));
         // OOD adds no -M to sacctmgr.
-        assert_eq!(s.command_line("sacctmgr", &["show"]).1, vec!["show".to_string()]);
+        assert_eq!(s.command_line("sacctmgr", &["show"]).unwrap().1, vec!["show".to_string()]);
     }
 
     #[test]
-    fn through_a_submit_host_every_word_is_quoted_for_the_remote_shell() {
+    fn through_a_submit_host_the_remote_shell_gets_each_word_and_a_scrubbed_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("squeue");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nenv | grep -E '^(SLURM|SQUEUE|SACCT|SCONTROL|SINFO)_' | sort\nprintf '[%s]' \"$@\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let remote = |s: &Scheduler| {
+            let (p, a, c) = s.command_line("squeue", &["-O", "JobID:@x|y@", "it's"]).unwrap();
+            assert_eq!((p, c), (PathBuf::from("ssh"), None));
+            let opts = ["-p", "2222", "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=/dev/null", "-o"];
+            assert_eq!(a[..7], opts);
+            assert_eq!(a[7..11], ["StrictHostKeyChecking=no", "-o", "LogLevel=ERROR", "login1"]);
+            // As sshd hands the words to the remote login shell: one line, in the user's environment.
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(a[11..].join(" "))
+                .env("SQUEUE_PARTITION", "hidden")
+                .env("SCONTROL_ALL", "1")
+                .env("SACCT_LOCAL", "1")
+                .env("SLURM_CONF", "/remote/slurm.conf")
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
         let s = Scheduler::default()
+            .with_bin_dir(dir.path())
             .with_cluster("beta")
-            .with_conf("/etc/b.conf")
             .with_submit_host("login1", false, "2222");
-        let (p, a, c) = s.command_line("squeue", &["-O", "JobID:@x|y@"]);
-        assert_eq!((p, c), (PathBuf::from("ssh"), None));
+        assert_eq!(remote(&s), "SLURM_CONF=/remote/slurm.conf\n[-O][JobID:@x|y@][it's][-M][beta]");
+        let s = s.with_conf("/etc/b $(touch x).conf");
+        assert_eq!(remote(&s), "SLURM_CONF=/etc/b $(touch x).conf\n[-O][JobID:@x|y@][it's][-M][beta]");
+    }
+
+    #[test]
+    fn a_submit_host_that_ssh_would_read_as_an_option_or_an_unquotable_word_is_refused() {
+        let s = Scheduler::default().with_submit_host("-oProxyCommand=touch /tmp/x", true, "22");
+        let e = s.command_line("squeue", &[]).unwrap_err().to_string();
+        assert_eq!(e, "submit_host \"-oProxyCommand=touch /tmp/x\": ssh would read it as an option: name a host");
+        let s = Scheduler::default().with_conf("/etc/b\0/slurm.conf").with_submit_host("login1", true, "22");
+        assert!(s.run("squeue", &[]).unwrap_err().to_string().contains("cannot pass"));
+    }
+
+    #[test]
+    fn a_failure_says_every_stderr_line() {
+        let e = Scheduler::default()
+            .run("sh", &["-c", "echo 'Warning: a wrapper spoke first' >&2; echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1"])
+            .unwrap_err();
         assert_eq!(
-            a[..9],
-            [
-                "-p",
-                "2222",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "login1"
-            ]
+            e.to_string(),
+            "sh: Warning: a wrapper spoke first; slurm_load_jobs error: Invalid job id specified"
         );
-        let remote = a[9..].join(" ");
-        assert!(remote.starts_with("env -u SLURM_CLUSTERS "), "{remote}");
-        assert!(remote.ends_with("'SLURM_CONF=/etc/b.conf' squeue -O 'JobID:@x|y@' -M beta"), "{remote}");
     }
 
     #[test]
