@@ -10,6 +10,7 @@ RSpec.describe "discovery at a real site", :cluster do
   after do
     system("scancel", "-M", "mtbeta", *@beta, exception: false) if @beta&.any?
     @beta = []
+    cancel_cluster_jobs
     cancel_jobs
   end
 
@@ -35,8 +36,12 @@ RSpec.describe "discovery at a real site", :cluster do
   end
 
   it "finds shares on every mapped cluster, as OOD asks each, with keys that cannot collide" do
-    a = share_on(owner: "mtowner")
-    b = share_on(owner: "mtowner", sbatch_args: ["-M", "mtbeta"], app: "On_beta")
+    # The same job id on both clusters: the first id neither cluster has given yet.
+    used, = Open3.capture2("sacct", "-a", "-X", "-n", "-P", "-o", "JobIDRaw", "-M", "mtcluster,mtbeta", "-S", "2020-01-01")
+    n = (used.split.grep(/\A\d+\z/).map(&:to_i).max || 0) + 10
+    a = submit_share_on("mtcluster", owner: "mtowner", args: ["--set", "host=node1"], jobid: n)
+    b = submit_share_on("mtbeta", owner: "mtowner", app: "On_beta", args: ["--set", "host=node1"], jobid: n)
+    expect(b).to eq(a)
     root = dataroot_for("mtmember")
     both = { "mtcluster" => "ood_mt", "mtbeta" => "ood_beta" }
     result = discover_as("mtmember", dataroot: root, clusters: both)

@@ -13,6 +13,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
 
   after do
     stop_dashboards
+    cancel_cluster_jobs
     cancel_jobs
   end
 
@@ -41,8 +42,10 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         require_real_ood!(version)
         %w[mtowner mtmember mtoutsider].each { |u| wipe_dataroot(u) }
         # The test users' jobs left by a demo or an interrupted run would show as extra cards.
-        system("scancel", "-u", "mtowner", exception: true)
-        poll("mtowner's earlier jobs to leave the queue", timeout: 60) { Open3.capture2("squeue", "-h", "-u", "mtowner").first.empty? }
+        system("scancel", "-M", "mtcluster,mtbeta", "-u", "mtowner", exception: true)
+        poll("mtowner's earlier jobs to leave the queue", timeout: 60) do
+          Open3.capture2("squeue", "-M", "mtcluster,mtbeta", "-h", "-u", "mtowner").first.lines.grep_v(/\ACLUSTER: /).empty?
+        end
         system("sacctmgr", "-i", "modify", "user", "mtmember", "set", "adminlevel=None", out: File::NULL)
       end
 
@@ -226,6 +229,25 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
           expect(hanging.get("/").code).to eq("200")
           expect(hanging.log_lines.grep(/multitenant: squeue: no answer within 2 s/).size).to eq(1)
         end
+      end
+
+      it "two Slurm clusters behind one OOD: each share is a card of its own cluster, also with the same job id; Delete leaves both jobs running" do
+        used, = Open3.capture2("sacct", "-a", "-X", "-n", "-P", "-o", "JobIDRaw", "-M", "mtcluster,mtbeta", "-S", "2020-01-01")
+        n = (used.split.grep(/\A\d+\z/).map(&:to_i).max || 0) + 10
+        card = ["--method", "card", "--delivery", "sys/multitenant-delivery_default"]
+        here = submit_share_on("mtcluster", owner: "mtowner", app: "On_hpc", args: card, jobid: n)
+        there = submit_share_on("mtbeta", owner: "mtowner", app: "On_beta", args: card, jobid: n)
+        member = dashboard(version, "mtmember", env: NO_REFRESH).start
+        cards = member.cards
+        expect(cards.size).to eq(2), member.log_lines.grep(/multitenant/).join
+        db = db_records("mtmember").to_h { |r| [r["id"], r] }
+        expect(cards.keys.map { |id| [db[id]["cluster_id"], db[id]["job_id"]] })
+          .to contain_exactly(["hpc-multitenant", here], ["beta-multitenant", there])
+        # OOD asks each card's own cluster (squeue -M mtbeta for beta's): both are Running.
+        expect(cards.values.map { |html| status_of(html) }).to eq(%w[Running Running])
+        cards.each_value { |html| expect(press(member, html, "delete").code).to eq("302") }
+        expect(member.restart.cards).to eq({})
+        expect([job_state(here), running_on?("mtbeta", there)]).to eq(["RUNNING", true])
       end
 
       it "a data root as sites have it: OOD under umask 0007 and batch_connect moved to project space by the user's symlink" do
