@@ -5,10 +5,12 @@
 //! Guarantees: every file written is recorded in the manifest (`manifest.rs`) and only recorded files
 //! are ever changed or removed, so the user's own sessions are never touched; everything happens below
 //! the data root through checked directory descriptors (`dataroot.rs`), so nothing is written outside
-//! it (or outside a directory of the viewer's own that the viewer's own symlink leads to); OOD never
-//! reads a half-written file; one run at a time per user. The work is bounded (caps per owner and per
-//! run, a write budget), and what a run could not decide or could not do is left as the last run left
-//! it: a share that is unknown, held back or whose write failed never loses its card.
+//! it (or outside a directory of the viewer's own that the viewer's own symlink leads to, along a path
+//! only root and the viewer can change); OOD never reads a half-written file; one run at a time per
+//! user. The work is bounded (caps per owner and per run, a write budget), and what a run could not
+//! decide or could not do is left as the last run left it: a share that is unknown, held back or whose
+//! write (card or manifest) failed never loses its card, and a card that moves keeps its old output
+//! until the manifest records the new one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -320,6 +322,7 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
     let start = Instant::now();
     let mut held = Held::default();
     let mut created_now = Vec::new();
+    let mut moved = Vec::new();
     for (id, w) in order {
         let owner = w.entry.owner.clone();
         let budget_left = start.elapsed() < opts.write_budget;
@@ -407,11 +410,15 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
             continue;
         }
         // The new card is written before the old one's output goes: a failed write keeps the old card.
+        // A card whose output moves keeps its old output (and what its session file said) until the
+        // manifest records the new one: else a failed manifest write would leave the new output
+        // untracked.
+        let old_db =
+            if e.output != w.entry.output { root.read(&e.db, MAX_DB_FILE, false).ok().flatten() } else { None };
         match write_card(&root, &w, e.created_at) {
             Ok(()) => {
                 if e.output != w.entry.output {
-                    let _ = root.remove(&e.output.join("connection.yml"));
-                    root.remove_empty_dir(&e.output);
+                    moved.push(Moved { id: id.clone(), old: e.clone(), old_db });
                 }
                 *e = Entry { created_at: e.created_at, ..w.entry };
                 report.updated.push(id);
@@ -431,15 +438,35 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
     }
 
     // Most dashboard starts change nothing: then nothing is written.
-    if let Err(err) = manifest::write(&root, &manifest, &before) {
-        // Unrecorded cards must not stay: take this run's new ones back; the rest is redone next run.
-        for id in &created_now {
-            remove_card(&root, id, &manifest.cards[id], &mut CardReport::default());
+    match manifest::write(&root, &manifest, &before) {
+        Ok(_) => {
+            // The manifest names the moved cards' new outputs: the old ones go.
+            for m in &moved {
+                let _ = root.remove(&m.old.output.join("connection.yml"));
+                root.remove_empty_dir(&m.old.output);
+            }
         }
-        report.created.retain(|id| !created_now.contains(id));
-        let taken =
-            if created_now.is_empty() { String::new() } else { "; this run's new cards were taken back".into() };
-        report.errors.push(format!("{err}{taken}"));
+        Err(err) => {
+            // Unrecorded files must not stay: take this run's new cards back, and the moved cards' new
+            // outputs (their old ones, still recorded, stay); the rest is redone next run.
+            for id in &created_now {
+                remove_card(&root, id, &manifest.cards[id], &mut CardReport::default());
+            }
+            for m in &moved {
+                take_back_move(&root, m, &manifest.cards[&m.id]);
+            }
+            report.created.retain(|id| !created_now.contains(id));
+            report.updated.retain(|id| !moved.iter().any(|m| &m.id == id));
+            let mut taken = Vec::new();
+            if !created_now.is_empty() {
+                taken.push("this run's new cards were taken back");
+            }
+            if !moved.is_empty() {
+                taken.push("cards it moved were put back");
+            }
+            let taken = if taken.is_empty() { String::new() } else { format!("; {}", taken.join(", ")) };
+            report.errors.push(format!("{err}{taken}"));
+        }
     }
     fold_card_errors(&mut report.errors);
     report
@@ -466,6 +493,26 @@ fn fold_card_errors(errors: &mut Vec<String>) {
         }
         _ => true,
     });
+}
+
+/// A card whose output moved this run (its OOD cluster id or delivery app changed): its old entry
+/// and session file, kept until the manifest records the move.
+struct Moved {
+    id: String,
+    old: Entry,
+    old_db: Option<Vec<u8>>,
+}
+
+/// The manifest could not record a move: the card goes back to its old output (still recorded and
+/// still there) and session file, and the new output, which nothing records, goes.
+fn take_back_move(root: &DataRoot, m: &Moved, new: &Entry) {
+    // The session file names the output OOD reads: it is put back first. If that fails the new
+    // output still goes (an untracked file would stay for good); the next run redoes the update.
+    if let Some(db) = &m.old_db {
+        let _ = root.write(&m.old.db, db);
+    }
+    let _ = root.remove(&new.output.join("connection.yml"));
+    root.remove_empty_dir(&new.output);
 }
 
 fn write_card(root: &DataRoot, w: &Wanted, created_at: u64) -> Result<()> {

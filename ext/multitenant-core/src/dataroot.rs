@@ -6,8 +6,25 @@
 //! never re-resolved by name and a symlink swapped in between two steps cannot redirect anything:
 //! - a directory below the root must be owned by the viewer and not writable by others unless sticky
 //!   (group-writable is fine: OOD run with umask 0007 makes its directories 0770);
-//! - a symlink is followed only if the viewer owns the link itself and the directory it leads to (users
-//!   move parts of their data root to project space that way); anything else is refused;
+//! - a symlink is followed only if the viewer owns it; the kernel never follows it: its target is read
+//!   (`readlinkat`) and walked one component at a time the same way (`O_NOFOLLOW`, from `/` when
+//!   absolute, else from the link's directory), at most [`MAX_LINKS`] symlinks in all, and
+//!   - every directory a name is looked up in on the way (`/`, `/proj`, `/proj/lab`, …) must be one
+//!     only root and the viewer can change: owned by root or the viewer; not world-writable unless
+//!     sticky; not group-writable unless sticky or the viewer's own (see below);
+//!   - a symlink met on the way is followed only if root or the viewer owns it;
+//!   - the directory reached must be the viewer's, as any directory below the root (0770 is fine);
+//!
+//!   so a project-space move (`batch_connect -> /proj/lab/bob/bc`) works when `/proj/lab` is sticky
+//!   (3770) or not group-writable, and is refused when it is the lab's and not sticky (2770): a lab
+//!   member could rename `bob` aside and plant a path of their choice. Why a group-writable directory is fine when the viewer owns it but not when root
+//!   does: every entry met is checked, so what members of the group can do there is rename entries
+//!   root or the viewer owns, never plant one of theirs. The viewer chose to give their group that
+//!   power over their own directories (umask 0007: the data root and everything OOD makes in it are
+//!   already so, and so is a project-space directory the user made under that umask, as
+//!   `mkdir -p ~/project/ood` does); nobody asked them about a shared directory of root's, whose
+//!   group may be a whole lab or site. A directory of any other uid is never trusted: its owner
+//!   can change it whatever its mode;
 //! - files are opened `O_NOFOLLOW`, read only when regular and small, written under a fresh `.…bak`
 //!   name (`O_EXCL`, mode 0600, fsynced) and renamed into place in the same directory, so OOD reads
 //!   the old file or the new one, never half of one; directories are removed only when empty.
@@ -17,8 +34,8 @@
 //! a time).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -26,7 +43,7 @@ use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
 use nix::errno::Errno;
-use nix::fcntl::{open, openat, renameat, AtFlags, OFlag};
+use nix::fcntl::{open, openat, readlinkat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
@@ -52,6 +69,16 @@ pub(crate) struct DataRoot {
 
 /// Directory descriptors kept open at most by one `DataRoot`.
 const MAX_REMEMBERED: usize = 256;
+
+/// Symlinks followed at most to reach one directory (the user's own link included): stops loops.
+const MAX_LINKS: usize = 8;
+
+/// One step of a symlink's target path.
+enum Step {
+    Root,
+    Up,
+    Name(OsString),
+}
 
 /// How a directory was reached, for the message that refuses it.
 #[derive(Clone, Copy)]
@@ -157,8 +184,8 @@ impl DataRoot {
         }
     }
 
-    /// `name` in `parent` is not a directory: follows it only if it is a symlink the viewer owns that
-    /// leads to a directory the viewer owns.
+    /// `name` in `parent` is not a directory: follows it only if it is a symlink the viewer owns whose
+    /// target is walked safely (see the module docs) to a directory the viewer owns.
     fn follow(&self, parent: &OwnedFd, name: &OsStr, shown: &Path) -> Result<OwnedFd> {
         let link = fstatat(parent.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| Error::Io(format!("{}: {}", shown.display(), e.desc())))?;
@@ -173,18 +200,119 @@ impl DataRoot {
                 self.uid
             )));
         }
-        let fd = openat(parent.as_fd(), name, DIR_FLAGS, Mode::empty()).map_err(|e| match e {
-            Errno::ENOENT => refuse(format_args!(
-                "{}: your symlink leads nowhere: create the directory it names, or remove it",
-                shown.display()
-            )),
-            Errno::ENOTDIR | Errno::ELOOP => {
-                refuse(format_args!("{}: your symlink does not lead to a directory", shown.display()))
-            }
-            e => Error::Io(format!("{}: {}", shown.display(), e.desc())),
-        })?;
+        let start = parent.try_clone().map_err(|e| Error::Io(format!("{}: {e}", shown.display())))?;
+        let at = shown.parent().unwrap_or(Path::new("")).to_path_buf();
+        let fd = self.walk_link(start, at, name, shown)?;
         self.check_dir(&fd, shown, Reached::Symlink)?;
         Ok(fd)
+    }
+
+    /// Resolves the symlink `name` in `dir` (shown as `at`) one component at a time, never letting the
+    /// kernel follow a link: every directory a name is looked up in must pass [`Self::check_on_way`],
+    /// every symlink met must be root's or the viewer's, at most [`MAX_LINKS`] in all (the first one
+    /// included). Returns the directory reached, not yet checked as the destination.
+    fn walk_link(&self, mut dir: OwnedFd, mut at: PathBuf, name: &OsStr, shown: &Path) -> Result<OwnedFd> {
+        let p = shown.display();
+        let fix = "point the symlink along a path only you and root can change";
+        let read = |dir: &OwnedFd, name: &OsStr, at: &Path| {
+            readlinkat(dir.as_fd(), name).map_err(|e| Error::Io(format!("{}: {}", at.join(name).display(), e.desc())))
+        };
+        let mut todo: VecDeque<Step> = VecDeque::new();
+        let mut links = 1;
+        let mut target = read(&dir, name, &at)?;
+        // Whether `dir` was checked: the link's own directory was, on the way to the link.
+        let mut checked = true;
+        loop {
+            // The target's steps go first, before what was left of the path that led to it.
+            for c in Path::new(&target).components().rev() {
+                match c {
+                    Component::RootDir => todo.push_front(Step::Root),
+                    Component::ParentDir => todo.push_front(Step::Up),
+                    Component::Normal(n) => todo.push_front(Step::Name(n.to_os_string())),
+                    Component::CurDir | Component::Prefix(_) => {}
+                }
+            }
+            // Walks on until a step is not a directory (`Some(name)`), or to the end.
+            let link = loop {
+                let step = match todo.pop_front() {
+                    None => return Ok(dir),
+                    Some(Step::Root) => {
+                        dir = open("/", DIR_FLAGS, Mode::empty()).map_err(|e| Error::Io(format!("/: {}", e.desc())))?;
+                        at = PathBuf::from("/");
+                        checked = false;
+                        continue;
+                    }
+                    Some(Step::Up) => OsString::from(".."),
+                    Some(Step::Name(n)) => n,
+                };
+                // A name is looked up in `dir`: whoever can change `dir` chooses what it leads to.
+                if !checked {
+                    self.check_on_way(&dir).map_err(|why| {
+                        refuse(format_args!("{p}: its target passes through {}, {why}: {fix}", at.display()))
+                    })?;
+                    checked = true;
+                }
+                match openat(dir.as_fd(), step.as_os_str(), DIR_FLAGS | OFlag::O_NOFOLLOW, Mode::empty()) {
+                    Ok(fd) => {
+                        dir = fd;
+                        // `..` of a directory reached by name is its parent, also as shown.
+                        if step != ".." || matches!(at.components().next_back(), Some(Component::ParentDir) | None)
+                        {
+                            at.push(&step);
+                        } else if at.parent().is_some() {
+                            at.pop();
+                        }
+                        checked = false;
+                    }
+                    Err(Errno::ELOOP | Errno::ENOTDIR) => break step,
+                    Err(Errno::ENOENT) => {
+                        return Err(refuse(format_args!(
+                            "{p}: your symlink leads nowhere ({} does not exist): create the directory it names, or remove it",
+                            at.join(&step).display()
+                        )))
+                    }
+                    Err(e) => return Err(Error::Io(format!("{}: {}", at.join(&step).display(), e.desc()))),
+                }
+            };
+            // `link` in `dir` is not a directory: only a symlink of root's or the viewer's is followed.
+            let here = at.join(&link);
+            let st = fstatat(dir.as_fd(), link.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map_err(|e| Error::Io(format!("{}: {}", here.display(), e.desc())))?;
+            if !is_type(&st, SFlag::S_IFLNK) {
+                return Err(refuse(format_args!(
+                    "{p}: your symlink does not lead to a directory ({} is not one)",
+                    here.display()
+                )));
+            }
+            if st.st_uid != 0 && st.st_uid != self.uid {
+                return Err(refuse(format_args!(
+                    "{p}: its target passes through {}, a symlink owned by uid {}, not by you (uid {}) or root: {fix}",
+                    here.display(),
+                    st.st_uid,
+                    self.uid
+                )));
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(refuse(format_args!(
+                    "{p}: its target goes through more than {MAX_LINKS} symlinks (a loop?): point the symlink straight at a directory of yours"
+                )));
+            }
+            target = read(&dir, &link, &at)?;
+        }
+    }
+
+    /// The rule for a directory a symlink's target passes through (module docs); `Err` says why not.
+    fn check_on_way(&self, fd: &OwnedFd) -> std::result::Result<(), String> {
+        let st = fstat(fd.as_fd()).map_err(|e| format!("which cannot be examined ({})", e.desc()))?;
+        let (mode, owner) = (st.st_mode & 0o7777, st.st_uid);
+        if owner != 0 && owner != self.uid {
+            Err(format!("owned by uid {owner} (mode {mode:o}), not by you (uid {}) or root", self.uid))
+        } else if mode & 0o1000 == 0 && (mode & 0o002 != 0 || (mode & 0o020 != 0 && owner != self.uid)) {
+            Err(format!("which others can write (mode {mode:o}, owner uid {owner})"))
+        } else {
+            Ok(())
+        }
     }
 
     /// The checked directory at `rel` below the root; missing directories are created (mode 0700)

@@ -734,3 +734,200 @@ fn an_unreadable_manifest_is_never_overwritten() {
     assert!(r.errors[0].contains("unreadable") && r.errors[0].contains("move it aside"), "{:?}", r.errors);
     assert_eq!(fx.manifest(), b"{not json");
 }
+
+/// A viewer other than root, for layouts where root's directories must differ from the viewer's (the
+/// tests run as root in CI; as root, root's directories are the viewer's own).
+const VIEWER_UID: u32 = 4242;
+
+/// Gives `p` and everything below it (not what a symlink leads to) to `owner`.
+fn chown_tree(p: &Path, owner: u32) {
+    std::os::unix::fs::lchown(p, Some(owner), Some(owner)).unwrap();
+    if fs::symlink_metadata(p).unwrap().is_dir() {
+        for e in fs::read_dir(p).unwrap() {
+            chown_tree(&e.unwrap().path(), owner);
+        }
+    }
+}
+
+/// `/tmp/…/home/bob/ondemand/…` (the data root) and `/tmp/…/proj/lab`, a project space.
+fn project_layout(tmp: &Path) -> (PathBuf, PathBuf) {
+    let dataroot = tmp.join("home/bob/ondemand/data/sys/dashboard");
+    fs::create_dir_all(&dataroot).unwrap();
+    let lab = tmp.join("proj/lab");
+    fs::create_dir_all(&lab).unwrap();
+    (dataroot, lab)
+}
+
+fn project_opts(dataroot: PathBuf) -> CardOptions {
+    let cluster_map = BTreeMap::from([("mtcluster".to_string(), "ood_mt".to_string())]);
+    CardOptions { cluster_map, now: 1_700_000_000, ..CardOptions::new(dataroot) }
+}
+
+#[test]
+fn a_symlink_whose_target_passes_through_a_directory_of_another_uid_is_refused() {
+    if uid() != 0 {
+        eprintln!("not root: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (dataroot, lab) = project_layout(tmp.path());
+    let private = tmp.path().join("home/bob/private");
+    fs::create_dir_all(&private).unwrap();
+    mode(&private, 0o700);
+    // The lab's project space, writable by lab members (here: another uid's), and the viewer's own
+    // project-space move, as the README suggests.
+    std::os::unix::fs::lchown(&lab, Some(OTHER), Some(OTHER)).unwrap();
+    let link = dataroot.join("batch_connect");
+    std::os::unix::fs::symlink(lab.join("bob/bc"), &link).unwrap();
+    // A lab member renamed `bob` aside and planted their own `bob/bc` leading to a directory of the viewer.
+    fs::create_dir(lab.join("bob")).unwrap();
+    std::os::unix::fs::symlink(&private, lab.join("bob/bc")).unwrap();
+    chown_tree(&lab.join("bob"), OTHER);
+
+    let r = reconcile(&project_opts(dataroot.clone()), 0, VIEWER, &[found("42", "alice")], &none());
+    assert!(walk(&private).is_empty(), "a directory the attacker chose received a card: {r:?}");
+    assert!(r.created.is_empty(), "{r:?}");
+    let said = format!(
+        "refusing {}: its target passes through {}, owned by uid 65534 (mode 755), not by you (uid 0) or root: point the symlink along a path only you and root can change",
+        link.display(),
+        lab.display()
+    );
+    assert!(r.errors.iter().any(|e| e.ends_with(&said)), "{:?}", r.errors);
+    assert_eq!(r.errors.len(), 1, "one cause, one line: {:?}", r.errors);
+}
+
+#[test]
+fn a_symlink_whose_target_passes_through_a_group_writable_directory_of_root_is_refused_unless_sticky() {
+    if uid() != 0 {
+        eprintln!("not root: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (dataroot, lab) = project_layout(tmp.path());
+    // The viewer (not root here) made their project-space directory, and the card directories in it;
+    // root's /proj/lab is the lab's (2770).
+    let bc = lab.join("bob/bc");
+    let id = card_id("mtcluster", "42", "alice");
+    fs::create_dir_all(bc.join("db")).unwrap();
+    fs::create_dir_all(bc.join("sys/multitenant-delivery_default/output").join(&id)).unwrap();
+    fs::create_dir_all(dataroot.join("multitenant")).unwrap();
+    let link = dataroot.join("batch_connect");
+    std::os::unix::fs::symlink(&bc, &link).unwrap();
+    chown_tree(&tmp.path().join("home/bob"), VIEWER_UID);
+    chown_tree(&lab.join("bob"), VIEWER_UID);
+    mode(&lab, 0o2770);
+
+    let opts = project_opts(dataroot.clone());
+    let r = reconcile(&opts, VIEWER_UID, VIEWER, &[found("42", "alice")], &none());
+    assert!(r.created.is_empty(), "{r:?}");
+    let said = format!(
+        "refusing {}: its target passes through {}, which others can write (mode 2770, owner uid 0): point the symlink along a path only you and root can change",
+        link.display(),
+        lab.display()
+    );
+    assert!(r.errors.iter().any(|e| e.ends_with(&said)), "{:?}", r.errors);
+    assert!(walk(&bc).is_empty(), "nothing written");
+
+    // Sticky, a lab member can no longer rename the viewer's `bob`: the card goes through (the
+    // viewer's own `bob` may be group-writable: they chose so, as umask 0007 does).
+    mode(&lab, 0o3770);
+    mode(&lab.join("bob"), 0o2770);
+    let r = reconcile(&opts, VIEWER_UID, VIEWER, &[found("42", "alice")], &none());
+    assert_eq!((r.created, r.errors), (vec![id.clone()], vec![]));
+    assert!(bc.join("db").join(&id).exists());
+}
+
+#[test]
+fn cards_are_written_through_a_symlink_into_a_project_space_made_under_umask_0007() {
+    let fx = Fx::new();
+    // `umask 0007 && mkdir -p ~/project-space/ood && ln -s …`: group-writable directories of the viewer
+    // on the way, reached through a relative symlink of the viewer's on the way too.
+    let project = fx._tmp.path().join("project-space/ood");
+    fs::create_dir_all(&project).unwrap();
+    mode(&project, 0o770);
+    mode(project.parent().unwrap(), 0o770);
+    std::os::unix::fs::symlink("project-space", fx._tmp.path().join("ps")).unwrap();
+    let link = fx.opts.dataroot.join("batch_connect");
+    std::os::unix::fs::symlink(fx._tmp.path().join("ondemand/../ps/./ood/"), &link).unwrap();
+    let id = card_id("mtcluster", "42", "alice");
+    assert_eq!(fx.run(&[found("42", "alice")]).created, vec![id.clone()]);
+    assert_eq!(json(&project.join("db").join(&id))["id"], id.as_str());
+    assert_eq!(fx.run(&[]).removed, vec![id.clone()]);
+    assert!(!project.join("db").join(&id).exists());
+}
+
+#[test]
+fn a_symlink_loop_or_a_dangling_symlink_is_refused() {
+    let fx = Fx::new();
+    let link = fx.opts.dataroot.join("batch_connect");
+    std::os::unix::fs::symlink("loop", &link).unwrap();
+    std::os::unix::fs::symlink("batch_connect", fx.opts.dataroot.join("loop")).unwrap();
+    let r = fx.try_run(&[found("42", "alice")]);
+    assert!(r.created.is_empty());
+    assert!(
+        r.errors.iter().any(|e| e
+            .contains(&format!("refusing {}: its target goes through more than 8 symlinks (a loop?)", link.display()))),
+        "{:?}",
+        r.errors
+    );
+    fs::remove_file(fx.opts.dataroot.join("loop")).unwrap();
+    let r = fx.try_run(&[found("42", "alice")]);
+    assert!(
+        r.errors.iter().any(|e| e.contains(&format!(
+            "your symlink leads nowhere ({} does not exist)",
+            fx.opts.dataroot.join("loop").display()
+        ))),
+        "{:?}",
+        r.errors
+    );
+}
+
+#[test]
+fn a_failed_manifest_write_after_a_card_moved_puts_the_card_back_and_leaves_nothing_untracked() {
+    let mut fx = Fx::new();
+    fx.opts.per_cluster = true;
+    fx.opts.cluster_map.insert("mtcluster".into(), "hpc".into());
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    let before = fx.manifest();
+    let output = |c: &str| {
+        fx.opts.dataroot.join("batch_connect").join(c).join("sys/multitenant-delivery_default/output").join(&id)
+    };
+    let (old, new) = (output("hpc"), output("hpc2"));
+    let old_conn = fs::read(old.join("connection.yml")).unwrap();
+    // The manifest cannot be replaced this run (full disk, quota…: here a directory that cannot change).
+    let mdir = fx.opts.dataroot.join("multitenant");
+    let freeze = |on: bool| {
+        if uid() == 0 {
+            std::process::Command::new("chattr")
+                .arg(if on { "+i" } else { "-i" })
+                .arg(&mdir)
+                .status()
+                .is_ok_and(|s| s.success())
+        } else {
+            mode(&mdir, if on { 0o500 } else { 0o700 });
+            true
+        }
+    };
+    if !freeze(true) {
+        eprintln!("chattr +i unsupported here: skipped");
+        return;
+    }
+    fx.opts.cluster_map.insert("mtcluster".into(), "hpc2".into());
+    let r = fx.try_run(&[found("42", "alice")]);
+    assert!(freeze(false));
+    assert!(r.updated.is_empty(), "{r:?}");
+    assert!(r.errors.iter().any(|e| e.ends_with("; cards it moved were put back")), "{:?}", r.errors);
+    // As the last good run left it.
+    assert_eq!(fx.manifest(), before);
+    assert_eq!(fs::read(old.join("connection.yml")).unwrap(), old_conn);
+    assert_eq!(json(&fx.db(&id))["cluster_id"], "hpc");
+    assert!(!new.exists(), "the new output, which nothing records, is taken back");
+    // The next run moves it; when the share ends, nothing is left behind.
+    assert_eq!(fx.run(&[found("42", "alice")]).updated, vec![id.clone()]);
+    assert!(new.join("connection.yml").exists() && !old.exists());
+    assert_eq!(json(&fx.db(&id))["cluster_id"], "hpc2");
+    assert_eq!(fx.run(&[]).removed, vec![id]);
+    let left: Vec<_> = walk(&fx.opts.dataroot.join("batch_connect")).into_iter().filter(|p| p.is_file()).collect();
+    assert!(left.is_empty(), "untracked card files left behind: {left:?}");
+}
