@@ -61,12 +61,13 @@ RSpec.describe "the second test cluster, mtbeta", :cluster do
       .to include("mtaccount|mtowner", "mtaccount|mtmember", "mtaccount|mtprimary", "mtaccount|mtoutsider", "mtaccount|mtdefault")
   end
 
-  it "can have the same job id on both clusters (sbatch_on raises mtbeta's next id with jobid:)" do
-    id = sbatch_on("mtcluster", "mtowner", "-J", "alpha-twin", "-o", "/dev/null", "--wrap", "sleep 900")
-    twin = plain_job_on(beta, "mtowner", name: "beta-twin", jobid: id)
-    expect(twin).to eq(id)
+  it "can have the same job id on both clusters (sbatch_on with jobid: raises a cluster's next id)" do
+    id = common_next_job_id("mtcluster", beta)
+    expect(plain_job_on("mtcluster", "mtowner", name: "alpha-twin", jobid: id)).to eq(id.to_s)
+    expect(plain_job_on(beta, "mtowner", name: "beta-twin", jobid: id)).to eq(id.to_s)
     expect(job_name_on("mtcluster", id)).to eq("alpha-twin")
     expect(job_name_on(beta, id)).to eq("beta-twin")
-    expect(slurm_on(beta, "squeue", "-h", "-j", id, "-o", "%u")).to eq("mtowner\n")
+    expect(slurm_on(beta, "squeue", "-h", "-j", id.to_s, "-o", "%u")).to eq("mtowner\n")
+    expect { plain_job_on(beta, "mtowner", jobid: id) }.to raise_error(/is not the job id #{id} asked for/)
   end
 end

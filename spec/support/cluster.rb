@@ -152,6 +152,17 @@ module ClusterHelpers
     id
   end
 
+  # An id the next job on each of `clusters` can get with sbatch_on(..., jobid:): one past the highest each
+  # has given (learnt from a held probe job on each, cancelled at once).
+  def common_next_job_id(*clusters)
+    clusters.map do |cluster|
+      probe = sbatch_on(cluster, "mtmember", "--hold", "-J", "probe", "-o", "/dev/null", "--chdir", lab, "--wrap", "true")
+      system("scancel", "-M", cluster, probe)
+      @cluster_jobs[cluster].delete(probe)
+      probe.to_i
+    end.max + 1
+  end
+
   # submit_share on `cluster`: a job of `owner` that publishes itself, once it is shared and in accounting.
   def submit_share_on(cluster, owner:, app: "Ollama_API", group: "mtclass", args: [], wckey: "multitenant", sleep_for: 900, jobid: nil)
     publish = [File.join(lab, "mtshare"), "publish", "--group", group, "--app", app, *args].map { |a| Shellwords.escape(a) }.join(" ")
