@@ -37,8 +37,7 @@ RSpec.describe "discovery at a real site", :cluster do
 
   it "finds shares on every mapped cluster, as OOD asks each, with keys that cannot collide" do
     # The same job id on both clusters: the first id neither cluster has given yet.
-    used, = Open3.capture2("sacct", "-a", "-X", "-n", "-P", "-o", "JobIDRaw", "-M", "mtcluster,mtbeta", "-S", "2020-01-01")
-    n = (used.split.grep(/\A\d+\z/).map(&:to_i).max || 0) + 10
+    n = common_next_job_id("mtcluster", "mtbeta")
     a = submit_share_on("mtcluster", owner: "mtowner", args: ["--set", "host=node1"], jobid: n)
     b = submit_share_on("mtbeta", owner: "mtowner", app: "On_beta", args: ["--set", "host=node1"], jobid: n)
     expect(b).to eq(a)

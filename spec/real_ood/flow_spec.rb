@@ -232,8 +232,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
       end
 
       it "two Slurm clusters behind one OOD: each share is a card of its own cluster, also with the same job id; Delete leaves both jobs running" do
-        used, = Open3.capture2("sacct", "-a", "-X", "-n", "-P", "-o", "JobIDRaw", "-M", "mtcluster,mtbeta", "-S", "2020-01-01")
-        n = (used.split.grep(/\A\d+\z/).map(&:to_i).max || 0) + 10
+        n = common_next_job_id("mtcluster", "mtbeta")
         card = ["--method", "card", "--delivery", "sys/multitenant-delivery_default"]
         here = submit_share_on("mtcluster", owner: "mtowner", app: "On_hpc", args: card, jobid: n)
         there = submit_share_on("mtbeta", owner: "mtowner", app: "On_beta", args: card, jobid: n)

@@ -58,7 +58,8 @@ fn token(tag: &str) -> Result<String> {
 }
 
 /// Splits `squeue -O A:<sep>,B:<sep>,…,Name:<term>` output into records of exactly `fields` fields.
-/// `squeue -M` prints a `CLUSTER: <name>` line before the first record; text before the first field
+/// `squeue -M` prints a `CLUSTER: <name>` line before the records when it prints a header (22.05 drops
+/// both with `--noheader`; other versions may not); text before the first field
 /// of a record up to a newline is such a header (a job id holds no newline) and is dropped.
 fn records<'a>(out: &'a str, sep: &str, term: &str, fields: usize) -> Vec<Vec<&'a str>> {
     let end = format!("{term}\n");

@@ -55,7 +55,7 @@ fn squeue_keeps_only_the_exact_wckey_and_checks_every_field() {
 #[test]
 fn squeue_on_a_named_cluster_reads_past_the_cluster_header() {
     let dir = tempfile::tempdir().unwrap();
-    // Recorded from Slurm 22.05: `squeue -M mtbeta --noheader` still prints the CLUSTER line first.
+    // Slurm 22.05 prints `CLUSTER: mtbeta` first with a header (not with --noheader); either way it is read past.
     fake(
         dir.path(),
         "squeue",
