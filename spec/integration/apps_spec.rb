@@ -2,6 +2,7 @@
 
 require "net/http"
 require "ostruct"
+require "socket"
 require "yaml"
 
 # A service app's real templates run as a real job: the owner "launches" the web dashboard app, its
@@ -22,8 +23,10 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     end
   RUBY
 
-  # What OOD's basic template does around the app's scripts, with its two helper functions.
-  def job_script(app, context)
+  # What OOD's basic template does around the app's scripts (ood_core batch_connect/template.rb,
+  # base_script): before.sh, script.sh in the background as SCRIPT_PID, after.sh, then it waits on the
+  # script; clean_up stops the script's children and exits with the status. With its two helpers.
+  def job_script(app, context, host:, find_port:)
     ctx = OpenStruct.new(context)
     render = lambda do |file|
       b = Class.new { def initialize(c) = (@c = c); def context = @c; def b = binding }.new(ctx).b
@@ -31,38 +34,82 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     end
     <<~SH
       #!/bin/bash
-      host=127.0.0.1
-      find_port() { ruby -rsocket -e 's = TCPServer.new("127.0.0.1", 0); print s.addr[1]; s.close'; }
+      host=#{host}
+      export host
+      find_port() { #{find_port}; }
       wait_until_port_used() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.2; done; return 1; }
+      clean_up() { echo "Cleaning up..."; [[ ${SCRIPT_PID} ]] && pkill -P ${SCRIPT_PID} || :; pkill -P $$; exit ${1:-0}; }
       #{render.call("template/before.sh.erb")}
-      ( #{render.call("template/script.sh.erb").lines.reject { |l| l.start_with?("#!") }.join.strip} ) &
+      mt_job_dir="$(mktemp -d /tmp/mtjob.XXXXXX)"
+      trap 'rm -rf "${mt_job_dir}"' EXIT
+      cat > "${mt_job_dir}/script.sh" <<'MT_SCRIPT_END'
+      #{render.call("template/script.sh.erb")}
+      MT_SCRIPT_END
+      chmod 700 "${mt_job_dir}/script.sh"
+      "${mt_job_dir}/script.sh" &
+      SCRIPT_PID=$!
       #{render.call("template/after.sh.erb")}
-      wait
+      echo "connection.yml written"
+      wait ${SCRIPT_PID} || clean_up 1
+      clean_up
     SH
   end
 
-  def launch(app, context)
-    script = ENV.to_h.merge("MULTITENANT_PUBLISHER" => File.join(lab, "mtshare")).then do |env|
+  FIND_PORT = %(ruby -rsocket -e 's = TCPServer.new("127.0.0.1", 0); print s.addr[1]; s.close')
+
+  # Submits the app's job as mtowner, the way OOD would; waits until it published itself or, with
+  # publishes: false, until it ended. render_env: the dashboard's settings when OOD renders the
+  # templates; env: the job's environment.
+  def launch(app, context, publishes: true, env: {}, render_env: {}, host: "127.0.0.1", find_port: FIND_PORT, timeout: 90)
+    script = ENV.to_h.merge("MULTITENANT_PUBLISHER" => File.join(lab, "mtshare")).merge(render_env).then do |vars|
       old = ENV.to_h
-      ENV.replace(env)
-      job_script(app, context)
+      ENV.replace(vars)
+      job_script(app, context, host: host, find_port: find_port)
     ensure
       ENV.replace(old)
     end
-    log = File.join(lab, "#{app}.out")
+    @launches = (@launches || 0) + 1
+    log = File.join(lab, "#{app}-#{@launches}.out")
+    FileUtils.rm_f(log)
     FileUtils.touch(log)
     FileUtils.chown("mtowner", nil, log)
-    path = File.join(lab, "#{app}-job.sh")
+    path = File.join(lab, "#{app}-#{@launches}-job.sh")
     File.write(path, script)
     File.chmod(0o755, path)
     native = YAML.safe_load(ERB.new(File.read(File.join(ROOT, "ood/apps", app, "submit.yml.erb"))).result).dig("script", "native")
-    out, err, = run_as("mtowner", "sbatch", "--parsable", *native, "-o", File.join(lab, "#{app}.out"), "--chdir", lab, path,
-                       env: { "MULTITENANT_KEY_DIR" => key_dir })
+    out, err, = run_as("mtowner", "sbatch", "--parsable", *native, "-o", log, "--chdir", lab, path,
+                       env: { "MULTITENANT_KEY_DIR" => key_dir }.merge(env))
     id = out.strip
     expect(id).to match(/\A\d+\z/), err
     (@jobs ||= []) << id
-    poll("#{app} to publish itself", timeout: 90) { job_name(id).start_with?("mt|mtclass|1.") }
+    @log = log
+    if publishes
+      poll("#{app} to publish itself", timeout: timeout) do
+        job_name(id).start_with?("mt|mtclass|") || (Open3.capture2("squeue", "-h", "-j", id).first.strip.empty? && raise("#{app} ended:\n#{File.read(log)}"))
+      end
+    else
+      poll("#{app} to end", timeout: timeout) { Open3.capture2("squeue", "-h", "-j", id).first.strip.empty? }
+    end
     id
+  end
+
+  # How the job ended, from accounting: [state, exit code, name].
+  def ended(id)
+    poll("job #{id} in accounting as ended", timeout: 30) do
+      out, = Open3.capture2("sacct", "-n", "-X", "-P", "-j", id, "--format=State,ExitCode,JobName")
+      row = out.lines.first.to_s.strip.split("|")
+      row unless row.empty? || %w[PENDING RUNNING].include?(row[0])
+    end
+  end
+
+  def expect_not_published(id, message)
+    state, code, name = ended(id)
+    text = File.read(@log)
+    expect([state, code]).to eq(%w[FAILED 1:0]), text
+    expect(name).not_to start_with("mt|")
+    expect(text.lines(chomp: true).grep(/\Amultitenant: .+: not published\z/)).to match([a_string_including(message)]), text
+    expect(text).not_to include("connection.yml written")
+    text
   end
 
   it "offers as share groups exactly the user's groups that have a key, as the user sees them" do
@@ -88,7 +135,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     expect(conn["jdbc_url"]).to eq("jdbc:postgresql://127.0.0.1:#{conn["port"]}/msba")
     out, err, status = run_as("mtmember", "psql", "-h", conn["host"], "-p", conn["port"], "-U", conn["db_user"], "-d", conn["db_name"],
                               "-tAc", "select current_database() || ' as ' || current_user", env: { "PGPASSWORD" => conn["db_password"] })
-    expect(status).to be_success, "#{err}\n#{File.read(File.join(lab, "multitenant-database.out"))}"
+    expect(status).to be_success, "#{err}\n#{File.read(@log)}"
     expect(out.strip).to eq("msba as msba_user")
     _, err, status = run_as("mtoutsider", "psql", "-h", conn["host"], "-p", conn["port"], "-U", conn["db_user"], "-d", "msba",
                             "-tAc", "select 1", env: { "PGPASSWORD" => "wrong" })
@@ -111,5 +158,63 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     conn = JSON.parse(File.read(Dir[File.join(root, "batch_connect/sys/multitenant-delivery_default/output/*/connection.yml")].first))
     expect(conn["url"]).to eq(url)
     expect(Net::HTTP.get(URI(url))).to eq("hello from mtowner's dashboard")
+  end
+
+  DB = { "mt_group" => "mtclass", "db_engine" => "postgresql", "db_name" => "msba",
+         "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }.freeze
+
+  def member_psql(conn, sql)
+    run_as("mtmember", "psql", "-X", "-h", conn["host"], "-p", conn["port"], "-U", conn["db_user"], "-d", conn["db_name"],
+           "-tAc", sql, env: { "PGPASSWORD" => conn["db_password"] })
+  end
+
+  it "runs the database app under a TMPDIR so long that a socket there would exceed 107 bytes: its socket is elsewhere, it publishes, a member logs in" do
+    tmp = File.join(lab, "t" * 100)
+    FileUtils.mkdir_p(tmp)
+    FileUtils.chown("mtowner", nil, tmp)
+    id = launch("multitenant-database", DB, env: { "TMPDIR" => tmp })
+    conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
+    out, err, status = member_psql(conn, "select current_user")
+    expect(status).to be_success, "#{err}\n#{File.read(@log)}"
+    expect(out.strip).to eq("msba_user")
+    expect(Dir[File.join(tmp, "multitenant-db-#{id}", "data")]).not_to be_empty
+  end
+
+  it "fails the database app whose server dies (its port is taken): one line says so, nothing is published, the job fails" do
+    taken = TCPServer.new("::", 0) # both IPv6 and IPv4: PostgreSQL binds neither
+    port = taken.addr[1]
+    id = launch("multitenant-database", DB, publishes: false, find_port: "echo #{port}", env: { "MULTITENANT_READY_SECONDS" => "60" }, timeout: 120)
+    text = expect_not_published(id, "PostgreSQL on 127.0.0.1:#{port}: the server was not set up: the service ended first")
+    expect(text).to include("PostgreSQL exited with status 1 before it accepted connections")
+    expect(text).to match(/could not (bind|create any TCP\/IP sockets)/)
+  ensure
+    taken&.close
+  end
+
+  context "the LLM app with a stand-in ollama" do
+    LLM = { "mt_group" => "mtclass", "ollama_model" => "tiny:1b", "mt_method" => "card",
+            "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }.freeze
+    OLLAMA = { "MULTITENANT_OLLAMA" => File.join(ROOT, "spec/ood/fake-ollama") }.freeze
+
+    # A host name members reach that is not loopback: the server must listen on every interface.
+    def outward_ip
+      Socket.ip_address_list.find { |a| a.ipv4? && !a.ipv4_loopback? }&.ip_address or skip "no non-loopback IPv4 address here"
+    end
+
+    it "publishes nothing when the model pull fails, says so in one line, and the job fails" do
+      id = launch("multitenant-llm", LLM, publishes: false, render_env: OLLAMA, host: outward_ip, env: { "FAKE_OLLAMA_PULL" => "fail" })
+      text = expect_not_published(id, "/api/tags did not list tiny:1b: the service ended first")
+      expect(text).to include("ollama pull tiny:1b failed")
+    end
+
+    it "publishes a slow pull only once the published URL lists the model, and a member reaches it there" do
+      ip = outward_ip
+      id = launch("multitenant-llm", LLM, render_env: OLLAMA, host: ip, env: { "FAKE_OLLAMA_PULL" => "slow:5" })
+      text = File.read(@log)
+      expect(text).to match(/Listening on 0\.0\.0\.0:\d+/)
+      conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
+      expect(conn["ollama_url"]).to match(%r{\Ahttp://#{Regexp.escape(ip)}:\d+\z})
+      expect(JSON.parse(Net::HTTP.get(URI("#{conn["ollama_url"]}/api/tags")))["models"].map { |m| m["name"] }).to eq(["tiny:1b"])
+    end
   end
 end
