@@ -33,7 +33,7 @@ RSpec.describe "service and client app templates" do
   # publisher that records its arguments, one per line; returns them, or nil when it did not run.
   # ready: false makes every check fail (curl, psql and mariadb stubs that cannot connect, no ready
   # marker), with MULTITENANT_READY_SECONDS=1. The job's exit status goes in status[:code].
-  def published_args(app, context, ready: true, output: [], status: {})
+  def published_args(app, context, ready: true, output: [], status: {}, engine: "postgresql")
     Dir.mktmpdir do |dir|
       fake = File.join(dir, "mtshare")
       File.write(fake, "#!/bin/sh\nprintf '%s\\n' \"$@\" > #{dir}/args\n")
@@ -41,7 +41,7 @@ RSpec.describe "service and client app templates" do
       FileUtils.mkdir_p(stubs)
       tags = %({"models": [{"name": "m", "model": "m"}]})
       stub = lambda do |name, body|
-        File.write(File.join(stubs, name), "#!/bin/sh\nprintf '%s\\n' \"$*\" >> #{dir}/#{name}.log\n#{body}\n")
+        File.write(File.join(stubs, name), "#!/bin/sh\nprintf '%s\\n' \"$* PGPASSWORD=${PGPASSWORD:+set} MYSQL_PWD=${MYSQL_PWD:+set}\" >> #{dir}/#{name}.log\n#{body}\n")
         File.chmod(0o755, File.join(stubs, name))
       end
       if ready
@@ -57,7 +57,7 @@ RSpec.describe "service and client app templates" do
         sleep 30 & SCRIPT_PID=$!
         host=node1 port=4242 ollama_url=http://node1:4242 ollama_model=m url=http://node1:4242/ db_dir=#{dir}
         #{ready ? 'touch "$db_dir/ready"' : ""}
-        db_engine=postgresql db_name=msba db_user=msba_user db_password=S3cretPw jdbc_url=jdbc:postgresql://node1:4242/msba
+        db_engine=#{engine} db_name=msba db_user=msba_user db_password=S3cretPw jdbc_url=jdbc:postgresql://node1:4242/msba
         content_format=markdown content_file=#{dir}/content
         echo '# hi' > "$content_file"
         #{ClimateControl.env("MULTITENANT_PUBLISHER" => fake) { render(app, "template/after.sh.erb", context) }}
@@ -250,8 +250,13 @@ RSpec.describe "service and client app templates" do
   it "multitenant-database: logs in over TCP at the published host and port as the shared role, the password in the environment" do
     status = {}
     expect(published_args("multitenant-database", context_for("multitenant-database"), status: status)).not_to be_nil
-    expect(status[:logs]["psql"]).to include("-h node1 -p 4242 -U msba_user -d msba")
+    expect(status[:logs]["psql"]).to include("-h node1 -p 4242 -U msba_user -d msba -tAc select 1 PGPASSWORD=set")
     expect(status[:logs]["psql"]).not_to include("S3cretPw")
+    mariadb = {}
+    ctx = context_for("multitenant-database", "db_engine" => "mariadb")
+    expect(published_args("multitenant-database", ctx, status: mariadb, engine: "mariadb")).to include("MariaDB")
+    expect(mariadb[:logs]["mariadb"]).to include("--no-defaults --protocol=TCP --connect-timeout=5 -h node1 -P 4242 -u msba_user -D msba -N -e select 1 PGPASSWORD= MYSQL_PWD=set")
+    expect(mariadb[:logs]["mariadb"]).not_to include("S3cretPw")
   end
 
   it "multitenant-database hands its password to mtshare through the environment, never its command line" do

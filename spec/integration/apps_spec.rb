@@ -180,6 +180,16 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     expect(Dir[File.join(tmp, "multitenant-db-#{id}", "data")]).not_to be_empty
   end
 
+  it "runs the database app with MariaDB; a member logs in over TCP with the card's credentials" do
+    id = launch("multitenant-database", DB.merge("db_engine" => "mariadb"), timeout: 120)
+    conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
+    expect(conn).to include("db_engine" => "mariadb", "db_user" => "msba_user", "host" => "127.0.0.1")
+    out, err, status = run_as("mtmember", "mariadb", "--no-defaults", "--protocol=TCP", "-h", conn["host"], "-P", conn["port"], "-u", conn["db_user"],
+                              "-D", conn["db_name"], "-N", "-e", "select current_user()", env: { "MYSQL_PWD" => conn["db_password"] })
+    expect(status).to be_success, "#{err}\n#{File.read(@log)}"
+    expect(out.strip).to eq("msba_user@%")
+  end
+
   it "fails the database app whose server dies (its port is taken): one line says so, nothing is published, the job fails" do
     taken = TCPServer.new("::", 0) # both IPv6 and IPv4: PostgreSQL binds neither
     port = taken.addr[1]
