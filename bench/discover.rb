@@ -72,7 +72,7 @@ results = []
     out["bare sacct (wckey filter)"] = median(runs) { Open3.capture2("sacct", "--allocations", "--noheader", "--parsable2", "--delimiter=@f@", "--allusers", "--state=RUNNING", "--wckeys=multitenant", "--format=JobIDRaw,User,Cluster,WCKey") }
     out["bare squeue -j <shared ids>"] = median(runs) { Open3.capture2("squeue", "--all", "--noheader", "--states=RUNNING", "--jobs", ids, "-O", "JobID:@f@,UserName:@f@,RestartCnt:@f@,Name:@x@") }
     %w[squeue sacct].each do |strategy|
-      config = MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, strategy: strategy, clusters: { "mtcluster" => "mtcluster-multitenant" },
+      config = MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, strategy: strategy, clusters: { "mtcluster" => "mtcluster-multitenant" }, max_cards: 10_000, max_cards_per_owner: 10_000,
                                      clusters_dir: #{File.join(LAB, "clusters.d").inspect})
       out["shares found by \#{strategy}"] = MultiTenant.discover!(config: config).size
       out["discover, \#{strategy} (specs only)"] = median(runs) { MultiTenant.discover!(config: config) }

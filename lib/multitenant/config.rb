@@ -10,13 +10,15 @@ module MultiTenant
       wckey: "MULTITENANT_WCKEY", strategy: "MULTITENANT_STRATEGY", legacy: "MULTITENANT_LEGACY",
       timeout: "MULTITENANT_TIMEOUT", clusters: "MULTITENANT_CLUSTERS", cards: "MULTITENANT_CARDS",
       bin_dir: "MULTITENANT_SLURM_BIN", deliveries: "MULTITENANT_DELIVERIES", clusters_dir: "OOD_CLUSTERS",
-      ssh_port: "OOD_SSH_PORT", max_cards: "MULTITENANT_MAX_CARDS", max_cards_per_owner: "MULTITENANT_MAX_CARDS_PER_OWNER"
+      ssh_port: "OOD_SSH_PORT", max_cards: "MULTITENANT_MAX_CARDS", max_cards_per_owner: "MULTITENANT_MAX_CARDS_PER_OWNER",
+      node_proxy: "MULTITENANT_NODE_PROXY"
     }.freeze
     DEFAULTS = {
       enabled: true, key_dir: "/etc/multitenant/keys", key_owner: "root", wckey: "multitenant",
       strategy: "squeue", legacy: false, timeout: 5.0, clusters: {}, cards: true, bin_dir: nil,
       deliveries: %w[sys/multitenant-delivery_default sys/multitenant-delivery_debug sys/multitenant-delivery_content],
-      clusters_dir: "/etc/ood/config/clusters.d", ssh_port: "22", max_cards: 50, max_cards_per_owner: 10
+      clusters_dir: "/etc/ood/config/clusters.d", ssh_port: "22", max_cards: 50, max_cards_per_owner: 10,
+      node_proxy: "rnode"
     }.freeze
 
     attr_reader(*DEFAULTS.keys)
@@ -29,6 +31,9 @@ module MultiTenant
       %i[max_cards max_cards_per_owner].each do |k|
         v = instance_variable_get(:"@#{k}")
         raise InputError, "#{ENV_NAMES[k]} must be a whole number from 0 to 10000, not #{v.inspect}" unless v.is_a?(Integer) && v.between?(0, 10_000)
+      end
+      unless View::NODE_PROXIES.include?(@node_proxy.to_s.downcase)
+        raise InputError, "MULTITENANT_NODE_PROXY must be one of #{View::NODE_PROXIES.join(", ")}, not #{@node_proxy.inspect}"
       end
       raise InputError, "timeout must be a number of seconds between 0.1 and 300" unless @timeout.is_a?(Numeric) && @timeout.to_f.finite? && @timeout.to_f.between?(0.1, 300)
     end

@@ -116,7 +116,7 @@ puts sh!(File.join(LAB, "mtshare"), "inspect", name)
 end
 
 step "The member's REAL Open OnDemand 4.2.3 dashboard (spec/ood/realood), with multitenant installed by `rake -f admin.rake install`"
-env = { "MT_OOD_ENV" => "MULTITENANT_KEY_DIR=#{File.join(LAB, "keys")}" }
+env = { "MT_OOD_ENV" => "MULTITENANT_KEY_DIR=#{File.join(LAB, "keys")} MULTITENANT_NODE_PROXY=direct" }
 url = sh!(env, File.join(ROOT, "spec/ood/realood"), "up", "4.2", "mtmember", "3999").strip
 sessions = "#{url}batch_connect/sessions"
 page = Net::HTTP.get(URI(sessions))

@@ -19,7 +19,8 @@ module RealOOD
   def self.ready!(version, key_dir)
     @ready ||= {}
     @ready[version] ||= begin
-      env = { "MT_OOD_ENV" => "MULTITENANT_KEY_DIR=#{key_dir} MULTITENANT_TTL=5 MULTITENANT_OLLAMA=#{File.join(ROOT, "spec/ood/fake-ollama")}" }
+      env = { "MT_OOD_ENV" => "MULTITENANT_KEY_DIR=#{key_dir} MULTITENANT_TTL=5 MULTITENANT_OLLAMA=#{File.join(ROOT, "spec/ood/fake-ollama")} " \
+                                  "MULTITENANT_NODE_PROXY=direct" } # the harness has no node proxy: links go straight to the node
       t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       out, status = Open3.capture2e(env, SCRIPT, "install", version)
       took = Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0

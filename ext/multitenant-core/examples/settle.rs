@@ -1,6 +1,7 @@
 //! What runs before every dashboard request: settling the cards OOD marked completed
 //! (`multitenant_core::cards::settle_completed`). Usually nothing is marked, so this is the cost of
-//! reading the manifest and each card's session file.
+//! reading the manifest and each card's session file. Also the steady-state reconcile that follows a
+//! discovery which changed nothing (each card's files checked, nothing written).
 //! `cargo run --release -p multitenant-core --example settle`
 //! Results, with the machine and date, go in docs/benchmarks.md.
 
@@ -38,8 +39,8 @@ fn found(i: usize) -> Found {
 
 fn main() {
     let uid = nix::unistd::Uid::effective().as_raw();
-    println!("| cards | settle, nothing marked (median of 201) | p90 |");
-    println!("|---|---|---|");
+    println!("| cards | settle, nothing marked (median of 201) | p90 | reconcile, nothing changed (median of 201) | p90 |");
+    println!("|---|---|---|---|---|");
     for n in [0usize, 1, 10, 100, 1000] {
         let tmp = tempfile::tempdir().unwrap();
         let dataroot = tmp.path().join("ondemand/data/sys/dashboard");
@@ -65,6 +66,18 @@ fn main() {
             })
             .collect();
         times.sort_by(f64::total_cmp);
-        println!("| {n} | {:.1} µs | {:.1} µs |", times[100], times[180]);
+        let mut steady: Vec<f64> = (0..201)
+            .map(|_| {
+                let t = Instant::now();
+                let r = reconcile(&opts, uid, "bob", &shares, &Unknown::default());
+                assert!(r.created.is_empty() && r.updated.is_empty() && r.errors.is_empty(), "{r:?}");
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        steady.sort_by(f64::total_cmp);
+        println!(
+            "| {n} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
+            times[100], times[180], steady[100], steady[180]
+        );
     }
 }

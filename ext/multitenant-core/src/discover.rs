@@ -331,10 +331,9 @@ struct Cache {
     keys: BTreeMap<String, std::result::Result<Vec<Key>, String>>,
 }
 
-pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discovery {
-    let mut d = Discovery::default();
-    // Clusters are asked at once, so the run is bounded by one scheduler timeout, not their sum.
-    let answers: Vec<(Option<String>, Result<Listing>)> = std::thread::scope(|scope| {
+/// Asks every target without a problem, each on its own thread.
+fn ask_at_once(targets: &[Target], opts: &Options) -> Vec<(Option<String>, Result<Listing>)> {
+    std::thread::scope(|scope| {
         let asks: Vec<_> = targets
             .iter()
             .filter(|t| t.problem.is_none())
@@ -343,7 +342,18 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
         asks.into_iter()
             .map(|(name, h)| (name, h.join().unwrap_or_else(|_| Err(Error::Io("the scheduler query panicked".into())))))
             .collect()
-    });
+    })
+}
+
+pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discovery {
+    let mut d = Discovery::default();
+    // Clusters are asked at once, so the run is bounded by one scheduler timeout, not their sum; the
+    // common single cluster is asked on this thread.
+    let ask = |t: &Target| running_jobs(&t.sched, opts.strategy, &opts.wckey);
+    let answers: Vec<(Option<String>, Result<Listing>)> = match targets {
+        [t] if t.problem.is_none() => vec![(t.name.clone(), ask(t))],
+        _ => ask_at_once(targets, opts),
+    };
     let unknown_cluster = |d: &mut Discovery, name: &Option<String>, line: String| {
         d.error(line);
         match name {
