@@ -39,7 +39,9 @@ fn found(i: usize) -> Found {
 
 fn main() {
     let uid = nix::unistd::Uid::effective().as_raw();
-    println!("| cards | settle, nothing marked (median of 201) | p90 | reconcile, nothing changed (median of 201) | p90 |");
+    println!(
+        "| cards | settle, nothing marked (median of 201) | p90 | reconcile, nothing changed (median of 201) | p90 |"
+    );
     println!("|---|---|---|---|---|");
     for n in [0usize, 1, 10, 100, 1000] {
         let tmp = tempfile::tempdir().unwrap();
