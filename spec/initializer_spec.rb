@@ -89,4 +89,10 @@ RSpec.describe "MultiTenant form helpers" do
     expect(MultiTenant.options_for(:db_url, specs)).to eq([["bob: PostgreSQL (job 13)", "x"]])
     expect(MultiTenant.options_for("none", specs)).to eq([])
   end
+
+  it "names the cluster in the label when several clusters are searched (keys <job id>@<cluster>)" do
+    multi = { "12@beta" => { "info" => { "user" => "alice", "cluster" => "beta" }, "accounting" => { "mta" => "Ollama_API" },
+                             "connection" => { "jobid" => "12", "ollama_url" => "http://n1:4000" } } }
+    expect(MultiTenant.llm_options(multi)).to eq([["alice: Ollama_API (job 12 on beta)", "http://n1:4000"]])
+  end
 end

@@ -72,6 +72,7 @@ module MultiTenant
 
     # [[label, value], …] for a select in a form: every share carrying the connection value `key`.
     #   MultiTenant.options_for("ollama_url")  # => [["alice: Ollama_API (job 12)", "http://node1:4000"]]
+    # (with several clusters: "alice: Ollama_API (job 12 on beta)")
     # The owner comes first in the label (an app name cannot pose as another owner), and characters a
     # YAML form cannot hold (controls, noncharacters) are dropped.
     def options_for(key, shares = specs)
@@ -79,7 +80,9 @@ module MultiTenant
         value = s.dig("connection", key.to_s)
         next unless value && printable(value) == value
 
-        label = "#{s.dig("info", "user")}: #{s.dig("accounting", "mta")} (job #{id})"
+        # With several clusters the key is "<job id>@<cluster>": say it as people do.
+        job = id.to_s.include?("@") ? "#{s.dig("connection", "jobid")} on #{s.dig("info", "cluster")}" : id
+        label = "#{s.dig("info", "user")}: #{s.dig("accounting", "mta")} (job #{job})"
         [printable(label), printable(value)]
       end
     end

@@ -101,7 +101,8 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         llm = launch(owner, "multitenant-llm", share_fields("ollama_model" => "tiny:1b"))
         wait_shared(llm["job_id"])
         # The live refresh (TTL 5 s here) finds it; OOD 4.2 must also render its cached form again.
-        label = "mtowner: Ollama_API (job #{llm["job_id"]})"
+        # The harness serves two clusters (hpc and beta), so the label names the job's cluster.
+        label = "mtowner: Ollama_API (job #{llm["job_id"]} on mtcluster)"
         url = poll("the running dashboard's Jupyter form to list the LLM", timeout: 30) { options.call.find { |_, l| l == label }&.first }
         expect(url).to match(%r{\Ahttp://[^/]+:\d+\z})
 
@@ -216,18 +217,29 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
 
         Dir.mktmpdir do |bin|
           File.chmod(0o755, bin)
+          # Discovery runs Slurm's commands as OOD does, from the cluster's job.bin: a clusters.d whose
+          # entries name this bin (OOD_CLUSTERS, OOD's own setting).
+          clusters = File.join(bin, "clusters.d")
+          Dir.mkdir(clusters, 0o755)
+          { "hpc-multitenant" => { "bin" => bin }, "beta-multitenant" => { "bin" => "/usr/bin", "cluster" => "mtbeta" } }.each do |id, job|
+            doc = { "v2" => { "metadata" => { "hidden" => true }, "job" => { "adapter" => "slurm" }.merge(job) } }
+            File.write(File.join(clusters, "#{id}.yml"), YAML.dump(doc))
+          end
+          fake = NO_REFRESH.merge("OOD_CLUSTERS" => clusters)
           File.write(File.join(bin, "squeue"), "#!/bin/sh\necho 'slurm_load_jobs error: Socket timed out on send/recv operation' >&2\nexit 1\n", perm: 0o755)
-          failing = dashboard(version, "mtmember", env: NO_REFRESH.merge("MULTITENANT_SLURM_BIN" => bin)).start
+          failing = dashboard(version, "mtmember", env: fake).start
           expect(failing.get("/batch_connect/sessions").code).to eq("200")
-          expect(failing.log_lines.grep(/multitenant:.*Socket timed out/).size).to eq(1)
+          expect(failing.log_lines.grep(/multitenant: cluster mtcluster: squeue: slurm_load_jobs error: Socket timed out/).size).to eq(1)
           failing.stop
 
           File.write(File.join(bin, "squeue"), "#!/bin/sh\nexec sleep 600\n", perm: 0o755)
           t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-          hanging = dashboard(version, "mtmember", env: NO_REFRESH.merge("MULTITENANT_SLURM_BIN" => bin, "MULTITENANT_TIMEOUT" => "2")).start
+          hanging = dashboard(version, "mtmember", env: fake.merge("MULTITENANT_TIMEOUT" => "2")).start
           expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be < 60
           expect(hanging.get("/").code).to eq("200")
-          expect(hanging.log_lines.grep(/multitenant: squeue: no answer within 2 s/).size).to eq(1)
+          # One line for the cluster that hangs; the other cluster answered.
+          expect(hanging.log_lines.grep(/multitenant:/)).to eq(hanging.log_lines.grep(/multitenant: cluster mtcluster: squeue: no answer within 2 s/))
+          expect(hanging.log_lines.grep(/multitenant:/).size).to eq(1)
         end
       end
 
