@@ -92,8 +92,8 @@ RSpec.describe "discovery at a real site", :cluster do
   end
 
   it "never offers a requeued job's previous run: the seal binds the run" do
-    # The second run waits before publishing again, so the first run's name is there to be refused.
-    id = share_on(owner: "mtowner", sbatch_args: ["--requeue"], delay: '[ "${SLURM_RESTART_COUNT:-0}" = 0 ] || sleep 120')
+    # The second run waits 20 s before publishing again, so the first run's name is there to be refused.
+    id = share_on(owner: "mtowner", sbatch_args: ["--requeue"], delay: '[ "${SLURM_RESTART_COUNT:-0}" = 0 ] || sleep 20')
     root = dataroot_for("mtmember")
     first = discover_as("mtmember", dataroot: root)
     expect(first["cards"]["created"].size).to eq(1)
@@ -108,8 +108,13 @@ RSpec.describe "discovery at a real site", :cluster do
     expect(name_on(id, nil)).to eq(sealed)
     again = discover_as("mtmember", dataroot: root)
     expect(again["specs"]).to eq({})
-    expect(again["errors"]).to eq(["job #{id} (mtowner): seal does not verify: wrong key, or the name was altered or moved to another job, owner, group, cluster or run (a requeue)"])
+    # The previous run's name is not shared yet, and not a problem to log at every dashboard start.
+    expect(again["errors"]).to eq([])
     expect(again["cards"]["removed"].size).to eq(1)
+    # The new run publishes its own name: shared again, for this run.
+    poll("the new run to publish", timeout: 60) { name_on(id, nil) != sealed }
+    back = discover_as("mtmember", dataroot: root)
+    expect([back["errors"], back["specs"].keys, back["cards"]["created"].size]).to eq([[], [id], 1])
   end
 
   it "cannot be flooded: names of groups nobody here is in hide nothing, and one owner's many shares are capped" do
