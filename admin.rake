@@ -32,7 +32,11 @@ task :doctor do
 end
 
 desc "List every running shared job: owner, group, app, size, and whether this host can open it"
-task(:list) { say.(admin.().list) }
+task :list do
+  a = admin.()
+  say.(a.list)
+  abort a.list_problems.map { |p| "multitenant: problem: #{p}" }.join("\n") unless a.list_problems.empty?
+end
 
 desc "Decode one share: JOB=<id>, or NAME=<job name> JOB_ID=<id> OWNER=<user>"
 task(:decode) { say.(admin.().decode(job_id: ENV["JOB"] || ENV["JOB_ID"], name: ENV["NAME"], owner: ENV["OWNER"],

@@ -153,6 +153,35 @@ RSpec.describe "admin.rake", :cluster do
                            "#{@ood}/etc/config/clusters.d/beta-multitenant.yml: its shares are left as they were; fix the mapping or run rake -f …/admin.rake install APPLY=1")
   end
 
+  it "install reads clusters.d as OOD does (.yaml, an entry known only by its own slurm.conf, OOD_CLUSTERS) and keeps the admin's choices" do
+    dir = File.join(@ood, "clusters-elsewhere")
+    FileUtils.mkdir_p(dir)
+    File.write(File.join(dir, "hpc.yaml"), { "v2" => { "metadata" => { "title" => "HPC" }, "job" => { "adapter" => "slurm" } } }.to_yaml)
+    # No job.cluster: the Slurm cluster is the one its own configuration reaches.
+    File.write(File.join(dir, "beta.yml"), { "v2" => { "job" => { "adapter" => "slurm", "conf" => "/etc/slurm-mtbeta/slurm.conf" } } }.to_yaml)
+    env_file = File.join(@ood, "etc/config/apps/dashboard/env")
+    File.write(env_file, "OOD_CLUSTERS=#{dir}\n")
+    out, = rake("install")
+    expect(out.lines).to include("  MULTITENANT_CLUSTERS=mtbeta=beta-multitenant,mtcluster=hpc-multitenant\n", "  MULTITENANT_SUBMIT_CLUSTER=beta\n")
+    rake("install", env: { "APPLY" => "1", "MULTITENANT_SUBMIT_CLUSTER" => "hpc" })
+    # A later install (a gem upgrade) without the overrides keeps them.
+    expect(rake("install", env: { "APPLY" => "1", "MULTITENANT_KEY_DIR" => "" }).first).to eq("everything is installed and up to date\n")
+    env = File.read(env_file)
+    expect(env).to include("MULTITENANT_SUBMIT_CLUSTER=hpc\n", "MULTITENANT_KEY_DIR=#{key_dir}\n",
+                           "MULTITENANT_CLUSTERS=mtbeta=beta-multitenant,mtcluster=hpc-multitenant\n")
+    expect(YAML.safe_load(File.read(File.join(dir, "beta-multitenant.yml"))).dig("v2", "job", "conf")).to eq("/etc/slurm-mtbeta/slurm.conf")
+    out, = rake("doctor", env: { "MULTITENANT_KEY_DIR" => "" })
+    expect(out).to include("ok       Slurm tracks WCKeys (mtbeta)", "ok       Slurm tracks WCKeys (mtcluster)",
+                           "ok       users who may publish (--wckey=multitenant) (mtbeta): mtdefault, mtowner",
+                           "ok       Slurm: cluster mtbeta answers", "ok       keys: group mtclass: 1 key(s), root:mtclass 0440")
+
+    # A cluster that cannot be asked is one line of list; the others are still listed.
+    File.write(File.join(dir, "beta-multitenant.yml"), { "v2" => { "job" => { "adapter" => "slurm", "cluster" => "mtbeta", "bin" => "/nonexistent" } } }.to_yaml)
+    out, err, code = rake("list")
+    expect([code, out.lines.first.split]).to eq([1, %w[JOB CLUSTER OWNER GROUP APP FORMAT SIZE OPENS-HERE]])
+    expect(err).to start_with("multitenant: problem: cluster mtbeta: squeue: cannot run /nonexistent/squeue")
+  end
+
   it "install writes the publisher and submit cluster the admin names in its environment" do
     Dir.mktmpdir do |dir|
       copy = File.join(dir, "mtshare")

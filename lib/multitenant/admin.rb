@@ -13,7 +13,9 @@ module MultiTenant
     BLOCK_BEGIN = "# BEGIN multitenant (managed by `rake -f .../admin.rake install`)"
     BLOCK_END = "# END multitenant"
     DISMISS_SUFFIX = "-multitenant"
-    MANAGED = %w[MULTITENANT_LIB MULTITENANT_PUBLISHER MULTITENANT_CLUSTERS MULTITENANT_SUBMIT_CLUSTER].freeze
+    MANAGED = %w[MULTITENANT_LIB MULTITENANT_PUBLISHER MULTITENANT_CLUSTERS MULTITENANT_SUBMIT_CLUSTER MULTITENANT_KEY_DIR].freeze
+    # Written into the block only when the admin gives it (install's environment, or the block already has it).
+    OPTIONAL = %w[MULTITENANT_KEY_DIR].freeze
 
     attr_reader :ood_etc, :apps_dir
 
@@ -25,13 +27,17 @@ module MultiTenant
 
     def env_file = File.join(ood_etc, "config/apps/dashboard/env")
     def initializer_path = File.join(ood_etc, "config/apps/dashboard/initializers/multitenant.rb")
-    def clusters_dir = File.join(ood_etc, "config/clusters.d")
+    # OOD's own OOD_CLUSTERS (install's environment, then the dashboard's env), as the dashboard reads it.
+    def clusters_dir
+      [@env["OOD_CLUSTERS"], dashboard_env["OOD_CLUSTERS"]].map { |d| d.to_s.strip }.find { |d| !d.empty? } ||
+        File.join(ood_etc, "config/clusters.d")
+    end
     def dismiss_scancel = File.join(GEM_ROOT, "ood/bin/mt-dismiss-scancel")
 
     # Settings as the dashboard sees them: its env file, then this process's environment.
     def config
       @config ||= Config.from_env({ "OOD_CLUSTERS" => clusters_dir }.merge(dashboard_env)
-                                    .merge(@env.to_h.select { |k, _| k.start_with?("MULTITENANT_") }))
+                                    .merge(@env.to_h.select { |k, v| k.start_with?("MULTITENANT_") && !v.to_s.strip.empty? }))
     end
 
     def dashboard_env
@@ -46,7 +52,11 @@ module MultiTenant
       end.to_h
     end
 
-    def command(program, *args) = Discovery._command(program, args, config.timeout, config.bin_dir)
+    # A Slurm command through the one call site, reaching `target` (a Clusters target; plain commands
+    # when nil) as discovery would.
+    def command(program, *args, target: nil)
+      Discovery._command(program, args, config.native(dataroot: nil, per_cluster: false).merge("targets" => [target || { "name" => nil }]))
+    end
 
     def key_dir = KeyDir.new(config.key_dir, owner: config.key_owner)
 
@@ -61,32 +71,38 @@ module MultiTenant
       problems = []
       fine = []
       check = ->(ok, good, bad) { ok ? fine << good : problems << bad }
-      begin
-        conf = command("scontrol", "show", "config")
-        get = ->(k) { conf[/^#{k}\s*=\s*(.*)$/, 1].to_s.strip }
-        check.call(get.call("TrackWCKey").casecmp?("yes"), "Slurm tracks WCKeys",
-                   "Slurm: TrackWCKey is off: set TrackWCKey=yes in slurm.conf and slurmdbd.conf")
-        check.call(get.call("AccountingStorageEnforce").include?("wckeys"), "Slurm enforces WCKeys",
-                   "Slurm: WCKeys are not enforced, anyone may publish: add wckeys to AccountingStorageEnforce")
-        check.call(!get.call("PrivateData").include?("jobs"), "slurmctld shows jobs to all users",
-                   "Slurm: PrivateData=jobs in slurm.conf hides other users' jobs from squeue, so nothing can be shared: remove jobs from PrivateData")
-        doctor_accounting(check) if config.strategy.start_with?("sacct")
-        users = command("sacctmgr", "-n", "-P", "show", "wckey", "where", "name=#{config.wckey}", "format=user").split.uniq
-        check.call(!users.empty?, "users who may publish (--wckey=#{config.wckey}): #{users.join(", ")}",
-                   "Slurm: nobody may submit with --wckey=#{config.wckey}: sacctmgr add user NAME wckey=#{config.wckey}")
-      rescue Error => e
-        problems << "Slurm: #{e.message}"
-      end
+      targets = Clusters.targets(config).reject { |t| t["problem"] }
+      targets.each { |t| doctor_slurm(t, targets.size > 1, problems, fine, check) }
       doctor_clusters(problems, fine)
       doctor_keys(problems, fine)
       doctor_ood(problems, fine)
       [problems, fine]
     end
 
+    # Slurm's settings discovery depends on, on one cluster (each cluster when several are mapped).
+    def doctor_slurm(target, several, problems, fine, check)
+      at = several ? " (#{target["name"]})" : ""
+      conf = command("scontrol", "show", "config", target: target)
+      get = ->(k) { conf[/^#{k}\s*=\s*(.*)$/, 1].to_s.strip }
+      check.call(get.call("TrackWCKey").casecmp?("yes"), "Slurm tracks WCKeys#{at}",
+                 "Slurm#{at}: TrackWCKey is off: set TrackWCKey=yes in slurm.conf and slurmdbd.conf")
+      check.call(get.call("AccountingStorageEnforce").include?("wckeys"), "Slurm enforces WCKeys#{at}",
+                 "Slurm#{at}: WCKeys are not enforced, anyone may publish: add wckeys to AccountingStorageEnforce")
+      check.call(!get.call("PrivateData").include?("jobs"), "slurmctld shows jobs to all users#{at}",
+                 "Slurm#{at}: PrivateData=jobs in slurm.conf hides other users' jobs from squeue, so nothing can be shared: remove jobs from PrivateData")
+      doctor_accounting(check, target) if config.strategy.start_with?("sacct")
+      where = ["name=#{config.wckey}", *("cluster=#{get.call("ClusterName")}" if several)]
+      users = command("sacctmgr", "-n", "-P", "show", "wckey", "where", *where, "format=user", target: target).split.uniq
+      check.call(!users.empty?, "users who may publish (--wckey=#{config.wckey})#{at}: #{users.join(", ")}",
+                 "Slurm#{at}: nobody may submit with --wckey=#{config.wckey}: sacctmgr add user NAME wckey=#{config.wckey}#{" cluster=#{target["name"]}" if several}")
+    rescue Error => e
+      problems << "Slurm#{at}: #{e.message}"
+    end
+
     # The sacct strategy asks slurmdbd, whose own PrivateData (slurmdbd.conf) hides other users' jobs from
     # `sacct --allusers` without an error: `sacctmgr show configuration` prints it after "SlurmDBD configuration:".
-    def doctor_accounting(check)
-      dbd = command("sacctmgr", "show", "configuration").split(/^SlurmDBD configuration:.*$/, 2)[1].to_s
+    def doctor_accounting(check, target)
+      dbd = command("sacctmgr", "show", "configuration", target: target).split(/^SlurmDBD configuration:.*$/, 2)[1].to_s
       private_data = dbd[/^PrivateData\s*=\s*(.*)$/, 1].to_s.strip
       check.call(!private_data.split(",").include?("jobs"), "slurmdbd shows jobs to all users (strategy sacct)",
                  "Slurm: PrivateData=jobs in slurmdbd.conf hides other users' jobs from sacct, so strategy sacct finds " \
@@ -99,7 +115,9 @@ module MultiTenant
         next problems << "OOD: #{t["problem"]}" if t["problem"]
         next unless t["name"]
 
-        Discovery._jobs(config.native(dataroot: nil, per_cluster: false).merge("targets" => [t]))
+        errors = Discovery._jobs(config.native(dataroot: nil, per_cluster: false).merge("targets" => [t]))["errors"]
+        next problems << "Slurm: #{errors.first}" unless errors.empty?
+
         fine << "Slurm: cluster #{t["name"]} answers#{" (-M #{t["cluster"]})" if t["cluster"]}#{" via #{t["submit_host"]}" if t["submit_host"]}"
       rescue Error => e
         problems << "Slurm: cluster #{t["name"]}: #{e.message}"
@@ -150,17 +168,14 @@ module MultiTenant
       end
       doctor_apps(problems)
       config.clusters.each_value do |id|
-        path = File.join(clusters_dir, "#{id}.yml")
-        unless File.file?(path)
-          problems << "OOD: MULTITENANT_CLUSTERS names #{id}, but #{path} does not exist: fix the mapping or run install"
-          next
-        end
+        # A missing, unreadable or non-Slurm entry is doctor_clusters' one line already.
         v2 = begin
-          YAML.safe_load(File.read(path))&.fetch("v2", {}) || {}
-        rescue Psych::Exception => e
-          problems << "OOD: #{path} is not valid YAML: #{e.message}"
+          Clusters.entry(clusters_dir, id)
+        rescue InputError
           next
         end
+        next unless v2.dig("job", "adapter") == "slurm"
+
         scancel = v2.dig("job", "bin_overrides", "scancel").to_s
         ok = v2.dig("metadata", "hidden") == true && scancel.end_with?("mt-dismiss-scancel") && File.executable?(scancel)
         if ok
@@ -169,14 +184,20 @@ module MultiTenant
           problems << "OOD: cards use cluster #{id}, where Delete would run scancel on the shared job: point MULTITENANT_CLUSTERS at the hidden #{DISMISS_SUFFIX} entry (install writes it)"
         end
       end
-      problems << "OOD: MULTITENANT_CLUSTERS is not set: cards get Slurm's cluster name and Delete may cancel shared jobs: rake -f …/admin.rake install APPLY=1" if config.clusters.empty?
+      return unless config.clusters.empty?
+
+      problems << if Dir[File.join(clusters_dir, "*.{yml,yaml}")].empty?
+                    "OOD: MULTITENANT_CLUSTERS is not set and #{clusters_dir} has no cluster entry: point OOD_CLUSTERS at OOD's clusters.d, then rake -f …/admin.rake install APPLY=1"
+                  else
+                    "OOD: MULTITENANT_CLUSTERS is not set: cards get Slurm's cluster name and Delete may cancel shared jobs: rake -f …/admin.rake install APPLY=1"
+                  end
     end
 
     # Where the service apps submit, and the publisher their jobs run.
     def doctor_submit(problems, fine)
       env = dashboard_env
       id = env["MULTITENANT_SUBMIT_CLUSTER"].to_s
-      path = File.join(clusters_dir, "#{id}.yml")
+      path = %w[yml yaml].map { |ext| File.join(clusters_dir, "#{id}.#{ext}") }.find { |p| File.file?(p) } || File.join(clusters_dir, "#{id}.yml")
       hidden = begin
         File.file?(path) && (YAML.safe_load(File.read(path)) || {}).dig("v2", "metadata", "hidden") == true
       rescue Psych::Exception
@@ -219,9 +240,13 @@ module MultiTenant
 
     def app_dirs = Dir[File.join(GEM_ROOT, "ood/apps/*")].select { |d| File.directory?(d) }.sort
 
+    # One line per cluster the last `list` could not ask.
+    def list_problems = @list_problems || []
+
     # One row per running job with the WCKey; decoded where this host can read the key.
     def list
-      rows = Discovery._jobs(config.native(dataroot: nil, per_cluster: false)).map do |job|
+      listed = Discovery._jobs(config.native(dataroot: nil, per_cluster: false))
+      rows = listed["jobs"].map do |job|
         next [job["id"], job["cluster"], job["owner"], "-", "-", "-", job["name"].size.to_s, "not shared yet"] unless job["name"].include?("|")
 
         info = Envelope.parse(job["name"])
@@ -233,7 +258,11 @@ module MultiTenant
       end
       header = %w[JOB CLUSTER OWNER GROUP APP FORMAT SIZE OPENS-HERE]
       widths = ([header] + rows).transpose.map { |col| col.map(&:size).max }
-      ([header] + rows).map { |r| r.each_with_index.map { |c, i| i == r.size - 1 ? c : c.ljust(widths[i]) }.join("  ") }
+      lines = ([header] + rows).map { |r| r.each_with_index.map { |c, i| i == r.size - 1 ? c : c.ljust(widths[i]) }.join("  ") }
+      lines << "no running job with --wckey=#{config.wckey}" if rows.empty? && listed["errors"].empty?
+      # A cluster that cannot be asked is one line of list_problems; the others are still listed.
+      @list_problems = listed["errors"]
+      lines
     end
 
     def open_share(job)
@@ -247,7 +276,7 @@ module MultiTenant
 
     def decode(job_id: nil, name: nil, owner: nil, cluster: nil, restarts: nil)
       if job_id && !name
-        job = Discovery._jobs(config.native(dataroot: nil, per_cluster: false))
+        job = Discovery._jobs(config.native(dataroot: nil, per_cluster: false))["jobs"]
                        .find { |j| [j["id"], "#{j["id"]}@#{j["cluster"]}"].include?(job_id.to_s) }
         raise InputError, "no running job #{job_id} with --wckey=#{config.wckey}" unless job
 
@@ -282,8 +311,11 @@ module MultiTenant
       plan << [initializer_path, File.read(File.join(GEM_ROOT, "ood/initializers/multitenant.rb")), 0o644]
       mapping = {}
       submit = nil
-      Dir[File.join(clusters_dir, "*.yml")].sort.each do |path|
-        id = File.basename(path, ".yml")
+      @notes = []
+      # Every entry OOD reads (clusters.d's *.yml and *.yaml), in file-name order.
+      entries = Dir[File.join(clusters_dir, "*.{yml,yaml}")].sort_by { |p| File.basename(p) }
+      entries.each do |path|
+        id = File.basename(path).sub(/\.ya?ml\z/, "")
         next if id.end_with?(DISMISS_SUFFIX)
 
         doc = begin
@@ -298,10 +330,17 @@ module MultiTenant
         dismiss["v2"]["metadata"] = (v2["metadata"] || {}).merge("hidden" => true, "title" => "#{v2.dig("metadata", "title") || id} (shared cards)")
         dismiss["v2"]["job"]["bin_overrides"] = (v2.dig("job", "bin_overrides") || {}).merge("scancel" => dismiss_scancel)
         plan << [File.join(clusters_dir, "#{id}#{DISMISS_SUFFIX}.yml"), YAML.dump(dismiss), 0o644]
-        slurm_name = v2.dig("job", "cluster") || command("scontrol", "show", "config")[/^ClusterName\s*=\s*(\S+)/, 1]
-        mapping[slurm_name] = "#{id}#{DISMISS_SUFFIX}" if slurm_name
+        # Without job.cluster, the Slurm cluster is the one the entry's own commands reach (its conf, bin).
+        slurm_name = v2.dig("job", "cluster") ||
+                     command("scontrol", "show", "config", target: Clusters.reach(v2["job"]))[/^ClusterName\s*=\s*(\S+)/, 1]
+        if slurm_name && mapping.key?(slurm_name)
+          @notes << "note: #{File.basename(path)} reaches Slurm cluster #{slurm_name}, as an earlier entry does: its cards use #{mapping[slurm_name]}"
+        elsif slurm_name
+          mapping[slurm_name] = "#{id}#{DISMISS_SUFFIX}"
+        end
         submit ||= id
       end
+      @notes << "warning: no visible Slurm entry in #{clusters_dir}: nothing mapped, so no card is written (OOD_CLUSTERS names another directory?)" if mapping.empty?
       plan << [env_file, env_with_block(managed_env(mapping, submit)), 0o644]
       plan
     end
@@ -309,12 +348,17 @@ module MultiTenant
     # The admin may choose the publisher (a copy the compute nodes reach) and the submit cluster by
     # setting them in install's own environment; the block is the one place that sets them.
     def managed_env(mapping, submit)
-      chosen = ->(name, default) { @env[name].to_s.strip.empty? ? default : @env[name].strip }
-      vars = { "MULTITENANT_LIB" => File.join(GEM_ROOT, "lib"),
-               "MULTITENANT_PUBLISHER" => chosen.("MULTITENANT_PUBLISHER", MultiTenant.publisher_path) }
+      current = managed_values(current_env)
+      # The admin's choice: install's environment, else what the block already says (kept across installs).
+      chosen = ->(name, default) { [@env[name], current[name]].map { |v| v.to_s.strip }.find { |v| !v.empty? } || default }
+      publisher = chosen.("MULTITENANT_PUBLISHER", MultiTenant.publisher_path)
+      # A publisher inside a multitenant gem is install's own default: follow the gem on upgrade.
+      publisher = MultiTenant.publisher_path if @env["MULTITENANT_PUBLISHER"].to_s.strip.empty? && publisher.match?(%r{/multitenant[^/]*/libexec/mtshare\z})
+      vars = { "MULTITENANT_LIB" => File.join(GEM_ROOT, "lib"), "MULTITENANT_PUBLISHER" => publisher }
       vars["MULTITENANT_CLUSTERS"] = mapping.map { |k, v| "#{k}=#{v}" }.join(",") unless mapping.empty?
       submit = chosen.("MULTITENANT_SUBMIT_CLUSTER", submit)
       vars["MULTITENANT_SUBMIT_CLUSTER"] = submit if submit
+      OPTIONAL.each { |name| (v = chosen.(name, nil)) && vars[name] = v }
       vars
     end
 
@@ -337,7 +381,7 @@ module MultiTenant
           next
         end
         name = line[/\A\s*(?:export\s+)?(MULTITENANT_\w+)\s*=/, 1]
-        next unless MANAGED.include?(name)
+        next unless MANAGED.include?(name) && (!OPTIONAL.include?(name) || values.key?(name))
 
         "#{env_file}:#{i + 1} sets #{name} outside the managed block; remove it " \
           "(the managed block's value is #{values[name] || "unset: run install APPLY=1"})"
@@ -355,11 +399,14 @@ module MultiTenant
       planned_env = plan.find { |path, _, _| path == env_file }[1]
       # Line numbers as the admin sees the file: as it is (dry run), as it will be (apply).
       warnings = env_conflicts(apply ? planned_env : current_env, managed_values(planned_env)).map { |c| "warning: #{c}" }
+      warnings += @notes
       changes = plan.reject do |path, content, mode|
         File.file?(path) && File.binread(path) == content.b && (File.stat(path).mode & 0o777) == mode
       end
       return warnings + ["everything is installed and up to date"] if changes.empty?
 
+      # What the dashboard's env will say, so a dry run shows the values, not only the file's name.
+      block = changes.any? { |path, _, _| path == env_file } ? managed_values(planned_env).map { |k, v| "  #{k}=#{v}" } : []
       warnings + changes.map do |path, content, mode|
         verb = File.exist?(path) ? "update" : "create"
         if apply
@@ -370,7 +417,7 @@ module MultiTenant
           File.rename(tmp, path)
         end
         "#{apply ? verb.sub(/e\z/, "") + "ed" : "would #{verb}"} #{path}"
-      end + (apply ? [] : ["dry run: nothing was changed; run again with APPLY=1"])
+      end + block + (apply ? [] : ["dry run: nothing was changed; run again with APPLY=1"])
     end
 
     # Removes every card the gem wrote for the user (their own sessions stay). Root first becomes

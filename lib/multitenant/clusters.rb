@@ -20,6 +20,14 @@ module MultiTenant
       raise InputError, "#{path || dir}: #{e.message.gsub(/\s+/, " ")}"
     end
 
+    # How OOD's Slurm adapter reaches the cluster of a clusters.d entry's `job` section.
+    def self.reach(job)
+      { "bin" => job["bin"]&.to_s, "conf" => job["conf"]&.to_s, "cluster" => job["cluster"]&.to_s,
+        "bin_overrides" => (job["bin_overrides"] || {}).to_h { |k, v| [k.to_s, v.to_s] },
+        "submit_host" => job["submit_host"].to_s.empty? ? nil : job["submit_host"].to_s,
+        "strict_host_checking" => job.fetch("strict_host_checking", true) ? true : false }
+    end
+
     # What native discovery searches: one target per MULTITENANT_CLUSTERS entry, reached as OOD reaches
     # the entry it maps to (job.bin, bin_overrides, conf, cluster → -M, submit_host), or one target of
     # plain commands when nothing is mapped. An entry that cannot be used is a target with a problem (one
@@ -36,12 +44,7 @@ module MultiTenant
             raise InputError, "its job.cluster is #{job["cluster"]}, not #{slurm}"
           end
 
-          target.merge!(
-            "bin" => job["bin"]&.to_s, "conf" => job["conf"]&.to_s, "cluster" => job["cluster"]&.to_s,
-            "bin_overrides" => (job["bin_overrides"] || {}).to_h { |k, v| [k.to_s, v.to_s] },
-            "submit_host" => job["submit_host"].to_s.empty? ? nil : job["submit_host"].to_s,
-            "strict_host_checking" => job.fetch("strict_host_checking", true) ? true : false
-          )
+          target.merge!(reach(job))
         rescue InputError => e
           target["problem"] = "MULTITENANT_CLUSTERS maps Slurm cluster #{slurm} to OOD cluster #{id}, but #{e.message}: " \
                               "its shares are left as they were; fix the mapping or run rake -f …/admin.rake install APPLY=1"

@@ -32,6 +32,9 @@ module MultiTenant
         v = instance_variable_get(:"@#{k}")
         raise InputError, "#{ENV_NAMES[k]} must be a whole number from 0 to 10000, not #{v.inspect}" unless v.is_a?(Integer) && v.between?(0, 10_000)
       end
+      unless %w[squeue sacct sacct+squeue].include?(@strategy.to_s)
+        raise InputError, "MULTITENANT_STRATEGY must be squeue or sacct, not #{@strategy.inspect}"
+      end
       unless View::NODE_PROXIES.include?(@node_proxy.to_s.downcase)
         raise InputError, "MULTITENANT_NODE_PROXY must be one of #{View::NODE_PROXIES.join(", ")}, not #{@node_proxy.inspect}"
       end

@@ -197,6 +197,11 @@ struct Keygen {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader goes away (`mtshare inspect … | head`),
+    // instead of panicking on a closed stdout.
+    // SAFETY: set before any thread starts; SIG_DFL is always a valid disposition.
+    let _ =
+        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

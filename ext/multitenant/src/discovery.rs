@@ -159,31 +159,40 @@ fn target(t: &TargetConfig, timeout: f64, bin_dir: Option<&str>, ssh_port: &str)
 }
 
 /// Every running job with the WCKey on every target, as the schedulers report them (admin
-/// `list`/`decode`); a cluster that cannot be asked is an error.
+/// `list`/`decode`): `{"jobs" => [...], "errors" => ["cluster beta: …", …]}`; a cluster that cannot be
+/// asked is one error line and the others are still listed.
 fn jobs(ruby: &Ruby, config: Value) -> Result<Value, Error> {
     let c: Config = serde_magnus::deserialize(ruby, config)
         .map_err(|e| crate::error::to_ruby(multitenant_core::Error::Invalid(format!("discovery settings: {e}"))))?;
     let strategy: Strategy = c.strategy.parse().rb()?;
     let mut list = Vec::new();
+    let mut errors = Vec::new();
     for t in &c.targets {
+        let prefix = t.name.as_ref().map(|n| format!("cluster {n}: ")).unwrap_or_default();
         if let Some(problem) = &t.problem {
-            return Err(crate::error::to_ruby(multitenant_core::Error::Invalid(problem.clone())));
+            errors.push(problem.clone());
+            continue;
         }
         let sched = target(t, c.timeout, c.bin_dir.as_deref(), &c.ssh_port).sched;
-        let listing = multitenant_core::discover::running_jobs(&sched, strategy, &c.wckey).rb()?;
-        list.extend(listing.jobs.into_iter().map(
-            |j| json!({"id": j.id, "owner": j.owner, "cluster": j.cluster, "name": j.name, "restarts": j.restarts}),
-        ));
+        match multitenant_core::discover::running_jobs(&sched, strategy, &c.wckey) {
+            Ok(listing) => list.extend(listing.jobs.into_iter().map(
+                |j| json!({"id": j.id, "owner": j.owner, "cluster": j.cluster, "name": j.name, "restarts": j.restarts}),
+            )),
+            Err(e) => errors.push(format!("{prefix}{e}")),
+        }
     }
-    serde_magnus::serialize(ruby, &list)
+    serde_magnus::serialize(ruby, &json!({"jobs": list, "errors": errors}))
 }
 
-/// A scheduler command through the core's one call site (timeout, stderr checked, valid UTF-8).
-fn run_command(program: String, args: Vec<String>, timeout: f64, bin_dir: Option<String>) -> Result<String, Error> {
-    let mut sched = Scheduler::default().with_timeout(seconds(timeout));
-    if let Some(dir) = bin_dir {
-        sched = sched.with_bin_dir(dir);
-    }
+/// A scheduler command through the core's one call site (timeout, stderr read as OOD reads it, valid
+/// UTF-8), run as discovery runs it for the settings' first target (its clusters.d `job` entry).
+fn run_command(ruby: &Ruby, program: String, args: Vec<String>, config: Value) -> Result<String, Error> {
+    let c: Config = serde_magnus::deserialize(ruby, config)
+        .map_err(|e| crate::error::to_ruby(multitenant_core::Error::Invalid(format!("discovery settings: {e}"))))?;
+    let sched = match c.targets.first() {
+        Some(t) => target(t, c.timeout, c.bin_dir.as_deref(), &c.ssh_port).sched,
+        None => Scheduler::default().with_timeout(seconds(c.timeout)),
+    };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     sched.run(&program, &args).rb()
 }
@@ -205,7 +214,7 @@ pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
     discovery.define_singleton_method("_run", function!(run_discovery, 1))?;
     discovery.define_singleton_method("_jobs", function!(jobs, 1))?;
     discovery.define_singleton_method("_purge", function!(purge, 3))?;
-    discovery.define_singleton_method("_command", function!(run_command, 4))?;
+    discovery.define_singleton_method("_command", function!(run_command, 3))?;
     discovery.define_singleton_method("_settle_completed", function!(settle_completed, 2))?;
     Ok(())
 }
