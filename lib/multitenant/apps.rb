@@ -82,7 +82,9 @@ module MultiTenant
     # script_wrapper) bounds each wait; default 600.
     SHELL_FUNCTIONS = <<~'SH'
       mt_ready_seconds="${MULTITENANT_READY_SECONDS:-600}"
-      case "${mt_ready_seconds}" in '' | *[!0-9]*) mt_ready_seconds=600 ;; esac
+      # Decimal whatever it looks like (bash reads 08 as bad octal), and at most 9 digits.
+      case "${mt_ready_seconds}" in '' | *[!0-9]* | ??????????*) mt_ready_seconds=600 ;; esac
+      mt_ready_seconds=$((10#${mt_ready_seconds}))
       # mt_fail WHY: the one line that says why nothing was published; the job ends with status 1.
       mt_fail() {
         echo "multitenant: $1: not published"
@@ -112,17 +114,20 @@ module MultiTenant
         code="$(curl --noproxy '*' -sS -o /dev/null -m 5 -w '%{http_code}' "$1")" || return 1
         [ "${code}" -ge 100 ] && [ "${code}" -lt 500 ] || { echo "HTTP status ${code}" >&2; return 1; }
       }
-      # mt_lists URL MODEL: URL (an Ollama /api/tags) lists MODEL (or MODEL:latest).
+      # mt_lists URL MODEL: URL (an Ollama /api/tags) lists MODEL as Ollama names it: with ":latest" when
+      # no tag is given, without the default "registry.ollama.ai/" and "library/" parts.
       mt_lists() {
-        local tags
+        local tags m="$2"
+        m="${m#registry.ollama.ai/}"
+        m="${m#library/}"
         tags="$(curl --noproxy '*' -sS -f -m 5 "$1")" || return 1
         if command -v python3 >/dev/null 2>&1; then
           printf '%s' "${tags}" | python3 -c 'import json, sys
       m = sys.argv[1]
       names = {n for x in json.load(sys.stdin).get("models") or [] for n in (x.get("name"), x.get("model"))}
-      sys.exit(0 if m in names or m + ":latest" in names else 1)' "$2"
+      sys.exit(0 if m in names or m + ":latest" in names else 1)' "${m}"
         else
-          printf '%s' "${tags}" | tr -d ' \t\r\n' | grep -qF -e "\"name\":\"$2\"" -e "\"name\":\"$2:latest\""
+          printf '%s' "${tags}" | tr -d ' \t\r\n' | grep -qF -e "\"name\":\"${m}\"" -e "\"name\":\"${m}:latest\""
         fi
       }
     SH

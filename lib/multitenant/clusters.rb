@@ -22,8 +22,11 @@ module MultiTenant
 
     # How OOD's Slurm adapter reaches the cluster of a clusters.d entry's `job` section.
     def self.reach(job)
+      overrides = job["bin_overrides"] || {}
+      raise InputError, "its job.bin_overrides is not a mapping of command to path" unless overrides.is_a?(Hash)
+
       { "bin" => job["bin"]&.to_s, "conf" => job["conf"]&.to_s, "cluster" => job["cluster"]&.to_s,
-        "bin_overrides" => (job["bin_overrides"] || {}).to_h { |k, v| [k.to_s, v.to_s] },
+        "bin_overrides" => overrides.to_h { |k, v| [k.to_s, v.to_s] },
         "submit_host" => job["submit_host"].to_s.empty? ? nil : job["submit_host"].to_s,
         "strict_host_checking" => job.fetch("strict_host_checking", true) ? true : false }
     end
@@ -39,14 +42,16 @@ module MultiTenant
         target = { "name" => slurm.to_s }
         begin
           job = entry(config.clusters_dir, id)["job"] || {}
+          raise InputError, "its job section is not a mapping" unless job.is_a?(Hash)
           raise InputError, "its job.adapter is #{job["adapter"].inspect}, not slurm" unless job["adapter"] == "slurm"
           if job["cluster"] && job["cluster"].to_s != slurm.to_s
             raise InputError, "its job.cluster is #{job["cluster"]}, not #{slurm}"
           end
 
           target.merge!(reach(job))
-        rescue InputError => e
-          target["problem"] = "MULTITENANT_CLUSTERS maps Slurm cluster #{slurm} to OOD cluster #{id}, but #{e.message}: " \
+        rescue StandardError => e
+          why = e.is_a?(InputError) ? e.message : "its entry could not be read (#{e.class}: #{e.message})"
+          target["problem"] = "MULTITENANT_CLUSTERS maps Slurm cluster #{slurm} to OOD cluster #{id}, but #{why.gsub(/\s+/, " ")}: " \
                               "its shares are left as they were; fix the mapping or run rake -f …/admin.rake install APPLY=1"
         end
         target

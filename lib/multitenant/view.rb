@@ -61,6 +61,11 @@ module MultiTenant
       return nil unless uri.userinfo.nil? && uri.port.between?(1, 65_535)
 
       path = uri.path.to_s.empty? ? "/" : uri.path
+      # The browser resolves dot segments (also %2e-encoded) in the href: none may climb out of
+      # /<mode>/<host>/<port>/ to another node or the OOD host's own paths.
+      segments = path.split("/", -1).map { |seg| URI.decode_www_form_component(seg) rescue seg } # rubocop:disable Style/RescueModifier
+      return nil if segments.any? { |seg| %w[. ..].include?(seg) } || path.include?("\\") || path.start_with?("//")
+
       "/#{mode}/#{uri.host}/#{uri.port}#{path}#{"?#{uri.query}" if uri.query}"
     rescue URI::InvalidURIError
       nil
