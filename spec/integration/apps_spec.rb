@@ -213,7 +213,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
 
     it "publishes nothing when the model pull fails, says so in one line, and the job fails" do
       id = launch("multitenant-llm", LLM, publishes: false, render_env: OLLAMA, host: outward_ip, env: { "FAKE_OLLAMA_PULL" => "fail" })
-      text = expect_not_published(id, "/api/tags did not list tiny:1b: the service ended first")
+      text = expect_not_published(id, "tiny:1b was not pulled: the service ended first")
       expect(text).to include("ollama pull tiny:1b failed")
     end
 
