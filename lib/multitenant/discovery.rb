@@ -45,17 +45,44 @@ module MultiTenant
     def discover!(dataroot: nil, per_cluster: false, config: nil, now: nil, strict: true)
       native!
       config ||= Config.from_env
+      config, why = accounting_visible(config)
       result = Discovery._run(config.native(dataroot: dataroot, per_cluster: per_cluster, now: now))
       # What this run could not decide keeps the choice the last run offered.
       @specs = undecided(specs, result["unknown"]).merge(result["specs"])
-      @warnings = result["warnings"]
-      @warnings.each { |line| log("scheduler said: #{line}") } unless strict
+      @warnings = [*why, *result["warnings"]]
+      unless strict
+        log(why) if why
+        result["warnings"].each { |line| log("scheduler said: #{line}") }
+      end
       @cards = result["cards"]
       @errors = result["errors"] + (@cards ? @cards["errors"] : [])
       @errors.each { |line| log(line) } unless strict
       raise Error, "discovery for #{result["viewer"]}: #{@errors.join("; ")}" if strict && !@errors.empty?
 
       @specs
+    end
+
+    # slurmdbd's own PrivateData=jobs makes `sacct --allusers` return only the caller's jobs, without an
+    # error: strategy sacct would then find nothing. Discovery then asks squeue, as OOD's own pages do,
+    # and says why. [config to use, the warning or nil]; slurmdbd is asked once per process and settings.
+    def accounting_visible(config)
+      return [config, nil] unless config.strategy.to_s.start_with?("sacct")
+
+      native = config.native(dataroot: nil, per_cluster: false)
+      target = native["targets"].find { |t| !t["problem"] } || { "name" => nil }
+      @accounting_private ||= {}
+      hidden = @accounting_private.fetch([target, native["bin_dir"]]) do |key|
+        out = Discovery._command("sacctmgr", %w[show configuration], native.merge("targets" => [target]))
+        dbd = out.split(/^SlurmDBD configuration:.*$/, 2)[1].to_s
+        @accounting_private[key] = dbd[/^PrivateData\s*=\s*(.*)$/, 1].to_s.split(",").map(&:strip).include?("jobs")
+      rescue Error
+        false # cannot tell: keep the site's choice
+      end
+      return [config, nil] unless hidden
+
+      settings = Config::DEFAULTS.keys.to_h { |k| [k, config.public_send(k)] }.merge(strategy: "squeue")
+      [Config.new(**settings), "MULTITENANT_STRATEGY=sacct, but slurmdbd's PrivateData=jobs hides other users' jobs " \
+                               "from sacct: asking squeue instead (remove jobs from slurmdbd's PrivateData, or set MULTITENANT_STRATEGY=squeue)"]
     end
 
     # The shares in `shares` that `unknown` (from the native discovery) says this run could not decide.

@@ -78,6 +78,35 @@ RSpec.describe "discovery at a real site", :cluster do
     end
   end
 
+  it "with strategy sacct where slurmdbd hides other users' jobs (its PrivateData=jobs), asks squeue as OOD does and says why" do
+    id = share_on(owner: "mtowner")
+    bin = File.join(lab, "private-accounting")
+    FileUtils.mkdir_p(bin)
+    File.chmod(0o755, bin)
+    %w[squeue scontrol].each { |c| FileUtils.ln_sf("/usr/bin/#{c}", File.join(bin, c)) }
+    # As slurmdbd with PrivateData=jobs answers a member who has no job: nothing, and no error.
+    File.write(File.join(bin, "sacct"), "#!/bin/sh\nexit 0\n")
+    File.write(File.join(bin, "sacctmgr"), <<~SH)
+      #!/bin/sh
+      /usr/bin/sacctmgr "$@" | awk '/^SlurmDBD configuration/ { dbd = 1 } dbd && /^PrivateData/ { print "PrivateData            = jobs"; next } { print }'
+    SH
+    %w[sacct sacctmgr].each { |c| File.chmod(0o755, File.join(bin, c)) }
+    script = <<~RUBY
+      require "multitenant"; require "json"
+      config = MultiTenant::Config.new(key_dir: #{key_dir.inspect}, strategy: "sacct", bin_dir: #{bin.inspect},
+                                       clusters: { "mtcluster" => "ood_mt" }, clusters_dir: #{clusters_dir.inspect})
+      specs = MultiTenant.discover(config: config)
+      puts JSON.generate("specs" => specs.keys, "warnings" => MultiTenant.warnings, "errors" => MultiTenant.errors)
+    RUBY
+    out, err, status = run_as("mtmember", RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-e", script)
+    expect(status).to be_success, err
+    result = JSON.parse(out.lines.last)
+    expect(result).to include("specs" => [id], "errors" => [])
+    expect(result["warnings"]).to eq(["MULTITENANT_STRATEGY=sacct, but slurmdbd's PrivateData=jobs hides other users' jobs from sacct: " \
+                                      "asking squeue instead (remove jobs from slurmdbd's PrivateData, or set MULTITENANT_STRATEGY=squeue)"])
+    expect(err).to include("multitenant: MULTITENANT_STRATEGY=sacct, but slurmdbd's PrivateData=jobs")
+  end
+
   it "finds a share in a hidden partition, as OOD's own listing does (--all)" do
     node = `hostname -s`.strip
     system("scontrol", "create", "PartitionName=mthidden", "Nodes=#{node}", "Hidden=YES", "State=UP", exception: true)
