@@ -428,6 +428,18 @@ RSpec.describe "service and client app templates" do
       expect(form["cluster"]).to eq("cluster")
     end
 
+    it "every app's port is one the kernel hands out (OOD's find_port only without python3)" do
+      %w[multitenant-database multitenant-dashboard multitenant-jupyter multitenant-llm].each do |app|
+        before = render(app, "template/before.sh.erb", { "ollama_host" => "", "db_engine" => "postgresql", "db_name" => "x" })
+        port = lambda do |path|
+          out, = Open3.capture2({ "PATH" => path }, "/bin/bash", "-c", "find_port() { echo 1; }; host=node1\n#{before.lines.take_while { |l| !l.start_with?("export port") }.join}\nprintf %s \"$port\"")
+          out
+        end
+        expect(Integer(port.call(ENV.fetch("PATH")))).to be > 1, app
+        expect(port.call("/nonexistent")).to eq("1"), app
+      end
+    end
+
     it "exports only an http(s) URL as OLLAMA_HOST, quoted" do
       run = lambda do |host|
         before = render("multitenant-jupyter", "template/before.sh.erb", { "ollama_host" => host })

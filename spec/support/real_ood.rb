@@ -202,10 +202,21 @@ module RealOOD
     # Waits until the job ran the app's templates and renamed itself with its sealed share.
     def wait_shared(job_id)
       poll("job #{job_id} to run its templates and publish", timeout: 120) do
-        raise "job #{job_id} ended before publishing" unless job_state(job_id)
+        raise "job #{job_id} ended before publishing; its output:\n#{job_output(job_id)}" unless job_state(job_id)
 
         job_name(job_id).start_with?("mt|mtclass|2.")
       end
+    end
+
+    # The session's output.log (OOD's batch_connect/<app>/output/<session id>/) of the job, for a failure message.
+    def job_output(job_id)
+      RealOOD::USERS.each do |user|
+        root = File.join(home(user), "ondemand/data/sys/dashboard/batch_connect")
+        rec = db_records(user).find { |r| r["job_id"].to_s == job_id.to_s } or next
+        log = Dir[File.join(root, "**/output", rec["id"], "output.log")].first
+        return log ? File.read(log)[-4000..] || File.read(log) : "(no output.log)"
+      end
+      "(no session of this job)"
     end
 
     # squeue's state of the job, or nil once Slurm no longer lists it.
