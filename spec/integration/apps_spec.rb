@@ -193,7 +193,14 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
   it "fails the database app whose server dies (its port is taken): one line says so, nothing is published, the job fails" do
     taken = TCPServer.new("::", 0) # both IPv6 and IPv4: PostgreSQL binds neither
     port = taken.addr[1]
-    id = launch("multitenant-database", DB, publishes: false, find_port: "echo #{port}", env: { "MULTITENANT_READY_SECONDS" => "60" }, timeout: 120)
+    # The apps ask the kernel for a free port through python3: without it they use OOD's find_port, here
+    # one that hands out the taken port.
+    shim = File.join(lab, "no-python3")
+    FileUtils.mkdir_p(shim)
+    File.write(File.join(shim, "python3"), "#!/bin/sh\nexit 127\n")
+    FileUtils.chmod_R(0o755, shim)
+    id = launch("multitenant-database", DB, publishes: false, find_port: "echo #{port}", timeout: 120,
+                                            env: { "MULTITENANT_READY_SECONDS" => "60", "PATH" => "#{shim}:/usr/local/bin:/usr/bin:/bin" })
     text = expect_not_published(id, "PostgreSQL on 127.0.0.1:#{port}: the server was not set up: the service ended first")
     expect(text).to include("PostgreSQL exited with status 1 before it accepted connections")
     expect(text).to match(/could not (bind|create any TCP\/IP sockets)/)
