@@ -31,6 +31,15 @@ module SpecHelpers
     Dir[File.join(ROOT, "docs/vectors/*.json")].sort.map { |f| [File.basename(f, ".json"), JSON.parse(File.read(f))] }
   end
 
+  # Runs the block with these environment variables (nil unsets one), then puts them back.
+  def with_env(vars)
+    old = vars.to_h { |k, _| [k, ENV[k]] }
+    vars.each { |k, v| ENV[k] = v }
+    yield
+  ensure
+    old&.each { |k, v| ENV[k] = v }
+  end
+
   # A world-traversable temp dir (Dir.mktmpdir is 0700, which other users cannot enter).
   def shared_tmpdir
     dir = Dir.mktmpdir("mtspec")

@@ -14,14 +14,6 @@ RSpec.describe "hostile input to the apps, the card view and clusters.d" do
     ERB.new(File.read(app_file(app, path))).result(b)
   end
 
-  def with_env(vars)
-    old = vars.to_h { |k, _| [k, ENV[k]] }
-    vars.each { |k, v| ENV[k] = v }
-    yield
-  ensure
-    old.each { |k, v| ENV[k] = v }
-  end
-
   def base_ctx(extra = {})
     { "mt_group" => "mtclass", "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default",
       "mt_expires_hours" => "", "bc_num_hours" => "8" }.merge(extra)

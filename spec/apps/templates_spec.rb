@@ -60,7 +60,7 @@ RSpec.describe "service and client app templates" do
         db_engine=#{engine} db_name=msba db_user=msba_user db_password=S3cretPw jdbc_url=jdbc:postgresql://node1:4242/msba
         content_format=markdown content_file=#{dir}/content
         echo '# hi' > "$content_file"
-        #{ClimateControl.env("MULTITENANT_PUBLISHER" => fake) { render(app, "template/after.sh.erb", context) }}
+        #{with_env("MULTITENANT_PUBLISHER" => fake) { render(app, "template/after.sh.erb", context) }}
         echo "job script goes on"
         kill $SCRIPT_PID
       SH
@@ -93,7 +93,7 @@ RSpec.describe "service and client app templates" do
         printf '%s\\n' "$@" > #{dir}/args.tmp && mv #{dir}/args.tmp #{dir}/args
       SH
       File.chmod(0o755, fake)
-      rendered = ClimateControl.env("MULTITENANT_PUBLISHER" => fake, "MULTITENANT_OLLAMA" => env["MULTITENANT_OLLAMA"]) do
+      rendered = with_env("MULTITENANT_PUBLISHER" => fake, "MULTITENANT_OLLAMA" => env["MULTITENANT_OLLAMA"]) do
         %w[before script after].to_h { |t| [t, render(app, "template/#{t}.sh.erb", context)] }
       end
       rendered.each { |t, text| File.write(File.join(dir, "#{t}.sh"), text) }
@@ -143,16 +143,6 @@ RSpec.describe "service and client app templates" do
   # A local address that is not loopback: a server listening on 127.0.0.1 only does not answer there.
   def outward_ip
     Socket.ip_address_list.find { |a| a.ipv4? && !a.ipv4_loopback? }&.ip_address or skip "no non-loopback IPv4 address here"
-  end
-
-  module ClimateControl
-    def self.env(vars)
-      old = vars.to_h { |k, _| [k, ENV[k]] }
-      vars.each { |k, v| ENV[k] = v }
-      yield
-    ensure
-      old.each { |k, v| ENV[k] = v }
-    end
   end
 
   SERVICES.each_key do |app|
@@ -215,10 +205,10 @@ RSpec.describe "service and client app templates" do
         allow(MultiTenant::Apps).to receive(:submit_cluster).and_return(%(hpc"x))
         expect(YAML.safe_load(render(app, "form.yml.erb"))["cluster"]).to eq(%(hpc"x))
         hide_const("MultiTenant::Apps")
-        form = ClimateControl.env("MULTITENANT_SUBMIT_CLUSTER" => nil) { YAML.safe_load(render(app, "form.yml.erb")) }
+        form = with_env("MULTITENANT_SUBMIT_CLUSTER" => nil) { YAML.safe_load(render(app, "form.yml.erb")) }
         expect(form["cluster"]).to eq("cluster")
         expect(form.dig("attributes", "mt_group", "options")).to eq([["No group of yours has a multitenant key: ask your admin", ""]])
-        form = ClimateControl.env("MULTITENANT_SUBMIT_CLUSTER" => "hpc") { YAML.safe_load(render(app, "form.yml.erb")) }
+        form = with_env("MULTITENANT_SUBMIT_CLUSTER" => "hpc") { YAML.safe_load(render(app, "form.yml.erb")) }
         expect(form["cluster"]).to eq("hpc")
       end
     end
@@ -424,7 +414,7 @@ RSpec.describe "service and client app templates" do
       allow(MultiTenant::Apps).to receive(:submit_cluster).and_return("hpc")
       expect(YAML.safe_load(render("multitenant-jupyter", "form.yml.erb"))["cluster"]).to eq("hpc")
       hide_const("MultiTenant::Apps")
-      form = ClimateControl.env("MULTITENANT_SUBMIT_CLUSTER" => nil) { YAML.safe_load(render("multitenant-jupyter", "form.yml.erb")) }
+      form = with_env("MULTITENANT_SUBMIT_CLUSTER" => nil) { YAML.safe_load(render("multitenant-jupyter", "form.yml.erb")) }
       expect(form["cluster"]).to eq("cluster")
     end
 

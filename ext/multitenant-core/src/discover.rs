@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
-use crate::envelope::{open, parse, Binding, Format, Share};
+use crate::envelope::{check_cluster, open, parse, Binding, Format, Share};
 use crate::error::{Error, Result};
 use crate::keys::{Key, KeyDir};
 use crate::legacy::open_legacy;
@@ -80,10 +80,6 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn valid_cluster(c: &str) -> bool {
-    !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-}
-
 /// What one cluster's scheduler said: the running jobs with the WCKey, and stderr warnings to log.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Listing {
@@ -105,7 +101,7 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
     let deadline = Instant::now() + sched.timeout();
     let mut seen = HashSet::new();
     let mut listing = Listing::default();
-    let cluster_ok = |c: &str| valid_cluster(c) && sched.cluster().is_none_or(|m| m == c);
+    let cluster_ok = |c: &str| check_cluster(c).is_ok() && sched.cluster().is_none_or(|m| m == c);
     match strategy {
         Strategy::Squeue => {
             let format = format!("JobID:{sep},UserName:{sep},WCKey:{sep},Cluster:{sep},RestartCnt:{sep},Name:{term}");

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use common::ollama;
+use common::found;
 use multitenant_core::cards::{card_id, reconcile, CardOptions, DEFAULT_DELIVERIES};
-use multitenant_core::discover::{discover, running_jobs, Found, Job, Options, Strategy, Target, Unknown, Viewer};
-use multitenant_core::{KeyDir, Scheduler, Share};
+use multitenant_core::discover::{discover, running_jobs, Options, Strategy, Target, Unknown, Viewer};
+use multitenant_core::{KeyDir, Scheduler};
 
 const OTHER: u32 = 65534;
 
@@ -241,20 +241,6 @@ fn one_query_takes_at_most_one_timeout_even_with_two_calls() {
 // ---------------------------------------------------------------------------------------------
 // (1) the data root
 // ---------------------------------------------------------------------------------------------
-
-fn found(job_id: &str, owner: &str) -> Found {
-    let job =
-        Job { id: job_id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: String::new(), restarts: 0 };
-    let share = Share {
-        prefix: "mt".into(),
-        group: "class101".into(),
-        version: "2".into(),
-        key_id: None,
-        message: ollama(),
-        size: 300,
-    };
-    Found { job, share }
-}
 
 fn card_opts(dataroot: PathBuf) -> CardOptions {
     let cluster_map = BTreeMap::from([("mtcluster".to_string(), "ood_mt".to_string())]);

@@ -7,27 +7,13 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::ollama;
+use common::found;
 use multitenant_core::cards::{card_id, reconcile, CardOptions, DEFAULT_DELIVERIES};
-use multitenant_core::discover::{Found, Job, Unknown};
-use multitenant_core::{Method, Share};
+use multitenant_core::discover::{Found, Unknown};
+use multitenant_core::Method;
 use serde_json::Value;
 
 const VIEWER: &str = "bob";
-
-fn found(job_id: &str, owner: &str) -> Found {
-    let job =
-        Job { id: job_id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: String::new(), restarts: 0 };
-    let share = Share {
-        prefix: "mt".into(),
-        group: "class101".into(),
-        version: "1".into(),
-        key_id: None,
-        message: ollama(),
-        size: 300,
-    };
-    Found { job, share }
-}
 
 struct Fx {
     _tmp: tempfile::TempDir,
@@ -35,6 +21,15 @@ struct Fx {
 }
 
 impl Fx {
+    /// A per-cluster data root with alice's job 42 delivered as a card on OOD cluster `ood_cluster`.
+    fn with_card_on(ood_cluster: &str) -> (Fx, String) {
+        let mut fx = Fx::new();
+        fx.opts.per_cluster = true;
+        fx.opts.cluster_map.insert("mtcluster".into(), ood_cluster.into());
+        fx.run(&[found("42", "alice")]);
+        (fx, card_id("mtcluster", "42", "alice"))
+    }
+
     fn new() -> Fx {
         let tmp = tempfile::tempdir().unwrap();
         let dataroot = tmp.path().join("ondemand/data/sys/dashboard");
@@ -701,11 +696,7 @@ fn a_spent_write_budget_holds_back_new_cards_and_keeps_existing_ones() {
 
 #[test]
 fn a_failed_write_keeps_the_old_card_and_its_record() {
-    let mut fx = Fx::new();
-    fx.opts.per_cluster = true;
-    fx.opts.cluster_map.insert("mtcluster".into(), "hpc".into());
-    let id = card_id("mtcluster", "42", "alice");
-    fx.run(&[found("42", "alice")]);
+    let (mut fx, id) = Fx::with_card_on("hpc");
     let before = fx.manifest();
     let old_conn = fx.opts.dataroot.join("batch_connect/hpc/sys/multitenant-delivery_default/output").join(&id);
     assert!(old_conn.join("connection.yml").exists());
@@ -884,11 +875,7 @@ fn a_symlink_loop_or_a_dangling_symlink_is_refused() {
 
 #[test]
 fn a_failed_manifest_write_after_a_card_moved_puts_the_card_back_and_leaves_nothing_untracked() {
-    let mut fx = Fx::new();
-    fx.opts.per_cluster = true;
-    fx.opts.cluster_map.insert("mtcluster".into(), "hpc".into());
-    let id = card_id("mtcluster", "42", "alice");
-    fx.run(&[found("42", "alice")]);
+    let (mut fx, id) = Fx::with_card_on("hpc");
     let before = fx.manifest();
     let output = |c: &str| {
         fx.opts.dataroot.join("batch_connect").join(c).join("sys/multitenant-delivery_default/output").join(&id)

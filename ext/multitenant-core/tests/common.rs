@@ -1,7 +1,8 @@
 #![allow(dead_code)]
 use std::collections::BTreeMap;
 
-use multitenant_core::{Binding, Message, Method};
+use multitenant_core::discover::{Found, Job};
+use multitenant_core::{Binding, Message, Method, Share};
 
 pub const JOB: Binding<'static> = Binding { job_id: "4242", owner: "alice", cluster: "alpha", restarts: 0 };
 
@@ -38,4 +39,19 @@ pub fn database() -> Message {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     m
+}
+
+/// A share of `ollama()` that job `job_id` of `owner` on mtcluster published for class101.
+pub fn found(job_id: &str, owner: &str) -> Found {
+    let job =
+        Job { id: job_id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: String::new(), restarts: 0 };
+    let share = Share {
+        prefix: "mt".into(),
+        group: "class101".into(),
+        version: "2".into(),
+        key_id: None,
+        message: ollama(),
+        size: 300,
+    };
+    Found { job, share }
 }
