@@ -128,6 +128,28 @@ RSpec.describe "mtshare" do
     end
   end
 
+
+  it "warns when a secret is on its command line and names the safe flags" do
+    env = job_env("mtowner", "DB_PASSWORD" => "s3cret-from-env")
+    base = ["publish", "--group", "mtclass", "--app", "A", "--set", "host=n1", "--dry-run"]
+    _, err, code = mtshare("mtowner", *base, "--set", "db_password=hunter2", "--set", "api_key=k", env: env)
+    expect(code).to eq(0)
+    expect(err.lines.grep(/warning: --set (db_password|api_key)=… put a secret on this command line, which every user on this node can read .* pass it as --env \1=VARIABLE .* or --set-file \1=PATH/).size).to eq(2), err
+    expect(err).not_to include("hunter2")
+    # The same secret from the environment: no warning.
+    _, err, code = mtshare("mtowner", *base, "--env", "db_password=DB_PASSWORD", env: env)
+    expect([code, err]).to match([0, satisfy { |e| !e.include?("warning") }])
+  end
+
+  it "says plainly that --allow does not keep a secret from the rest of the group" do
+    env = job_env("mtowner", "K" => "abc")
+    _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--env", "api_key=K", "--allow", "mtmember",
+                           "--dry-run", env: env)
+    expect(code).to eq(0)
+    expect(err).to include("warning: --allow mtmember only chooses who is shown this share: every member of group mtclass holds the group's key and can open it, and so read api_key")
+    out, = mtshare("mtowner", "publish", "--help")
+    expect(out.gsub(/\s+/, " ")).to include("Not a lock: every member of the group holds the group's key and can open the share")
+  end
   context "with a scontrol on PATH" do
     def fake_scontrol(body)
       FileUtils.mkdir_p(File.join(@tmp, "fakebin"))

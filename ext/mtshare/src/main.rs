@@ -11,7 +11,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use multitenant_core::envelope::{check_job_id, check_prefix, parse, Format};
 use multitenant_core::message::MAX_EXPIRY;
 use multitenant_core::{
-    open, open_legacy, seal, Binding, Error, KeyDir, KeyTarget, Message, Method, Scheduler, NAME_LIMIT,
+    looks_secret, open, open_legacy, seal, Binding, Error, KeyDir, KeyTarget, Message, Method, Scheduler, NAME_LIMIT,
 };
 use nix::unistd::{Uid, User};
 
@@ -105,20 +105,24 @@ struct Publish {
     /// output dir, else a new UUID)
     #[arg(long)]
     session_id: Option<String>,
-    /// A connection value, KEY=VALUE (repeatable); the value may hold any characters
+    /// A connection value, KEY=VALUE (repeatable); the value may hold any characters. Not for
+    /// secrets: every user on the node can read a command line (use --env or --set-file)
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// A connection value read whole from a file, KEY=PATH (repeatable; at most 64 KiB; one final
     /// newline dropped): for multi-line text such as Markdown
     #[arg(long = "set-file", value_name = "KEY=PATH")]
     set_file: Vec<String>,
-    /// A connection value from an environment variable: NAME (key = name in lower case) or key=NAME
+    /// A connection value from an environment variable: NAME (key = name in lower case) or key=NAME.
+    /// The way to pass a secret (a password, an API key): no command line shows it
     #[arg(long = "env", value_name = "[KEY=]NAME")]
     env: Vec<String>,
     /// Connection values from a file of KEY=VALUE lines (# comments and blank lines skipped)
     #[arg(long, value_name = "PATH")]
     from_file: Vec<PathBuf>,
-    /// Only these users (names or uids, comma-separated, repeatable) among the group's members
+    /// Show the share only to these users (names or uids, comma-separated, repeatable) among the
+    /// group's members. Not a lock: every member of the group holds the group's key and can open the
+    /// share, secrets included; the service's own credential (mtshare gate) is what each use needs
     #[arg(long, value_delimiter = ',')]
     allow: Vec<String>,
     /// Stop sharing after this long, e.g. 90m, 8h, 2days
@@ -284,6 +288,35 @@ fn default_session_id() -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// Warnings for secrets handled unsafely: a secret-looking `--set` value (already on this command
+/// line, which `ps` shows every user on the node) and an allow-list beside a secret (it only chooses
+/// who is shown the share).
+fn secret_warnings(p: &Publish, msg: &Message) -> Vec<String> {
+    let mut out = Vec::new();
+    for pair in &p.set {
+        let key = pair.split_once('=').map_or(pair.as_str(), |(k, _)| k);
+        if looks_secret(key) {
+            out.push(format!(
+                "--set {key}=… put a secret on this command line, which every user on this node can read (ps, /proc/*/cmdline): \
+                 pass it as --env {key}=VARIABLE (from the environment) or --set-file {key}=PATH (a 0600 file) instead"
+            ));
+        }
+    }
+    if let Some(allow) = &msg.allow {
+        let secrets: Vec<&str> = msg.connection.keys().map(String::as_str).filter(|k| looks_secret(k)).collect();
+        if !secrets.is_empty() {
+            out.push(format!(
+                "--allow {} only chooses who is shown this share: every member of group {} holds the group's key and can \
+                 open it, and so read {}",
+                allow.join(","),
+                p.group,
+                secrets.join(", ")
+            ));
+        }
+    }
+    out
+}
+
 /// The owner named by Slurm must be the user running this: a name sealed for someone else never opens.
 fn check_owner(owner: &str) -> Result<(), Error> {
     let me = User::from_uid(Uid::effective()).ok().flatten().map(|u| u.name);
@@ -329,6 +362,9 @@ fn publish(p: Publish) -> Result<(), Error> {
         expires_at,
     };
     msg.validate()?;
+    for w in secret_warnings(&p, &msg) {
+        eprintln!("mtshare: warning: {w}");
+    }
     let (key, key_path) = p.keys.dir()?.sealing_key(&p.group, p.allow_site_key)?;
     if key_path.ends_with(multitenant_core::keys::SITE_KEY_FILE) {
         eprintln!("mtshare: warning: sealed with the site-wide key: every user on the cluster can read this share");

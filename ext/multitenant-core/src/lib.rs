@@ -10,6 +10,7 @@ pub mod keys;
 pub mod legacy;
 mod manifest;
 pub mod message;
+pub mod secrets;
 pub mod slurm;
 pub mod specs;
 
@@ -18,4 +19,5 @@ pub use error::{Error, Result};
 pub use keys::{Key, KeyDir, KeyFile, KeyTarget};
 pub use legacy::open_legacy;
 pub use message::{Message, Method};
+pub use secrets::looks_secret;
 pub use slurm::Scheduler;
