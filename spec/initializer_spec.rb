@@ -54,6 +54,21 @@ RSpec.describe "ood/initializers/multitenant.rb" do
     expect(err).to eq("multitenant: discovery skipped: MultiTenant::InputError: MULTITENANT_TIMEOUT=\"soon\": invalid value for Float(): \"soon\"\n")
   end
 
+  it "leaves discovery off with one line when a switch is not an explicit true or false" do
+    # Discovery itself stubbed: it says whether it ran, and with which legacy setting.
+    prelude = "$LOAD_PATH.unshift(#{File.join(ROOT, "lib").inspect}); require 'multitenant'\n" \
+              "module MultiTenant; def self.discover(config:, **) = puts(\"discovered legacy=\#{config.legacy}\"); end"
+    env = { "MULTITENANT_LIB" => File.join(ROOT, "lib"), "MULTITENANT_SLURM_BIN" => "/nonexistent" }
+    out, err, status = boot(env.merge("MULTITENANT_LEGACY" => " OFF "), prelude: prelude)
+    expect([status.success?, out, err]).to eq([true, "discovered legacy=false\nbooted specs={}\n", ""])
+    { "MULTITENANT_LEGACY" => "disabled", "MULTITENANT_ENABLED" => "enabled", "MULTITENANT_CARDS" => "" }.each do |var, v|
+      out, err, status = boot(env.merge(var => v), prelude: prelude)
+      expect([status.success?, out]).to eq([true, "booted specs={}\n"])
+      expect(err).to eq("multitenant: discovery skipped: MultiTenant::InputError: #{var}=#{v.inspect}: " \
+                        "must be true or false (also yes/no, on/off, 1/0)\n")
+    end
+  end
+
   context "on the real cluster", :cluster do
     before { require_cluster! }
     after { cancel_jobs }

@@ -21,13 +21,29 @@ module MultiTenant
       node_proxy: "rnode"
     }.freeze
 
+    # The on/off switches. LEGACY turns on an insecure decoder, ENABLED and CARDS decide what every
+    # dashboard does: only these words count, so a typo or a word like "disabled" never flips one.
+    SWITCHES = %i[enabled legacy cards].freeze
+    SWITCH_WORDS = { "true" => true, "yes" => true, "on" => true, "1" => true,
+                     "false" => false, "no" => false, "off" => false, "0" => false }.freeze
+    SWITCH_RULE = "must be true or false (also yes/no, on/off, 1/0)"
+
     attr_reader(*DEFAULTS.keys)
+
+    # true or false from a switch's value (a boolean, or one of SWITCH_WORDS in any case, spaces
+    # around ignored); anything else raises InputError naming the variable, the value and the words.
+    def self.switch(name, value)
+      return value if [true, false].include?(value)
+
+      word = value.to_s.strip.downcase if value.is_a?(String) || value.is_a?(Integer)
+      SWITCH_WORDS.fetch(word) { raise InputError, "#{ENV_NAMES.fetch(name)}=#{value.inspect}: #{SWITCH_RULE}" }
+    end
 
     def initialize(**settings)
       unknown = settings.keys - DEFAULTS.keys
       raise InputError, "unknown setting(s): #{unknown.join(", ")}" unless unknown.empty?
 
-      DEFAULTS.merge(settings).each { |k, v| instance_variable_set(:"@#{k}", v) }
+      DEFAULTS.merge(settings).each { |k, v| instance_variable_set(:"@#{k}", SWITCHES.include?(k) ? Config.switch(k, v) : v) }
       %i[max_cards max_cards_per_owner].each do |k|
         v = instance_variable_get(:"@#{k}")
         raise InputError, "#{ENV_NAMES[k]} must be a whole number from 0 to 10000, not #{v.inspect}" unless v.is_a?(Integer) && v.between?(0, 10_000)
@@ -43,7 +59,8 @@ module MultiTenant
 
     # MULTITENANT_CLUSTERS="slurm_name=ood_id,other=ood2" maps Slurm cluster names to OOD cluster ids.
     def self.from_env(env = ENV)
-      raw = ENV_NAMES.to_h { |k, name| [k, env[name]] }.compact.reject { |_, v| v.strip.empty? }
+      # An empty setting means the default, but an empty switch is refused like any other non-word.
+      raw = ENV_NAMES.to_h { |k, name| [k, env[name]] }.compact.reject { |k, v| v.strip.empty? && !SWITCHES.include?(k) }
       settings = raw.to_h do |k, v|
         setting(k, v)
       rescue ArgumentError, TypeError => e
@@ -54,7 +71,7 @@ module MultiTenant
 
     def self.setting(k, v)
       case k
-      when :enabled, :legacy, :cards then [k, !%w[0 false no off].include?(v.strip.downcase)]
+      when *SWITCHES then [k, switch(k, v)]
       when :timeout then [k, Float(v)]
       when :max_cards, :max_cards_per_owner then [k, Integer(v.strip, 10)]
       when :clusters then [k, v.split(",").to_h { |pair| pair.split("=", 2).map(&:strip) }]

@@ -1,0 +1,58 @@
+# frozen_string_literal: true
+
+# The on/off switches take only explicit words: MULTITENANT_LEGACY turns on an insecure decoder, so a
+# value like "disabled" must never read as "on".
+RSpec.describe MultiTenant::Config do
+  switch_vars = { enabled: "MULTITENANT_ENABLED", legacy: "MULTITENANT_LEGACY", cards: "MULTITENANT_CARDS" }
+  on = ["true", "TRUE", "True", "yes", "YES", "on", "On", "1", " 1 ", "yes\n", "\ttrue"]
+  off = ["false", "FALSE", "no", "No", "off", "OFF", "0", " 0", "off\n"]
+  refused = ["disabled", "enabled", "2", "", " ", "tru", "y", "n", "none", "-1", "01", "true false", "on;", "ja"]
+
+  it "reads every accepted spelling of each switch, in any case and with spaces around" do
+    switch_vars.each do |key, var|
+      on.each { |v| expect(described_class.from_env(var => v).public_send(key)).to be(true), "#{var}=#{v.inspect}" }
+      off.each { |v| expect(described_class.from_env(var => v).public_send(key)).to be(false), "#{var}=#{v.inspect}" }
+    end
+  end
+
+  it "refuses anything else with one line naming the variable, the value and the accepted words" do
+    switch_vars.each_value do |var|
+      refused.each do |v|
+        expect { described_class.from_env(var => v) }
+          .to raise_error(MultiTenant::InputError, "#{var}=#{v.inspect}: must be true or false (also yes/no, on/off, 1/0)")
+      end
+    end
+    expect { described_class.from_env("MULTITENANT_LEGACY" => "disabled") }
+      .to raise_error(MultiTenant::InputError, 'MULTITENANT_LEGACY="disabled": must be true or false (also yes/no, on/off, 1/0)')
+  end
+
+  it "never turns legacy decoding on from a value it does not know" do
+    refused.each do |v|
+      config = begin
+        described_class.from_env("MULTITENANT_LEGACY" => v)
+      rescue MultiTenant::InputError
+        nil
+      end
+      expect(config).to be_nil
+      expect { described_class.new(legacy: v) }.to raise_error(MultiTenant::InputError)
+    end
+    expect(described_class.from_env({}).legacy).to be(false)
+  end
+
+  it "keeps the defaults when a switch is not set, and other empty settings still mean the default" do
+    config = described_class.from_env("MULTITENANT_WCKEY" => " ", "MULTITENANT_TIMEOUT" => "")
+    expect([config.enabled, config.legacy, config.cards, config.wckey, config.timeout]).to eq([true, false, true, "multitenant", 5.0])
+  end
+
+  it "gives Ruby callers real booleans, or refuses" do
+    expect(described_class.new(legacy: "yes", cards: "off", enabled: " ON ").then { |c| [c.legacy, c.cards, c.enabled] })
+      .to eq([true, false, true])
+    # 0 is true in Ruby: as a switch it says off.
+    expect(described_class.new(legacy: 0, cards: 1).then { |c| [c.legacy, c.cards] }).to eq([false, true])
+    expect(described_class.new(legacy: true, cards: false).then { |c| [c.legacy, c.cards] }).to eq([true, false])
+    [nil, "disabled", :yes, 2, 1.0, [], "tru"].each do |v|
+      expect { described_class.new(legacy: v) }
+        .to raise_error(MultiTenant::InputError, "MULTITENANT_LEGACY=#{v.inspect}: must be true or false (also yes/no, on/off, 1/0)")
+    end
+  end
+end
