@@ -292,3 +292,135 @@ RSpec.describe "admin.rake", :cluster do
     expect(Dir.exist?(File.join(root, "multitenant"))).to be(false)
   end
 end
+
+# doctor's checks of the files themselves, on fixture trees (no cluster): who can change the code every
+# dashboard and job runs, and who an ACL lets read a key.
+RSpec.describe "admin doctor: code and key files" do
+  before { require_root! }
+
+  before(:all) { require "multitenant/admin" }
+
+  def doctor(check, admin)
+    problems = []
+    fine = []
+    admin.public_send(check, problems, fine)
+    [problems, fine]
+  end
+
+  describe "the code dashboards, Delete and jobs run" do
+    # Not under /tmp: its sticky, world-writable directory is a problem of its own (below).
+    around do |example|
+      dir = Dir.mktmpdir("mt-doctor-", "/var/lib")
+      File.chmod(0o755, dir)
+      @gem = File.join(dir, "gem")
+      { "lib/multitenant.rb" => 0o644, "lib/multitenant/config.rb" => 0o644, "lib/multitenant/multitenant.so" => 0o755,
+        "ood/bin/mt-dismiss-scancel" => 0o755, "libexec/mtshare" => 0o755 }.each do |f, mode|
+        FileUtils.mkdir_p(File.dirname(File.join(@gem, f)), mode: 0o755)
+        File.write(File.join(@gem, f), "x")
+        File.chmod(mode, File.join(@gem, f))
+      end
+      example.run
+    ensure
+      FileUtils.rm_rf(dir) if dir
+    end
+
+    def code(gem = @gem)
+      { File.join(gem, "lib/multitenant.rb") => :dashboard, File.join(gem, "lib/multitenant") => :dashboard,
+        File.join(gem, "lib/multitenant/multitenant.so") => :dashboard, File.join(gem, "ood/bin/mt-dismiss-scancel") => :delete,
+        File.join(gem, "libexec/mtshare") => :job }
+    end
+
+    def check(gem = @gem) = doctor(:doctor_code, MultiTenant::Admin.new(ood_etc: "/nonexistent", env: {}, code_paths: code(gem)))
+
+    it "finds nothing in a tree root owns, and that only root can write" do
+      expect(check).to eq([[], ["code: the gem's lib and native library, the dismiss command, the publisher and every directory above them are root's alone"]])
+    end
+
+    it "names a group-writable directory above the code once, with the fix" do
+      lib = File.join(@gem, "lib")
+      File.chmod(0o775, lib)
+      expect(check.first).to eq(["code: #{lib} is owned by root:root, mode 0775, and every dashboard loads code under it: chown root:root #{lib}; chmod go-w #{lib}"])
+    end
+
+    it "names a file another user owns, and a world-writable file" do
+      so = File.join(@gem, "lib/multitenant/multitenant.so")
+      FileUtils.chown("mtowner", "mtclass", so)
+      mtshare = File.join(@gem, "libexec/mtshare")
+      File.chmod(0o757, mtshare)
+      scancel = File.join(@gem, "ood/bin/mt-dismiss-scancel")
+      File.chmod(0o4777, scancel)
+      expect(check.first).to eq([
+        "code: #{so} is owned by mtowner:mtclass, mode 0755, and every dashboard loads it: chown root:root #{so}; chmod go-w #{so}",
+        "code: #{scancel} is owned by root:root, mode 4777, and every card's Delete runs it: chown root:root #{scancel}; chmod go-w #{scancel}",
+        "code: #{mtshare} is owned by root:root, mode 0757, and every share's job runs it: chown root:root #{mtshare}; chmod go-w #{mtshare}"
+      ])
+    end
+
+    it "checks every file under the lib directory, and a named user's write ACL (it shows as group write)" do
+      rb = File.join(@gem, "lib/multitenant/config.rb")
+      system("setfacl", "-m", "u:nobody:rw", rb, exception: true)
+      expect(check.first).to eq(["code: #{rb} is owned by root:root, mode 0664, and every dashboard loads it: chown root:root #{rb}; chmod go-w #{rb}"])
+    end
+
+    it "follows a symlink to where the code really is" do
+      elsewhere = File.join(File.dirname(@gem), "elsewhere")
+      FileUtils.mkdir_p(elsewhere)
+      FileUtils.mv(File.join(@gem, "libexec"), elsewhere)
+      File.symlink(File.join(elsewhere, "libexec"), File.join(@gem, "libexec"))
+      expect(check.first).to eq([])
+      FileUtils.chown("mtowner", nil, elsewhere)
+      expect(check.first).to eq(["code: #{elsewhere} is owned by mtowner:root, mode 0755, and every share's job runs code under it: " \
+                                 "chown root:root #{elsewhere}; chmod go-w #{elsewhere}"])
+    end
+
+    it "names a sticky world-writable directory above the code: code must not live there" do
+      shared_tmpdir do |tmp|
+        FileUtils.cp_r(@gem, tmp)
+        tmp_root = File.dirname(tmp)
+        mode = format("%04o", File.stat(tmp_root).mode & 0o7777)
+        expect(check(File.join(tmp, "gem")).first).to eq(["code: #{tmp_root} is owned by root:root, mode #{mode}: anyone may add names in it, " \
+                                                          "and every dashboard loads code under it: move that code out of #{tmp_root}"])
+      end
+    end
+  end
+
+  describe "ACLs on the key directory and key files" do
+    around do |example|
+      shared_tmpdir do |dir|
+        @keys = File.join(dir, "keys")
+        MultiTenant::KeyDir.new(@keys).generate(group: "mtclass")
+        example.run
+      end
+    end
+
+    def check(getfacl: "getfacl") = doctor(:doctor_key_acls, MultiTenant::Admin.new(ood_etc: "/nonexistent", env: { "MULTITENANT_KEY_DIR" => @keys }, getfacl: getfacl))
+    def setfacl(*args) = system("setfacl", *args, exception: true)
+
+    it "finds none on keys as keygen makes them" do
+      expect(check).to eq([[], ["keys: no ACL widens who can read #{@keys} or its key files"]])
+    end
+
+    it "names a key file, or the directory, whose ACL lets a named user or group in" do
+      key = File.join(@keys, "mtclass.key")
+      setfacl("-m", "u:nobody:r", key)
+      expect(check.first).to eq(["keys: #{key} has an ACL that widens who can read it (user:nobody:r--, mask::r--): setfacl -b #{key}"])
+      setfacl("-b", key)
+      setfacl("-m", "g:nogroup:rx", @keys)
+      expect(check.first).to eq(["keys: #{@keys} has an ACL that widens who can read the keys in it (group:nogroup:r-x, mask::r-x): setfacl -b #{@keys}"])
+      setfacl("-b", @keys)
+      expect(check.first).to eq([])
+    end
+
+    it "names a default ACL on the directory, which every new key file inherits" do
+      setfacl("-d", "-m", "u:nobody:r", @keys)
+      MultiTenant::KeyDir.new(@keys).generate(site: true)
+      site = File.join(@keys, "@site.key")
+      expect(check.first).to eq(["keys: #{@keys} has a default ACL that every new key file there inherits (default:user:nobody:r--, default:mask::r-x): setfacl -k #{@keys}",
+                                 "keys: #{site} has an ACL that widens who can read it (user:nobody:r--, mask::r--): setfacl -b #{site}"])
+    end
+
+    it "says in one line when getfacl is missing" do
+      expect(check(getfacl: "/nonexistent/getfacl").first).to eq(["keys: cannot check key files' ACLs: getfacl not found (apt install acl)"])
+    end
+  end
+end

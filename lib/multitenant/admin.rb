@@ -3,6 +3,7 @@
 require "etc"
 require "fileutils"
 require "json"
+require "open3"
 require "yaml"
 
 module MultiTenant
@@ -17,12 +18,20 @@ module MultiTenant
     # Written into the block only when the admin gives it (install's environment, or the block already has it).
     OPTIONAL = %w[MULTITENANT_KEY_DIR].freeze
 
+    # Who runs the code doctor_code checks, for its lines.
+    CODE_USES = { dashboard: "every dashboard loads", delete: "every card's Delete runs", job: "every share's job runs" }.freeze
+
     attr_reader :ood_etc, :apps_dir
 
-    def initialize(ood_etc: ENV.fetch("OOD_ETC", "/etc/ood"), apps_dir: ENV.fetch("OOD_APPS", "/var/www/ood/apps/sys"), env: ENV)
+    # code_paths: { path => one of CODE_USES' keys } to check instead of this gem's (tests);
+    # getfacl: the command doctor reads key files' ACLs with.
+    def initialize(ood_etc: ENV.fetch("OOD_ETC", "/etc/ood"), apps_dir: ENV.fetch("OOD_APPS", "/var/www/ood/apps/sys"), env: ENV,
+                   code_paths: nil, getfacl: "getfacl")
       @ood_etc = ood_etc
       @apps_dir = apps_dir
       @env = env
+      @code_paths = code_paths
+      @getfacl = getfacl
     end
 
     def env_file = File.join(ood_etc, "config/apps/dashboard/env")
@@ -75,7 +84,9 @@ module MultiTenant
       targets.each { |t| doctor_slurm(t, targets.size > 1, problems, fine, check) }
       doctor_clusters(problems, fine)
       doctor_keys(problems, fine)
+      doctor_key_acls(problems, fine)
       doctor_ood(problems, fine)
+      doctor_code(problems, fine)
       [problems, fine]
     end
 
@@ -144,6 +155,117 @@ module MultiTenant
       fine << "keys: a site-wide key exists: every user can read it, so shares sealed with it are only obfuscated"
     rescue Error => e
       problems << "keys: #{e.message}"
+    end
+
+    # A POSIX ACL entry beyond owner, group and other (a named user or group, a mask) on the key directory
+    # or a key file lets more than the group read a key; a default ACL on the directory is copied onto
+    # every key file made there later. getfacl prints both as text, with names an admin recognises,
+    # and reads whatever filesystem (NFS too) offers, without a binary xattr parser here.
+    def doctor_key_acls(problems, fine)
+      dir = config.key_dir.to_s
+      return unless File.directory?(dir) # doctor_keys says so
+
+      before = problems.size
+      [dir, *Dir.children(dir).sort.grep(/\.key\z/).map { |f| File.join(dir, f) }].each do |path|
+        out, err, status = Open3.capture3(@getfacl, "--absolute-names", "--skip-base", "--omit-header", "--no-effective", "--", path)
+        next problems << "keys: cannot read the ACL of #{path}: #{err.gsub(/\s+/, " ").strip}" unless status.success?
+
+        entries = out.lines.map { |l| l.sub(/#.*/, "").strip }.reject(&:empty?)
+        default, access = entries.partition { |e| e.start_with?("default:") }
+        widening = access.reject { |e| e.match?(/\A(user|group|other)::/) }
+        unless widening.empty?
+          problems << "keys: #{path} has an ACL that widens who can read #{path == dir ? "the keys in it" : "it"} " \
+                      "(#{widening.join(", ")}): setfacl -b #{path}"
+        end
+        next if default.empty?
+
+        named = default.reject { |e| e.match?(/\Adefault:(user|group|other)::/) }
+        problems << "keys: #{path} has a default ACL that every new key file there inherits " \
+                    "(#{(named.empty? ? default : named).join(", ")}): setfacl -k #{path}"
+      end
+      fine << "keys: no ACL widens who can read #{dir} or its key files" if problems.size == before
+    rescue Errno::ENOENT
+      problems << "keys: cannot check key files' ACLs: getfacl not found (apt install acl)"
+    end
+
+    # The code every dashboard loads (the gem's lib and native library), the command every card's Delete
+    # runs and the publisher every share's job runs, with every directory above them up to /, must be
+    # root's alone: owned by root, not writable by group or others. An ACL granting write shows as group
+    # write (its mask). A sticky world-writable directory (/tmp) lets anyone add a name in it: code must
+    # not live under one.
+    def doctor_code(problems, fine)
+      before = problems.size
+      seen = {}
+      code_paths.each do |code, use|
+        next unless File.exist?(code)
+
+        ([code] + (File.directory?(code) ? Dir.glob("**/*", File::FNM_DOTMATCH, base: code).map { |f| File.join(code, f) } : [])).each do |path|
+          chain(path).each do |p|
+            next if seen[p]
+
+            seen[p] = true
+            line = code_problem(p, p == path ? "#{CODE_USES.fetch(use)} it" : "#{CODE_USES.fetch(use)} code under it")
+            problems << line if line
+          end
+        end
+      end
+      fine << "code: the gem's lib and native library, the dismiss command, the publisher and every directory above them are root's alone" if problems.size == before
+    end
+
+    # path and each directory above it, as written and with symlinks resolved.
+    def chain(path)
+      up = ->(p) { p == "/" ? ["/"] : [p, *up.(File.dirname(p))] }
+      real = begin
+        File.realpath(path)
+      rescue SystemCallError
+        path
+      end
+      (up.(File.expand_path(path)) + up.(real)).uniq
+    end
+
+    # One line when root is not the only one who can change path (a symlink's own owner and mode do not matter).
+    def code_problem(path, why)
+      st = File.lstat(path)
+      return if st.symlink? || (st.uid.zero? && (st.mode & 0o022).zero?)
+
+      owner = "#{name_of { Etc.getpwuid(st.uid).name } || st.uid}:#{name_of { Etc.getgrgid(st.gid).name } || st.gid}"
+      is = "#{path} is owned by #{owner}, mode #{format("%04o", st.mode & 0o7777)}"
+      if st.directory? && st.sticky? && (st.mode & 0o002).nonzero?
+        "code: #{is}: anyone may add names in it, and #{why}: move that code out of #{path}"
+      else
+        "code: #{is}, and #{why}: chown root:root #{path}; chmod go-w #{path}"
+      end
+    rescue SystemCallError => e
+      "code: cannot check #{path}: #{e.message}"
+    end
+
+    def name_of
+      yield
+    rescue ArgumentError
+      nil
+    end
+
+    # The gem's lib and native library as the dashboard loads them (MULTITENANT_LIB, and this gem's own),
+    # the dismiss command (this gem's, and each mapped cluster's scancel override), and the publisher the
+    # jobs run (an executable MULTITENANT_PUBLISHER: doctor_submit names one that is not).
+    def code_paths
+      return @code_paths if @code_paths
+
+      env = dashboard_env
+      libs = [File.join(GEM_ROOT, "lib"), env["MULTITENANT_LIB"].to_s.strip].reject(&:empty?).uniq
+      paths = libs.flat_map { |lib| [File.join(lib, "multitenant.rb"), File.join(lib, "multitenant"), File.join(lib, "multitenant/multitenant.so")] }
+                  .to_h { |p| [p, :dashboard] }
+      paths[dismiss_scancel] = :delete
+      config.clusters.each_value do |id|
+        scancel = Clusters.entry(clusters_dir, id).dig("job", "bin_overrides", "scancel").to_s
+        paths[scancel] ||= :delete unless scancel.empty?
+      rescue InputError
+        next # doctor_clusters names it
+      end
+      publisher = env["MULTITENANT_PUBLISHER"].to_s.strip
+      publisher = MultiTenant.publisher_path if publisher.empty?
+      paths[publisher] ||= :job if File.file?(publisher) && File.executable?(publisher)
+      paths
     end
 
     def doctor_ood(problems, fine)
