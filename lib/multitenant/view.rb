@@ -82,8 +82,10 @@ module MultiTenant
 
     def strings(conn) = conn.to_h.to_h { |k, v| [k.to_s, v.to_s] }
 
-    def footer(c)
-      %(<p class="text-muted small">Shared by #{h(c["mt_owner"])} with group #{h(c["mt_group"])} (job #{h(c["jobid"])}).</p>)
+    # The first line of every card's body: who shared it (Slurm's word for the job's owner), read before
+    # anything the publisher chose (the app name, the values).
+    def header(c)
+      %(<p class="mt-shared-by text-muted">Shared by #{h(c["mt_owner"])} with group #{h(c["mt_group"])} (job #{h(c["jobid"])}).</p>)
     end
 
     # sys/multitenant-delivery_default: a section per kind of share, then any other values.
@@ -134,7 +136,7 @@ module MultiTenant
       end
       rest = c.except(*used)
       parts << section(parts.empty? ? "Connection" : "Other values", rows(rest.map { |k, v| [k, k.match?(SECRET) ? h(v) : link(v)] })) unless rest.empty?
-      %(<div class="multitenant">#{parts.join}#{footer(c)}</div>)
+      %(<div class="multitenant">#{header(c)}#{parts.join}</div>)
     end
 
     # sys/multitenant-delivery_debug: the share as JSON; secrets only behind a click.
@@ -144,7 +146,7 @@ module MultiTenant
       shown = c.to_h { |k, v| [k, secrets.key?(k) ? "(hidden)" : v] }
       body = code(JSON.pretty_generate(shown))
       body += "<details><summary>Show secrets</summary>#{code(JSON.pretty_generate(secrets))}</details>" unless secrets.empty?
-      %(<div class="multitenant">#{section("Share", body)}#{footer(c)}</div>)
+      %(<div class="multitenant">#{header(c)}#{section("Share", body)}</div>)
     end
 
     # sys/multitenant-delivery_content: published Markdown/HTML/text, shown in a sandboxed frame (no
@@ -161,7 +163,7 @@ module MultiTenant
       csp = %(<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">)
       doc = %(<!doctype html><meta charset="utf-8">#{csp}<style>body{font-family:sans-serif}</style>#{inner})
       frame = %(<iframe sandbox="" referrerpolicy="no-referrer" width="100%" height="400" srcdoc="#{h(doc)}"></iframe>)
-      %(<div class="multitenant">#{section(c["mt_appname"] || "Content", frame)}#{footer(c)}</div>)
+      %(<div class="multitenant">#{header(c)}#{section(c["mt_appname"] || "Content", frame)}</div>)
     end
 
     def markdown(text)

@@ -143,6 +143,15 @@ RSpec.describe "delivery app views" do
   end
 
   %w[default debug content].each do |app|
+    it "#{app}: says who shared it first, before anything the publisher chose" do
+      conn = base.merge("mt_appname" => "Reading list", "host" => "node1", "ollama_url" => "http://node1:4000", "content" => "Week 3")
+      html = render("multitenant-delivery_#{app}", conn)
+      shared_by = %(<div class="multitenant"><p class="mt-shared-by text-muted">Shared by alice with group class101 (job 42).</p>)
+      expect(html).to start_with(shared_by)
+      expect(html.scan("Shared by").size).to eq(1)
+      expect(html.index("Shared by alice")).to be < [html.index("Reading list"), html.index("node1")].compact.min
+    end
+
     it "#{app}: renders hostile values as text, in every field" do
       evil = base.transform_values { HOSTILE }.merge("ollama_url" => HOSTILE, "ollama_model" => HOSTILE, "db_name" => HOSTILE, "host" => HOSTILE,
                                                      "jdbc_url" => HOSTILE, "url" => HOSTILE, "content" => HOSTILE, "x" => "#{HOSTILE}\n\n    indented\n\n#{HOSTILE}")

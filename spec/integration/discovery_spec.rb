@@ -32,7 +32,7 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     db = JSON.parse(File.read(db_path))
     expect(db.keys.sort).to eq(%w[cache_completed cluster_id completed_at created_at id job_id script_type title token])
     expect(db).to include("id" => card_id, "cluster_id" => "ood_mt", "job_id" => id, "token" => "sys/multitenant-delivery_default",
-                          "title" => "Ollama_API from mtowner", "script_type" => "basic")
+                          "title" => "mtowner: Ollama_API", "script_type" => "basic")
     expect(db["created_at"]).to be_a(Integer)
     conn_path = File.join(root, "batch_connect/sys/multitenant-delivery_default/output", card_id, "connection.yml")
     expect(spec["info"]["output"]).to eq(File.dirname(conn_path))

@@ -69,14 +69,14 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         expect(by_job.values.map { |c| status_of(c) }).to all(eq("Running"))
 
         card = by_job.fetch(board["job_id"])
-        expect(card).to include("Lab &lt;b&gt;dash&lt;/b&gt; &amp; &quot;co&quot; &#39;x&#39; from mtowner")
+        expect(card).to include("mtowner: Lab &lt;b&gt;dash&lt;/b&gt; &amp; &quot;co&quot; &#39;x&#39;")
         expect(card).not_to include("<b>dash</b>")
         url = card[%r{<a href="(http://[^"]+)"}, 1]
         expect(url).to match(%r{\Ahttp://[^/]+:\d+/\z})
         expect(Net::HTTP.get_response(URI(url)).code).to eq("200")
 
         text = by_job.fetch(content["job_id"])
-        expect(text).to include("Reading list from mtowner")
+        expect(text).to include("mtowner: Reading list")
         expect(text).not_to include("Undetermined") # the content share carries its node
         expect(text).not_to include("<script>alert(1)</script>")
 
@@ -165,7 +165,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         expiring = submit_share(owner: "mtowner", app: "Expiring", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default", "--expires-in", "40s"])
         lasting = submit_share(owner: "mtowner", app: "Lasting", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default"])
         member.start
-        titles = -> { member.cards.values.map { |c| c[/(\w+) from mtowner/, 1] }.sort }
+        titles = -> { member.cards.values.map { |c| c[/mtowner: (\w+)/, 1] }.sort }
         expect(titles.call).to eq(%w[Expiring Lasting])
         poll("the expired share's card to go", timeout: 90) { titles.call == %w[Lasting] }
         expect(job_state(expiring)).to eq("RUNNING")

@@ -1,5 +1,8 @@
-//! Writes the version 2 test vectors in `docs/vectors/` (run once; they are committed):
+//! Writes the version 2 test vectors in `docs/vectors/` (they are committed):
 //! `cargo run -p multitenant-core --example make_vectors -- docs/vectors`
+//!
+//! A vector once written is frozen: a file that exists is kept as it is (each run seals with fresh keys
+//! and IVs), so running this again only adds the vectors that are new since.
 //!
 //! The v1 and legacy vectors are frozen: they were written by the v1 implementation's version of this
 //! program (git history of this file, up to commit 6a8ff73) and are kept byte for byte, so that they
@@ -50,7 +53,12 @@ impl Out<'_> {
         if let Ok(m) = expect {
             v["message"] = fields(m);
         }
-        std::fs::write(self.0.join(format!("{file}.json")), serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
+        let path = self.0.join(format!("{file}.json"));
+        if path.exists() {
+            return;
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
+        println!("wrote {}", path.display());
     }
 
     fn read(&self, file: &str) -> Value {
@@ -297,6 +305,19 @@ fn main() {
         &[&key],
         JOB,
         &raw(&[&[0u8][..], token].concat(), &key),
+        Err("malformed"),
+    );
+
+    // The owner's name is shown beside the app name: a right-to-left override in the app name would
+    // show it reversed ("Ab" + U+202E + "ecilA" reads "Ab Alice"), and zero-width or tag characters
+    // would hide text. Refused at sealing, so only a hand-made seal carries one.
+    let bidi = "{\"i\":\"s\",\"a\":\"Ab \u{202E}ecilA\",\"m\":\"card\",\"d\":\"sys/d\"}";
+    out.write(
+        "v2-hostile-app",
+        "MUST reject as malformed: an app name carrying U+202E RIGHT-TO-LEFT OVERRIDE (invisible or direction-changing characters are refused), under a valid MAC.",
+        &[&key],
+        JOB,
+        &raw(&[&[0u8][..], bidi.as_bytes()].concat(), &key),
         Err("malformed"),
     );
 

@@ -160,7 +160,9 @@ fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
     }
     let id = card_id(&f.job.cluster, &f.job.id, &f.job.owner);
     let output = output_dir(opts.per_cluster, &ood_cluster, &m.delivery, &id);
-    let title = format!("{} from {}", m.app, f.job.owner);
+    // The owner (Slurm's word, not the publisher's) comes first and apart from the app name the
+    // publisher chose, as in the forms' labels: an app name cannot pose as another owner.
+    let title = format!("{}: {}", f.job.owner, m.app);
     let mut conn: BTreeMap<&str, &str> = m.connection.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     conn.insert("jobid", &f.job.id);
     conn.insert("mt_appname", &m.app);

@@ -133,10 +133,67 @@ pub fn check_session_id(s: &str) -> Result<()> {
         .ok_or_else(|| Error::Invalid(format!("session id {s:?} must be 1-64 letters, digits, '-' or '_' (a UUID)")))
 }
 
+/// Characters that draw nothing (or draw as blank) but are letters or symbols, not `Cf`, and the
+/// variation selectors and other default-ignorable marks: they could hide text or pose as spacing.
+const INVISIBLE: &[(char, char)] = &[
+    ('\u{034F}', '\u{034F}'),   // COMBINING GRAPHEME JOINER
+    ('\u{115F}', '\u{1160}'),   // HANGUL CHOSEONG and JUNGSEONG FILLER
+    ('\u{17B4}', '\u{17B5}'),   // KHMER VOWEL INHERENT AQ, AA
+    ('\u{180B}', '\u{180F}'),   // MONGOLIAN FREE VARIATION SELECTORS (and U+180E, which is Cf)
+    ('\u{2800}', '\u{2800}'),   // BRAILLE PATTERN BLANK
+    ('\u{3164}', '\u{3164}'),   // HANGUL FILLER
+    ('\u{FE00}', '\u{FE0F}'),   // VARIATION SELECTOR-1 to -16
+    ('\u{FFA0}', '\u{FFA0}'),   // HALFWIDTH HANGUL FILLER
+    ('\u{E0100}', '\u{E01EF}'), // VARIATION SELECTOR-17 to -256
+];
+
+/// Why `c` may not appear in an app name shown to members, or `None` when it may. Refused: every
+/// control (Cc), format character (Cf: bidi controls and isolates, zero-width spaces and joiners, soft
+/// hyphen, tags…), line and paragraph separator (Zl, Zp), private-use (Co), surrogate (Cs) and unassigned
+/// (Cn, noncharacters included) code point, the invisible letters and variation selectors of
+/// [`INVISIBLE`], and every White_Space character but U+0020.
+fn app_char_problem(c: char) -> Option<&'static str> {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    if c == ' ' {
+        return None;
+    }
+    if c.is_whitespace() {
+        return Some("whitespace other than the space");
+    }
+    match c.general_category() {
+        G::Control => Some("control characters"),
+        G::Format | G::LineSeparator | G::ParagraphSeparator | G::PrivateUse | G::Surrogate | G::Unassigned => {
+            Some("invisible or direction-changing characters")
+        }
+        _ if INVISIBLE.iter().any(|&(lo, hi)| (lo..=hi).contains(&c)) => {
+            Some("invisible or direction-changing characters")
+        }
+        _ => None,
+    }
+}
+
+/// An app name is shown to members beside its owner's name: it must be visible text that cannot hide,
+/// reorder or pose as anything around it. The error names the first character refused and its
+/// position (counted from 1), never the name itself.
 pub fn check_app(s: &str) -> Result<()> {
-    let ok = !s.trim().is_empty() && s.chars().count() <= MAX_APP_CHARS && !s.chars().any(char::is_control);
-    ok.then_some(())
-        .ok_or_else(|| Error::Invalid(format!("app name must be 1-{MAX_APP_CHARS} printable characters, got {s:?}")))
+    if s.trim_matches(' ').is_empty() {
+        return Err(Error::Invalid("app name must not be empty or blank".into()));
+    }
+    let n = s.chars().count();
+    if n > MAX_APP_CHARS {
+        return Err(Error::Invalid(format!("app name must be at most {MAX_APP_CHARS} characters, got {n}")));
+    }
+    if let Some((i, c, what)) = s.chars().enumerate().find_map(|(i, c)| app_char_problem(c).map(|w| (i, c, w))) {
+        return Err(Error::Invalid(format!(
+            "app name must not contain {what} (U+{:04X} at character {})",
+            c as u32,
+            i + 1
+        )));
+    }
+    if s.starts_with(' ') || s.ends_with(' ') {
+        return Err(Error::Invalid("app name must not start or end with a space".into()));
+    }
+    Ok(())
 }
 
 fn is_app_dir(s: &str) -> bool {
@@ -380,6 +437,105 @@ mod tests {
         assert!(!m.allows("bob", 7));
         assert!(!m.is_expired(99));
         assert!(m.is_expired(100));
+    }
+
+    #[test]
+    fn app_names_are_visible_text_without_direction_changes() {
+        for good in [
+            "Ollama_API",
+            "PostgreSQL 16",
+            "Lab <b>dash</b> & \"co\" 'x'",
+            "Übung – Statistik",
+            "שלום",
+            "模型 API",
+            "😀 bot",
+            "e\u{301}",
+        ] {
+            check_app(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+        let refused = |s: &str| check_app(s).unwrap_err().to_string();
+        assert_eq!(
+            refused("Ab \u{202E}ecilA"),
+            "app name must not contain invisible or direction-changing characters (U+202E at character 4)"
+        );
+        assert_eq!(refused("a\u{0}"), "app name must not contain control characters (U+0000 at character 2)");
+        assert_eq!(
+            refused("a\tb"),
+            "app name must not contain whitespace other than the space (U+0009 at character 2)"
+        );
+        assert_eq!(refused(" App"), "app name must not start or end with a space");
+        assert_eq!(refused("App "), "app name must not start or end with a space");
+        assert_eq!(refused("   "), "app name must not be empty or blank");
+        assert_eq!(refused(""), "app name must not be empty or blank");
+        assert_eq!(refused(&"x".repeat(129)), "app name must be at most 128 characters, got 129");
+        check_app(&"é".repeat(128)).unwrap();
+        // Every class the rule names, each as the one bad character of an otherwise good name.
+        let bad = [
+            '\u{7}',
+            '\u{7F}',
+            '\u{85}', // Cc
+            '\u{200E}',
+            '\u{200F}',
+            '\u{202A}',
+            '\u{202B}',
+            '\u{202C}',
+            '\u{202D}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{061C}', // bidi (Cf)
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{2061}',
+            '\u{2062}',
+            '\u{2063}',
+            '\u{2064}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{180E}',
+            '\u{E0000}',
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{E007F}', // Cf
+            '\u{2028}',
+            '\u{2029}', // Zl, Zp
+            '\u{E000}',
+            '\u{F8FF}',
+            '\u{F0000}',
+            '\u{10FFFD}', // Co
+            '\u{0378}',
+            '\u{FFFE}',
+            '\u{FFFF}',
+            '\u{FDD0}',
+            '\u{10FFFF}', // Cn
+            '\u{115F}',
+            '\u{1160}',
+            '\u{3164}',
+            '\u{FFA0}',
+            '\u{2800}',
+            '\u{034F}', // invisible letters
+            '\u{FE00}',
+            '\u{FE0F}',
+            '\u{E0100}',
+            '\u{E01EF}',
+            '\u{180B}', // variation selectors
+            '\u{A0}',
+            '\u{1680}',
+            '\u{2000}',
+            '\u{200A}',
+            '\u{202F}',
+            '\u{205F}',
+            '\u{3000}',
+            '\u{B}', // White_Space
+        ];
+        for c in bad {
+            let e = refused(&format!("Ab{c}cd"));
+            assert!(e.ends_with(&format!("(U+{:04X} at character 3)", c as u32)), "{:04X}: {e}", c as u32);
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ fn a_card_is_written_the_way_ood_reads_it() {
     assert_eq!(db["job_id"], "42");
     assert_eq!(db["cluster_id"], "ood_mt");
     assert_eq!(db["token"], "sys/multitenant-delivery_default");
-    assert_eq!(db["title"], "Ollama_API from alice");
+    assert_eq!(db["title"], "alice: Ollama_API");
     assert_eq!(db["script_type"], "basic");
     let conn = json(&fx.conn(&id));
     assert_eq!(conn["ollama_url"], "http://node017:41234");

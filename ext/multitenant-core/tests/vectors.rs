@@ -40,5 +40,19 @@ fn every_vector_behaves_as_specified() {
         }
         count += 1;
     }
-    assert!(count >= 46, "only {count} vectors found in {}", dir.display());
+    assert!(count >= 47, "only {count} vectors found in {}", dir.display());
+}
+
+/// The hostile app name is refused for what it carries, naming the character and its place.
+#[test]
+fn a_direction_override_in_the_app_name_is_named() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/vectors/v2-hostile-app.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let keys = [Key::from_line(v["keys"][0].as_str().unwrap()).unwrap()];
+    let b = Binding { job_id: "4242", owner: "alice", cluster: "alpha", restarts: 0 };
+    let e = open(v["name"].as_str().unwrap(), b, &keys).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "malformed share: sealed content: app name must not contain invisible or direction-changing characters (U+202E at character 4)"
+    );
 }
