@@ -47,6 +47,10 @@ enum Cmd {
     /// Create a group's key file, or the site-wide key (admin, as root)
     #[command(after_help = EXIT_CODES)]
     Keygen(Keygen),
+    /// Run the service gate in front of this job's HTTP service: forward only requests that carry the
+    /// share's key (Bearer token, Basic password, or the cookie its login form sets); until SIGTERM
+    #[command(after_help = EXIT_CODES)]
+    Gate(GateArgs),
 }
 
 #[derive(Args)]
@@ -200,6 +204,27 @@ struct Keygen {
     keys: KeyOpts,
 }
 
+/// The key is never an argument: every user on a node can read every command line.
+#[derive(Args)]
+struct GateArgs {
+    /// Address to listen on: the published port, e.g. 0.0.0.0:8080
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: std::net::SocketAddr,
+    /// The service: HOST:PORT on loopback (e.g. 127.0.0.1:11434) or unix:/PATH of a socket
+    #[arg(long, value_name = "HOST:PORT|unix:/PATH", value_parser = parse_upstream)]
+    upstream: multitenant_gate::Upstream,
+    /// Environment variable that holds the key (at least 32 characters of A-Z a-z 0-9 _ -); it is
+    /// removed from the environment once read
+    #[arg(long, value_name = "NAME", default_value = "MULTITENANT_GATE_KEY")]
+    key_env: String,
+    /// Read the key from this file instead: it must be yours, with no access for group or other (0600)
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Send the client's Host header to the service instead of the service's own HOST:PORT
+    #[arg(long)]
+    preserve_host: bool,
+}
+
 fn main() -> ExitCode {
     // Like other Unix tools, end quietly when the reader goes away (`mtshare inspect … | head`),
     // instead of panicking on a closed stdout.
@@ -232,6 +257,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Unshare(u) => unshare(u),
         Cmd::Inspect(i) => inspect(i),
         Cmd::Keygen(k) => keygen(k),
+        Cmd::Gate(g) => gate(g),
     }
 }
 
@@ -514,4 +540,53 @@ fn keygen(k: Keygen) -> Result<(), Error> {
         }
     );
     Ok(())
+}
+
+fn parse_upstream(s: &str) -> Result<multitenant_gate::Upstream, String> {
+    s.parse().map_err(|e: multitenant_gate::GateError| e.to_string())
+}
+
+fn gate(g: GateArgs) -> Result<(), Error> {
+    // Never echo what was given as a name when it may be a key put there by mistake.
+    let is_name = g.key_env.len() < multitenant_gate::Key::MIN_LEN
+        && g.key_env.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && g.key_env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if g.key_file.is_none() && !is_name {
+        return Err(Error::Invalid(
+            "--key-env takes the name of an environment variable (under 32 characters), not the key: a key on a command line is visible to every user on the node, so make a new one if it was".into(),
+        ));
+    }
+    let key = match &g.key_file {
+        Some(path) => multitenant_gate::Key::from_file(path),
+        None => {
+            let key = multitenant_gate::Key::from_env(&g.key_env);
+            // Only this process and root could read it there, but nothing here needs it any more.
+            // Safe: no other thread runs yet (the gate starts its runtime below).
+            std::env::remove_var(&g.key_env);
+            key
+        }
+    }
+    .map_err(gate_error)?;
+    // main() restored SIGPIPE's default for pipelines; a client that goes away mid-response must not end
+    // the gate. SAFETY: no other thread runs yet; SIG_IGN is always a valid disposition.
+    let _ =
+        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn) };
+    let mut config = multitenant_gate::Config::new(g.listen, g.upstream, key);
+    config.preserve_host = g.preserve_host;
+    multitenant_gate::serve(config).map_err(gate_error)
+}
+
+/// Key problems exit 4 like the other key problems; the rest (cannot listen, runtime) exit 1.
+fn gate_error(e: multitenant_gate::GateError) -> Error {
+    use multitenant_gate::GateError as G;
+    match e {
+        G::KeyMissing { ref var } => {
+            let (from, text) = (format!("${var}"), e.to_string());
+            let reason = text.strip_prefix(&format!("{from}: ")).unwrap_or(&text).to_string();
+            Error::KeyFile { path: from.into(), reason }
+        }
+        G::KeyInvalid { from, reason } => Error::KeyFile { path: from.into(), reason },
+        G::KeyFile { path, reason } => Error::KeyFile { path, reason },
+        e => Error::Io(e.to_string()),
+    }
 }
