@@ -39,6 +39,8 @@ def wait_for(what)
   raise "timed out: #{what}"
 end
 
+# A share's host must be one of its job's nodes: the test cluster's one node is this host (testcluster).
+node = `hostname -s`.strip
 results = []
 [50, 200].each do |total|
   system("scancel", "-u", "mtowner")
@@ -50,7 +52,7 @@ results = []
   (total - shared.size).times { sh!(*as("mtmember", "sbatch", "--parsable", "-o", "/dev/null", "--chdir", LAB, "--wrap", "sleep 3600")) }
   shared.each_with_index do |id, i|
     msg = { "session_id" => "s#{i}", "app" => "Ollama_#{i}", "method" => "card", "delivery" => "sys/multitenant-delivery_default",
-            "connection" => { "host" => "node#{i}", "ollama_url" => "http://node#{i}:4000" } }
+            "connection" => { "host" => node, "ollama_url" => "http://#{node}:#{4000 + i}" } }
     sh!("scontrol", "update", "JobId=#{id}", "JobName=#{MultiTenant::Envelope.seal(msg, key: key, group: "mtclass", job_id: id, owner: "mtowner", cluster: "mtcluster")}")
   end
   wait_for("#{total} running") { sh!("squeue", "-h", "-t", "R", "-o", "%i").lines.size == total }
@@ -68,9 +70,9 @@ results = []
     runs = #{RUNS}
     ids = Open3.capture2("sacct", "-a", "-X", "-n", "-P", "--state=RUNNING", "--wckeys=multitenant", "--format=JobIDRaw")[0].split.join(",")
     out = {}
-    out["bare squeue (one call, all running)"] = median(runs) { Open3.capture2("squeue", "--all", "--noheader", "--states=RUNNING", "-O", "JobID:@f@,UserName:@f@,WCKey:@f@,Cluster:@f@,RestartCnt:@f@,Name:@x@") }
+    out["bare squeue (one call, all running)"] = median(runs) { Open3.capture2("squeue", "--all", "--noheader", "--states=RUNNING", "-O", "JobID:@f@,UserName:@f@,WCKey:@f@,Cluster:@f@,RestartCnt:@f@,NodeList:@f@,Name:@x@") }
     out["bare sacct (wckey filter)"] = median(runs) { Open3.capture2("sacct", "--allocations", "--noheader", "--parsable2", "--delimiter=@f@", "--allusers", "--state=RUNNING", "--wckeys=multitenant", "--format=JobIDRaw,User,Cluster,WCKey") }
-    out["bare squeue -j <shared ids>"] = median(runs) { Open3.capture2("squeue", "--all", "--noheader", "--states=RUNNING", "--jobs", ids, "-O", "JobID:@f@,UserName:@f@,RestartCnt:@f@,Name:@x@") }
+    out["bare squeue -j <shared ids>"] = median(runs) { Open3.capture2("squeue", "--all", "--noheader", "--states=RUNNING", "--jobs", ids, "-O", "JobID:@f@,UserName:@f@,RestartCnt:@f@,NodeList:@f@,Name:@x@") }
     %w[squeue sacct].each do |strategy|
       config = MultiTenant::Config.new(key_dir: #{File.join(LAB, "keys").inspect}, strategy: strategy, clusters: { "mtcluster" => "mtcluster-multitenant" }, max_cards: 10_000, max_cards_per_owner: 10_000,
                                      clusters_dir: #{File.join(LAB, "clusters.d").inspect})

@@ -266,7 +266,7 @@ RSpec.describe "admin.rake", :cluster do
   end
 
   it "purge keeps its record when another discovery holds the card lock" do
-    submit_share(owner: "mtowner", args: ["--set", "host=n1"])
+    submit_share(owner: "mtowner", args: ["--set", "host=#{node_of}"]) # a node of the job: else no card
     root = dataroot_for("mtmember")
     discover_as("mtmember", dataroot: root)
     lock = File.open(File.join(root, "multitenant/.lock"))
@@ -280,7 +280,7 @@ RSpec.describe "admin.rake", :cluster do
   end
 
   it "purge removes every card the gem wrote for a user, and nothing else" do
-    submit_share(owner: "mtowner", args: ["--set", "host=n1"])
+    submit_share(owner: "mtowner", args: ["--set", "host=#{node_of}"]) # a node of the job: else no card
     root = dataroot_for("mtmember")
     discover_as("mtmember", dataroot: root)
     own = File.join(root, "batch_connect/db/my-own-session")

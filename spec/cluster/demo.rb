@@ -64,8 +64,9 @@ job_script = <<~SH
   ruby #{LAB}/server.rb & pid=$!
   while [ ! -s port ]; do sleep 0.1; done
   port=$(cat port)
+  # host: the job's node as Slurm names it (members' dashboards refuse a share naming another host)
   #{LAB}/mtshare publish --group mtclass --app Lab_Dashboard --delivery sys/multitenant-delivery_default \\
-      --set host=127.0.0.1 --set port="$port" --set url="http://127.0.0.1:$port/" --expires-in 1h || exit 1
+      --set host="$SLURMD_NODENAME" --set port="$port" --set url="http://127.0.0.1:$port/" --expires-in 1h || exit 1
   wait $pid
 SH
 File.write(File.join(LAB, "service.sh"), job_script)

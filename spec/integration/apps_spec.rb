@@ -59,8 +59,10 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
 
   # Submits the app's job as mtowner, the way OOD would; waits until it published itself or, with
   # publishes: false, until it ended. render_env: the dashboard's settings when OOD renders the
-  # templates; env: the job's environment.
-  def launch(app, context, publishes: true, env: {}, render_env: {}, host: "127.0.0.1", find_port: FIND_PORT, timeout: 90)
+  # templates; env: the job's environment. host: OOD's $host (its default: host=$(hostname)); a share's
+  # host must be a node of its job, so by default the test cluster's node (this host, resolving to
+  # 127.0.0.1 here: testcluster).
+  def launch(app, context, publishes: true, env: {}, render_env: {}, host: node_of("mtcluster"), find_port: FIND_PORT, timeout: 90)
     script = ENV.to_h.merge("MULTITENANT_PUBLISHER" => File.join(lab, "mtshare")).merge(render_env).then do |vars|
       old = ENV.to_h
       ENV.replace(vars)
@@ -130,9 +132,9 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
                 "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }
     id = launch("multitenant-database", context)
     conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
-    expect(conn).to include("db_engine" => "postgresql", "db_name" => "msba", "db_user" => "msba_user", "host" => "127.0.0.1")
+    expect(conn).to include("db_engine" => "postgresql", "db_name" => "msba", "db_user" => "msba_user", "host" => node_of("mtcluster"))
     expect(conn["db_password"]).to match(/\A\h{32}\z/)
-    expect(conn["jdbc_url"]).to eq("jdbc:postgresql://127.0.0.1:#{conn["port"]}/msba")
+    expect(conn["jdbc_url"]).to eq("jdbc:postgresql://#{node_of("mtcluster")}:#{conn["port"]}/msba")
     out, err, status = run_as("mtmember", "psql", "-h", conn["host"], "-p", conn["port"], "-U", conn["db_user"], "-d", conn["db_name"],
                               "-tAc", "select current_database() || ' as ' || current_user", env: { "PGPASSWORD" => conn["db_password"] })
     expect(status).to be_success, "#{err}\n#{File.read(@log)}"
@@ -154,7 +156,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     spec = result["specs"].fetch(id)
     expect(spec["accounting"]).to include("mta" => "Lab dashboard", "mtm" => "card")
     url = spec["connection"]["url"]
-    expect(url).to match(%r{\Ahttp://127\.0\.0\.1:\d+/\z})
+    expect(url).to match(%r{\Ahttp://#{Regexp.escape(node_of("mtcluster"))}:\d+/\z})
     conn = JSON.parse(File.read(Dir[File.join(root, "batch_connect/sys/multitenant-delivery_default/output/*/connection.yml")].first))
     expect(conn["url"]).to eq(url)
     expect(Net::HTTP.get(URI(url))).to eq("hello from mtowner's dashboard")
@@ -183,7 +185,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
   it "runs the database app with MariaDB; a member logs in over TCP with the card's credentials" do
     id = launch("multitenant-database", DB.merge("db_engine" => "mariadb"), timeout: 120)
     conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
-    expect(conn).to include("db_engine" => "mariadb", "db_user" => "msba_user", "host" => "127.0.0.1")
+    expect(conn).to include("db_engine" => "mariadb", "db_user" => "msba_user", "host" => node_of("mtcluster"))
     out, err, status = run_as("mtmember", "mariadb", "--no-defaults", "--protocol=TCP", "-h", conn["host"], "-P", conn["port"], "-u", conn["db_user"],
                               "-D", conn["db_name"], "-N", "-e", "select current_user()", env: { "MYSQL_PWD" => conn["db_password"] })
     expect(status).to be_success, "#{err}\n#{File.read(@log)}"
@@ -201,7 +203,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     FileUtils.chmod_R(0o755, shim)
     id = launch("multitenant-database", DB, publishes: false, find_port: "echo #{port}", timeout: 120,
                                             env: { "MULTITENANT_READY_SECONDS" => "60", "PATH" => "#{shim}:/usr/local/bin:/usr/bin:/bin" })
-    text = expect_not_published(id, "PostgreSQL on 127.0.0.1:#{port}: the server was not set up: the service ended first")
+    text = expect_not_published(id, "PostgreSQL on #{node_of("mtcluster")}:#{port}: the server was not set up: the service ended first")
     expect(text).to include("PostgreSQL exited with status 1 before it accepted connections")
     expect(text).to match(/could not (bind|create any TCP\/IP sockets)/)
   ensure
@@ -226,12 +228,17 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
 
     it "publishes a slow pull only once the published URL lists the model, and a member reaches it there" do
       ip = outward_ip
-      id = launch("multitenant-llm", LLM, render_env: OLLAMA, host: ip, env: { "FAKE_OLLAMA_PULL" => "slow:5" })
+      # The published host is the node's name (a share's host must be a node of its job); the node's
+      # outward address reaches the server too.
+      id = launch("multitenant-llm", LLM, render_env: OLLAMA, env: { "FAKE_OLLAMA_PULL" => "slow:5" })
       text = File.read(@log)
       expect(text).to match(/Listening on 0\.0\.0\.0:\d+/)
       conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
-      expect(conn["ollama_url"]).to match(%r{\Ahttp://#{Regexp.escape(ip)}:\d+\z})
-      expect(JSON.parse(Net::HTTP.get(URI("#{conn["ollama_url"]}/api/tags")))["models"].map { |m| m["name"] }).to eq(["tiny:1b"])
+      expect(conn["ollama_url"]).to match(%r{\Ahttp://#{Regexp.escape(node_of("mtcluster"))}:\d+\z})
+      outward = "http://#{ip}:#{URI(conn["ollama_url"]).port}"
+      [conn["ollama_url"], outward].each do |url|
+        expect(JSON.parse(Net::HTTP.get(URI("#{url}/api/tags")))["models"].map { |m| m["name"] }).to eq(["tiny:1b"])
+      end
     end
   end
 end

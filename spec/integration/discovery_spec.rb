@@ -8,7 +8,9 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
   before { require_cluster! }
   after { cancel_jobs }
 
-  let(:conn) { ["--set", "host=node1", "--set", "ollama_url=http://node1:4000", "--set", "note=<script>alert(1)</script> 'q' \"d\" |"] }
+  # A share's host must be a node of its job: the test cluster's one node.
+  let(:node) { node_of("mtcluster") }
+  let(:conn) { ["--set", "host=#{node}", "--set", "ollama_url=http://#{node}:4000", "--set", "note=<script>alert(1)</script> 'q' \"d\" |"] }
 
   def card_files(dataroot)
     Dir.glob("#{dataroot}/**/*", File::FNM_DOTMATCH).select { |f| File.file?(f) }.reject { |f| f.include?("/multitenant/") }
@@ -21,7 +23,7 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     expect(result["errors"]).to eq([])
     spec = result["specs"].fetch(id)
     expect(spec["accounting"]).to include("mta" => "Ollama_API", "mtm" => "card", "mtd" => "sys/multitenant-delivery_default", "mtu" => "")
-    expect(spec["connection"]).to include("ollama_url" => "http://node1:4000", "jobid" => id, "mt_appname" => "Ollama_API",
+    expect(spec["connection"]).to include("ollama_url" => "http://#{node}:4000", "jobid" => id, "mt_appname" => "Ollama_API",
                                           "note" => "<script>alert(1)</script> 'q' \"d\" |")
     expect(spec["info"]).to include("user" => "mtowner", "cluster" => "mtcluster", "ood_cluster" => "ood_mt", "group" => "mtclass")
     expect(discover_as("mtmember", strategy: "sacct", dataroot: root)["specs"]).to eq(result["specs"])
@@ -39,7 +41,7 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     yaml = YAML.safe_load(File.read(conn_path))
     expect(yaml).to be_a(Hash)
     expect(yaml.values).to all(be_a(String))
-    expect(yaml).to include("ollama_url" => "http://node1:4000", "note" => "<script>alert(1)</script> 'q' \"d\" |")
+    expect(yaml).to include("ollama_url" => "http://#{node}:4000", "note" => "<script>alert(1)</script> 'q' \"d\" |")
     uid = Etc.getpwnam("mtmember").uid
     [db_path, conn_path].each do |f|
       expect(File.stat(f).mode & 0o777).to eq(0o600)
@@ -166,11 +168,24 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     %w[squeue sacct].each { |s| expect(discover_as("mtmember", strategy: s)["specs"]).to eq({}) }
   end
 
+  it "refuses a share whose host is not a node of its job, in one line, with both strategies; the node's name with a domain is one" do
+    away = submit_share(owner: "mtowner", app: "Elsewhere", args: ["--set", "host=node1", "--set", "port=22"])
+    fqdn = submit_share(owner: "mtowner", app: "Here", args: ["--set", "host=#{node.upcase}.cluster.example.edu"])
+    plain = submit_share(owner: "mtowner", app: "No_host", args: ["--set", "url=https://lab.example.edu/"])
+    root = dataroot_for("mtmember")
+    %w[squeue sacct].each do |strategy|
+      result = discover_as("mtmember", strategy: strategy, dataroot: root)
+      expect(result["specs"].keys).to contain_exactly(fqdn, plain)
+      expect(result["errors"]).to eq([%(job #{away} (mtowner): host "node1" is not a node of job #{away} (Slurm: #{node}))])
+    end
+    expect(Dir[File.join(root, "batch_connect/db/*")].size).to eq(2)
+  end
+
   it "reads a legacy name only when legacy decoding is enabled" do
     out, = run_as("mtowner", "sbatch", "--parsable", "--wckey=multitenant", "-J", "legacy", "-o", "/dev/null", "--wrap", "sleep 900")
     id = out.strip
     (@jobs ||= []) << id
-    text = "{'mtu':'','mti':'0f8fad5b-d9cb-469f-a165-70867728950e','mta':'Legacy_API','mtm':'card','mtd':'sys/multitenant-delivery_default'}|{'host':'node1'}"
+    text = "{'mtu':'','mti':'0f8fad5b-d9cb-469f-a165-70867728950e','mta':'Legacy_API','mtm':'card','mtd':'sys/multitenant-delivery_default'}|{'host':'#{node}'}"
     hex = ->(s, n) { s.unpack1("H*").ljust(n, "0") }
     env = { "M" => text, "K" => hex.call("#{id}mtowner", 64), "I" => hex.call("#{id}#{id}", 32) }
     enc, = Open3.capture2(env, "bash", "-c", %(printf %s "$M" | gzip | openssl enc -aes-256-cbc -e -a -A -K "$K" -iv "$I"))

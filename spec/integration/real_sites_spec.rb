@@ -17,14 +17,15 @@ RSpec.describe "discovery at a real site", :cluster do
   # A job of `owner` that publishes itself with mtshare (sealed for its own cluster and run) after
   # `delay` seconds, submitted with `sbatch_args`; returns its id once published.
   def share_on(owner:, sbatch_args: [], app: "Ollama_API", delay: nil, wait: true)
-    publish = [File.join(lab, "mtshare"), "publish", "--group", "mtclass", "--app", app, "--set", "host=node1"]
+    beta = sbatch_args.include?("mtbeta")
+    # The host a share names must be a node of its job: the cluster's one node.
+    publish = [File.join(lab, "mtshare"), "publish", "--group", "mtclass", "--app", app, "--set", "host=#{node_of(beta ? "mtbeta" : "mtcluster")}"]
     script = "#{delay ? "#{delay}; " : ""}#{Shellwords.join(publish)} || exit 1; exec sleep 900"
     out, err, = run_as(owner, "sbatch", "--parsable", "--wckey=multitenant", "-J", "service", "-o", "/dev/null",
                        "--chdir", lab, *sbatch_args, "--wrap", script, env: { "MULTITENANT_KEY_DIR" => key_dir })
     id = out.strip.split(";").first.to_s
     raise "sbatch failed: #{err}" unless id.match?(/\A\d+\z/)
 
-    beta = sbatch_args.include?("mtbeta")
     beta ? (@beta ||= []) << id : (@jobs ||= []) << id
     poll("job #{id} to publish", timeout: 60) { name_on(id, beta ? "mtbeta" : nil).include?("|") } if wait
     id
@@ -38,8 +39,8 @@ RSpec.describe "discovery at a real site", :cluster do
   it "finds shares on every mapped cluster, as OOD asks each, with keys that cannot collide" do
     # The same job id on both clusters: the first id neither cluster has given yet.
     n = common_next_job_id("mtcluster", "mtbeta")
-    a = submit_share_on("mtcluster", owner: "mtowner", args: ["--set", "host=node1"], jobid: n)
-    b = submit_share_on("mtbeta", owner: "mtowner", app: "On_beta", args: ["--set", "host=node1"], jobid: n)
+    a = submit_share_on("mtcluster", owner: "mtowner", args: ["--set", "host=#{node_of("mtcluster")}"], jobid: n)
+    b = submit_share_on("mtbeta", owner: "mtowner", app: "On_beta", args: ["--set", "host=#{node_of("mtbeta")}"], jobid: n)
     expect(b).to eq(a)
     root = dataroot_for("mtmember")
     both = { "mtcluster" => "ood_mt", "mtbeta" => "ood_beta" }

@@ -126,6 +126,16 @@ module ClusterHelpers
     out.lines.reject { |l| l.start_with?("CLUSTER: ") }.join
   end
 
+  # The name Slurm gives the one node of the test cluster `cluster` (`sinfo %N`): a share's host must
+  # be a node of its job. On mtcluster it is this host's short name (what `hostname` says in a job
+  # there, as OOD's host=$(hostname) publishes it); on mtbeta it is "mtbeta1", a NodeName whose
+  # NodeHostname is this host, so `hostname` in a job there does not name its node.
+  def node_of(cluster = "mtcluster")
+    (@node_of ||= {})[cluster] ||= slurm_on(cluster, "sinfo", "-h", "-o", "%N").strip.tap do |n|
+      raise "sinfo -M #{cluster} names no node" if n.empty?
+    end
+  end
+
   def job_name_on(cluster, id) = slurm_on(cluster, "squeue", "-h", "-j", id.to_s, "-O", "Name:").chomp
   def running_on?(cluster, id) = slurm_on(cluster, "squeue", "-h", "-t", "R", "-j", id.to_s, "-o", "%i").strip == id.to_s
 

@@ -22,6 +22,7 @@ fn found(i: usize) -> Found {
         cluster: "mtcluster".into(),
         name: String::new(),
         restarts: 0,
+        nodes: "node017".into(),
     };
     let msg = message("Ollama_API", &[("host", "node017"), ("port", "41234"), ("ollama_url", "http://node017:41234")]);
     Found {

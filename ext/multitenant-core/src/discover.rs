@@ -12,6 +12,7 @@ use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
 use crate::envelope::{check_cluster, open, parse, Binding, Format, Share};
 use crate::error::{Error, Result};
+use crate::hostlist::HostList;
 use crate::keys::{Key, KeyDir};
 use crate::legacy::open_legacy;
 use crate::message::is_user_name;
@@ -27,6 +28,9 @@ pub struct Job {
     pub name: String,
     /// How many times Slurm restarted the job (requeue): each run is a new run of the service.
     pub restarts: u32,
+    /// The nodes of this run, as Slurm prints them (`squeue -O NodeList`: a compressed host list such
+    /// as `node[01-02],gpu1`). A share's `host` must be one of them.
+    pub nodes: String,
 }
 
 /// How running jobs with the WCKey are found.
@@ -104,12 +108,14 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
     let cluster_ok = |c: &str| check_cluster(c).is_ok() && sched.cluster().is_none_or(|m| m == c);
     match strategy {
         Strategy::Squeue => {
-            let format = format!("JobID:{sep},UserName:{sep},WCKey:{sep},Cluster:{sep},RestartCnt:{sep},Name:{term}");
+            let format = format!(
+                "JobID:{sep},UserName:{sep},WCKey:{sep},Cluster:{sep},RestartCnt:{sep},NodeList:{sep},Name:{term}"
+            );
             let out =
                 sched.output_by("squeue", &["--all", "--noheader", "--states=RUNNING", "-O", &format], deadline)?;
             listing.warnings = out.warnings;
-            for r in records(&out.stdout, &sep, &term, 6) {
-                let [id, owner, key, cluster, restarts, name] = r[..] else { continue };
+            for r in records(&out.stdout, &sep, &term, 7) {
+                let [id, owner, key, cluster, restarts, nodes, name] = r[..] else { continue };
                 let Ok(restarts) = restarts.parse::<u32>() else { continue };
                 if key == wckey && valid_id(id) && is_user_name(owner) && cluster_ok(cluster) && seen.insert(id) {
                     listing.jobs.push(Job {
@@ -118,6 +124,7 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
                         cluster: cluster.into(),
                         name: name.into(),
                         restarts,
+                        nodes: nodes.into(),
                     });
                 }
             }
@@ -150,7 +157,9 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
                 return Ok(listing);
             }
             let ids = accounted.keys().cloned().collect::<Vec<_>>().join(",");
-            let format = format!("JobID:{sep},UserName:{sep},RestartCnt:{sep},Name:{term}");
+            // The run's nodes come with its name and restart count, from the same answer: a requeue
+            // between the two calls cannot pair one run's name with another run's nodes.
+            let format = format!("JobID:{sep},UserName:{sep},RestartCnt:{sep},NodeList:{sep},Name:{term}");
             let squeue = ["--all", "--noheader", "--states=RUNNING", "--jobs", &ids, "-O", &format];
             let out = match sched.output_by("squeue", &squeue, deadline) {
                 Ok(out) => out,
@@ -164,8 +173,8 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
                 Err(e) => return Err(e),
             };
             listing.warnings.extend(out.warnings);
-            for r in records(&out.stdout, &sep, &term, 4) {
-                let [id, owner, restarts, name] = r[..] else { continue };
+            for r in records(&out.stdout, &sep, &term, 5) {
+                let [id, owner, restarts, nodes, name] = r[..] else { continue };
                 let Ok(restarts) = restarts.parse::<u32>() else { continue };
                 // The owner must agree between accounting and the controller; a uid means the
                 // controller's host could not resolve the name just now: not known, not ended.
@@ -183,6 +192,7 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
                             cluster: cluster.clone(),
                             name: name.into(),
                             restarts,
+                            nodes: nodes.into(),
                         });
                     }
                 }
@@ -333,6 +343,40 @@ fn sealed_by_an_earlier_run(job: &Job, keys: &[Key]) -> bool {
         let earlier = Binding { job_id: &job.id, owner: &job.owner, cluster: &job.cluster, restarts };
         open(&job.name, earlier, keys).is_ok()
     })
+}
+
+/// At most `max` characters of `value`, and "…" when it was longer.
+fn cut(value: &str, max: usize) -> String {
+    match value.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_string(),
+    }
+}
+
+/// A publisher's value as it appears in a reason: quoted, escaped, and cut short.
+fn quoted(value: &str, max: usize) -> String {
+    match value.char_indices().nth(max) {
+        Some((at, _)) => format!("{:?}…", &value[..at]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// A share's `host` must be one of the job's nodes (as Slurm names it, or that name and a domain):
+/// OOD's card turns `host` into a shell button, and the node proxy links go to it, so a publisher
+/// cannot aim members at another machine. A share without `host` has nothing to check.
+pub fn check_host(job: &Job, share: &Share) -> Result<()> {
+    let Some(host) = share.message.connection.get("host") else { return Ok(()) };
+    let nodes = HostList::parse(&job.nodes)
+        .map_err(|why| Error::Invalid(format!("host {} cannot be checked: {why}", quoted(host, 64))))?;
+    if nodes.names_node(host) {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "host {} is not a node of job {} (Slurm: {})",
+        quoted(host, 64),
+        job.id,
+        cut(&job.nodes, 200)
+    )))
 }
 
 /// Asks every target without a problem, each on its own thread.
@@ -486,7 +530,10 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
         match opened {
             Ok(share) if share.message.is_expired(now) => {}
             Ok(share) if !share.message.allows(&viewer.name, viewer.uid) => {}
-            Ok(share) => d.found.push(Found { job, share }),
+            Ok(share) => match check_host(&job, &share) {
+                Ok(()) => d.found.push(Found { job, share }),
+                Err(e) => d.error(format!("job {} ({}): {e}", job.id, job.owner)),
+            },
             Err(e) => d.error(format!("job {} ({}): {e}", job.id, job.owner)),
         }
     }

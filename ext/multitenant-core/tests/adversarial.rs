@@ -96,7 +96,9 @@ fn sacct_owner_the_controller_cannot_resolve_is_unknown_not_ended() {
     script(
         &bin,
         "squeue",
-        &format!("{SQUEUE_SEP}\nprintf '5%s1001%s0%smt|grp|2.AAAAAAAAAAAA%s\\n' \"$S\" \"$S\" \"$S\" \"$T\""),
+        &format!(
+            "{SQUEUE_SEP}\nprintf '5%s1001%s0%snode1%smt|grp|2.AAAAAAAAAAAA%s\\n' \"$S\" \"$S\" \"$S\" \"$S\" \"$T\""
+        ),
     );
     let t = Target { name: None, sched: Scheduler::default().with_bin_dir(&bin), problem: None };
     let d = discover(&[t], &viewer_in("grp", 4242), &options(Strategy::SacctSqueue, tmp.path()));
@@ -116,7 +118,7 @@ fn squeue_owner_that_cannot_be_resolved_is_unknown() {
     script(
         &bin,
         "squeue",
-        &format!("{SQUEUE_SEP}\nprintf '5%s1001%smultitenant%salpha%s0%smt|grp|2.AAAAAAAAAAAA%s\\n' \"$S\" \"$S\" \"$S\" \"$S\" \"$S\" \"$T\""),
+        &format!("{SQUEUE_SEP}\nprintf '5%s1001%smultitenant%salpha%s0%snode1%smt|grp|2.AAAAAAAAAAAA%s\\n' \"$S\" \"$S\" \"$S\" \"$S\" \"$S\" \"$S\" \"$T\""),
     );
     let t = Target { name: None, sched: Scheduler::default().with_bin_dir(&bin), problem: None };
     let d = discover(&[t], &viewer_in("grp", 4242), &options(Strategy::Squeue, tmp.path()));
@@ -168,7 +170,7 @@ fn through_ssh_fields_survive_and_a_hostile_name_runs_nothing() {
         &bin,
         "squeue",
         &format!(
-            "{SQUEUE_SEP}\nprintf '9%salice%smultitenant%sbeta%s2%s%s%s\\n' \"$S\" \"$S\" \"$S\" \"$S\" \"$S\" \"x';touch {}; echo '\" \"$T\"",
+            "{SQUEUE_SEP}\nprintf '9%salice%smultitenant%sbeta%s2%snode[1-2]%s%s%s\\n' \"$S\" \"$S\" \"$S\" \"$S\" \"$S\" \"$S\" \"x';touch {}; echo '\" \"$T\"",
             pwned.display()
         ),
     );
@@ -180,6 +182,7 @@ fn through_ssh_fields_survive_and_a_hostile_name_runs_nothing() {
     let l = running_jobs(&sched, Strategy::Squeue, "multitenant").unwrap();
     assert_eq!(l.jobs.len(), 1, "{l:?}");
     assert_eq!((l.jobs[0].id.as_str(), l.jobs[0].cluster.as_str(), l.jobs[0].restarts), ("9", "beta", 2));
+    assert_eq!(l.jobs[0].nodes, "node[1-2]");
     assert!(!pwned.exists());
     // The fake ssh speaks like OpenSSH without LogLevel=ERROR: its line is only a warning.
     assert!(l.warnings.iter().any(|w| w.starts_with("Warning: Permanently added")), "{l:?}");
@@ -229,7 +232,7 @@ fn one_query_takes_at_most_one_timeout_even_with_two_calls() {
     script(
         &bin,
         "squeue",
-        &format!("{SQUEUE_SEP}\nsleep 0.7\nprintf '5%salice%s0%sname%s\\n' \"$S\" \"$S\" \"$S\" \"$T\""),
+        &format!("{SQUEUE_SEP}\nsleep 0.7\nprintf '5%salice%s0%snode1%sname%s\\n' \"$S\" \"$S\" \"$S\" \"$S\" \"$T\""),
     );
     let sched = Scheduler::default().with_bin_dir(&bin).with_timeout(Duration::from_secs(1));
     let t = Instant::now();

@@ -43,8 +43,14 @@ pub fn database() -> Message {
 
 /// A share of `ollama()` that job `job_id` of `owner` on mtcluster published for class101.
 pub fn found(job_id: &str, owner: &str) -> Found {
-    let job =
-        Job { id: job_id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: String::new(), restarts: 0 };
+    let job = Job {
+        id: job_id.into(),
+        owner: owner.into(),
+        cluster: "mtcluster".into(),
+        name: String::new(),
+        restarts: 0,
+        nodes: "node017".into(),
+    };
     let share = Share {
         prefix: "mt".into(),
         group: "class101".into(),

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::ollama;
 use multitenant_core::discover::{discover, Options, Strategy, Target, Viewer};
-use multitenant_core::{seal, Binding, KeyDir, KeyTarget, Scheduler};
+use multitenant_core::envelope::seal_bytes;
+use multitenant_core::{seal, Binding, KeyDir, KeyTarget, Message, Scheduler};
 use nix::unistd::{Gid, Group, Uid, User};
 
 struct Fixture {
@@ -31,16 +32,34 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn name(&self, group: &str, job_id: &str, owner: &str, cluster: &str, restarts: u32) -> String {
-        let (key, _) = self.keys.sealing_key(&self.group, false).unwrap();
-        seal(&ollama(), &key, "mt", group, Binding { job_id, owner, cluster, restarts }).unwrap()
+        self.name_of(&ollama(), group, job_id, owner, cluster, restarts)
     }
 
-    /// A fake squeue printing these (id, owner, cluster, restarts, name) records as squeue would.
+    fn name_of(&self, m: &Message, group: &str, job_id: &str, owner: &str, cluster: &str, restarts: u32) -> String {
+        let (key, _) = self.keys.sealing_key(&self.group, false).unwrap();
+        seal(m, &key, "mt", group, Binding { job_id, owner, cluster, restarts }).unwrap()
+    }
+
+    /// A name sealing `json` as it is (stored, flag 0), past the sealer's checks: what a hostile
+    /// publisher with the key could make.
+    fn hand_made(&self, json: &str, job_id: &str) -> String {
+        let (key, _) = self.keys.sealing_key(&self.group, false).unwrap();
+        let b = Binding { job_id, owner: &self.me, cluster: "mtcluster", restarts: 0 };
+        seal_bytes(&[&[0u8][..], json.as_bytes()].concat(), &key, "mt", &self.group, b).unwrap()
+    }
+
+    /// A fake squeue printing these (id, owner, cluster, restarts, name) records as squeue would, each
+    /// job running on `node[010-020]` (the test message's host is node017).
     fn squeue(&self, jobs: &[(String, String, &str, u32, String)]) -> Scheduler {
+        self.squeue_on(jobs, "node[010-020]")
+    }
+
+    /// The same, each job running on `nodes`.
+    fn squeue_on(&self, jobs: &[(String, String, &str, u32, String)], nodes: &str) -> Scheduler {
         let body: String = jobs
             .iter()
             .map(|(id, owner, cluster, r, name)| {
-                format!("{id}<S>{owner}<S>multitenant<S>{cluster}<S>{r}<S>{name}<T>\n")
+                format!("{id}<S>{owner}<S>multitenant<S>{cluster}<S>{r}<S>{nodes}<S>{name}<T>\n")
             })
             .collect();
         fs::write(self.dir.path().join("body"), body).unwrap();
@@ -145,4 +164,87 @@ fn a_cluster_that_cannot_be_asked_is_unknown_and_the_others_still_count() {
     assert!(!d.unknown.all);
     assert_eq!(d.errors[0], "fix it");
     assert!(d.errors[1].starts_with("cluster down: squeue: cannot run /nonexistent/squeue"), "{:?}", d.errors);
+}
+
+/// One share of `m` by job 6000 of the viewer, on a fake squeue whose job runs on `nodes`.
+fn discover_one(f: &Fixture, m: &Message, nodes: &str) -> multitenant_core::discover::Discovery {
+    let name = f.name_of(m, &f.group, "6000", &f.me, "mtcluster", 0);
+    let sched = f.squeue_on(&[("6000".into(), f.me.clone(), "mtcluster", 0, name)], nodes);
+    discover(&target(sched), &Viewer::current().unwrap(), &f.options())
+}
+
+fn with_host(host: &str) -> Message {
+    let mut m = ollama();
+    m.connection.insert("host".into(), host.into());
+    m
+}
+
+#[test]
+fn a_share_whose_host_is_not_one_of_its_jobs_nodes_is_refused() {
+    let f = fixture();
+    let d = discover_one(&f, &with_host("evil.example.com"), "node[01-02]");
+    assert!(d.found.is_empty());
+    assert_eq!(
+        d.errors,
+        [format!("job 6000 ({}): host \"evil.example.com\" is not a node of job 6000 (Slurm: node[01-02])", f.me)]
+    );
+    // Decided, not unknown: a card it had goes.
+    assert_eq!(d.unknown, Default::default());
+    // Another node of the cluster is another machine too.
+    let d = discover_one(&f, &with_host("node03"), "node[01-02]");
+    assert!(d.found.is_empty() && d.errors[0].contains("host \"node03\" is not a node of job 6000"), "{:?}", d.errors);
+    // A hostile value is shown escaped and cut short in the one line.
+    let d = discover_one(&f, &with_host(&format!("x\u{202E}\n{}", "y".repeat(900))), "node01");
+    assert_eq!(d.errors.len(), 1);
+    assert!(d.errors[0].contains("host \"x\\u{202e}\\n") && d.errors[0].len() < 200, "{:?}", d.errors);
+}
+
+#[test]
+fn a_host_may_be_the_node_name_with_a_domain_in_any_case() {
+    let f = fixture();
+    for (host, nodes) in [
+        ("node017", "node[010-020]"),
+        ("node02", "node[01-03,07],gpu[1-2],login1"),
+        ("NODE07.cluster.example.edu", "node[01-03,07],gpu[1-2]"),
+        ("gpu2.cluster", "node[01-03,07],gpu[1-2]"),
+        ("rack2-n01", "rack[1-2]-n[01-02]"),
+    ] {
+        let d = discover_one(&f, &with_host(host), nodes);
+        assert_eq!((d.found.len(), &d.errors), (1, &Vec::<String>::new()), "{host} on {nodes}");
+    }
+}
+
+#[test]
+fn a_node_list_that_cannot_be_read_refuses_a_share_with_a_host_and_no_other() {
+    let f = fixture();
+    let d = discover_one(&f, &ollama(), "node[01-");
+    assert!(d.found.is_empty());
+    assert_eq!(
+        d.errors,
+        [format!(
+            "job 6000 ({}): host \"node017\" cannot be checked: Slurm's node list \"node[01-\" is not a host list (a \"[\" is not closed)",
+            f.me
+        )]
+    );
+    let mut no_host = ollama();
+    no_host.connection.remove("host");
+    let d = discover_one(&f, &no_host, "node[01-");
+    assert_eq!((d.found.len(), &d.errors), (1, &Vec::<String>::new()));
+}
+
+#[test]
+fn a_direction_override_in_the_app_name_is_refused_at_discovery() {
+    let f = fixture();
+    let name =
+        f.hand_made(r#"{"i":"s","a":"Ab \u202eecilA","m":"card","d":"sys/multitenant-delivery_default"}"#, "6001");
+    let sched = f.squeue(&[("6001".into(), f.me.clone(), "mtcluster", 0, name)]);
+    let d = discover(&target(sched), &Viewer::current().unwrap(), &f.options());
+    assert!(d.found.is_empty());
+    assert_eq!(
+        d.errors,
+        [format!(
+            "job 6001 ({}): malformed share: sealed content: app name must not contain invisible or direction-changing characters (U+202E at character 4)",
+            f.me
+        )]
+    );
 }

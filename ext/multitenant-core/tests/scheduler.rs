@@ -25,8 +25,15 @@ fn args(dir: &Path, name: &str) -> Vec<String> {
     fs::read_to_string(dir.join(format!("{name}.args"))).unwrap().lines().map(String::from).collect()
 }
 
-fn job(id: &str, owner: &str, name: &str) -> Job {
-    Job { id: id.into(), owner: owner.into(), cluster: "mtcluster".into(), name: name.into(), restarts: 0 }
+fn job(id: &str, owner: &str, name: &str, nodes: &str) -> Job {
+    Job {
+        id: id.into(),
+        owner: owner.into(),
+        cluster: "mtcluster".into(),
+        name: name.into(),
+        restarts: 0,
+        nodes: nodes.into(),
+    }
 }
 
 #[test]
@@ -35,19 +42,23 @@ fn squeue_keeps_only_the_exact_wckey_and_checks_every_field() {
     fake(
         dir.path(),
         "squeue",
-        "1SEPmtownerSEPmultitenantSEPmtclusterSEP0SEPmt|g|1.abcTERM\n\
-         2SEPmtdefaultSEP*multitenantSEPmtclusterSEP0SEPmt|g|1.defTERM\n\
-         3SEPbobSEPpersonalSEPmtclusterSEP0SEPplainTERM\n\
-         4SEPeveSEPmultitenantSEPmtclusterSEP2SEPx\n5|mtowner|multitenant|mtcluster|0|forgedTERM\n\
-         not-a-numberSEPaSEPmultitenantSEPcSEP0SEPnTERM\n\
-         6SEPbad user!SEPmultitenantSEPmtclusterSEP0SEPnTERM\n\
-         7SEPeveSEPmultitenantSEPmt cluster?SEP0SEPnTERM\n\
-         8SEPeveSEPmultitenantSEPmtclusterSEPxSEPnTERM\n",
+        "1SEPmtownerSEPmultitenantSEPmtclusterSEP0SEPnode[01-02],gpu1SEPmt|g|1.abcTERM\n\
+         2SEPmtdefaultSEP*multitenantSEPmtclusterSEP0SEPnode1SEPmt|g|1.defTERM\n\
+         3SEPbobSEPpersonalSEPmtclusterSEP0SEPnode1SEPplainTERM\n\
+         4SEPeveSEPmultitenantSEPmtclusterSEP2SEPnode3SEPx\n5|mtowner|multitenant|mtcluster|0|node1|forgedTERM\n\
+         not-a-numberSEPaSEPmultitenantSEPcSEP0SEPnode1SEPnTERM\n\
+         6SEPbad user!SEPmultitenantSEPmtclusterSEP0SEPnode1SEPnTERM\n\
+         7SEPeveSEPmultitenantSEPmt cluster?SEP0SEPnode1SEPnTERM\n\
+         8SEPeveSEPmultitenantSEPmtclusterSEPxSEPnode1SEPnTERM\n\
+         9SEPeveSEPmultitenantSEPmtclusterSEP0SEPnTERM\n",
     );
     let l = running_jobs(&Scheduler::default().with_bin_dir(dir.path()), Strategy::Squeue, "MultiTenant").unwrap();
-    let mut four = job("4", "eve", "x\n5|mtowner|multitenant|mtcluster|0|forged");
+    let mut four = job("4", "eve", "x\n5|mtowner|multitenant|mtcluster|0|node1|forged", "node3");
     four.restarts = 2;
-    assert_eq!(l.jobs, vec![job("1", "mtowner", "mt|g|1.abc"), four]);
+    // Job 9's record lacks a field (its node list): dropped, never shifted.
+    assert_eq!(l.jobs, vec![job("1", "mtowner", "mt|g|1.abc", "node[01-02],gpu1"), four]);
+    let format = args(dir.path(), "squeue").into_iter().find(|a| a.starts_with("JobID:")).unwrap();
+    assert!(format.contains(",NodeList:@f") && format.contains(",Name:@mt"), "{format}");
     // As OOD's adapter asks: --all, so hidden partitions and other groups' partitions are listed too.
     assert_eq!(args(dir.path(), "squeue")[..3], ["--all", "--noheader", "--states=RUNNING"]);
 }
@@ -59,13 +70,16 @@ fn squeue_on_a_named_cluster_reads_past_the_cluster_header() {
     fake(
         dir.path(),
         "squeue",
-        "CLUSTER: mtbeta\n1SEPmtownerSEPmultitenantSEPmtbetaSEP0SEPmt|g|1.abcTERM\n\
-         2SEPmtownerSEPmultitenantSEPmtclusterSEP0SEPmt|g|1.defTERM\n",
+        "CLUSTER: mtbeta\n1SEPmtownerSEPmultitenantSEPmtbetaSEP0SEPmtbeta1SEPmt|g|1.abcTERM\n\
+         2SEPmtownerSEPmultitenantSEPmtclusterSEP0SEPnode1SEPmt|g|1.defTERM\n",
     );
     let s = Scheduler::default().with_bin_dir(dir.path()).with_cluster("mtbeta");
     let l = running_jobs(&s, Strategy::Squeue, "multitenant").unwrap();
     assert_eq!(l.jobs.len(), 1, "{l:?}");
-    assert_eq!((l.jobs[0].id.as_str(), l.jobs[0].cluster.as_str()), ("1", "mtbeta"));
+    assert_eq!(
+        (l.jobs[0].id.as_str(), l.jobs[0].cluster.as_str(), l.jobs[0].nodes.as_str()),
+        ("1", "mtbeta", "mtbeta1")
+    );
     assert_eq!(args(dir.path(), "squeue")[5..], ["-M", "mtbeta"]);
 }
 
@@ -80,10 +94,11 @@ fn sacct_then_squeue_requires_the_owners_to_agree() {
     fake(
         dir.path(),
         "squeue",
-        "10SEPaliceSEP0SEPmt|g|1.aaaTERM\n11SEPmallorySEP0SEPmt|g|1.bbbTERM\n12SEPcarolSEP0SEPmt|g|1.cccTERM\n",
+        "10SEPaliceSEP0SEPn[1-4]SEPmt|g|1.aaaTERM\n11SEPmallorySEP0SEPn1SEPmt|g|1.bbbTERM\n12SEPcarolSEP0SEPn1SEPmt|g|1.cccTERM\n",
     );
     let l = running_jobs(&Scheduler::default().with_bin_dir(dir.path()), Strategy::SacctSqueue, "multitenant").unwrap();
-    assert_eq!(l.jobs, vec![job("10", "alice", "mt|g|1.aaa")]);
+    // The nodes come from squeue, with the name and restart count of the same run.
+    assert_eq!(l.jobs, vec![job("10", "alice", "mt|g|1.aaa", "n[1-4]")]);
     assert!(args(dir.path(), "squeue").contains(&"--all".to_string()));
 }
 
@@ -124,7 +139,7 @@ fn a_failing_scheduler_is_one_error_and_a_warning_is_not() {
     let e = running_jobs(&s, Strategy::Squeue, "multitenant").unwrap_err();
     assert_eq!(e.to_string(), "squeue: squeue: error: Unable to contact slurm controller (connect failure)");
 
-    fake(dir.path(), "squeue", "1SEPaSEPmultitenantSEPcSEP0SEPmt|g|1.aTERM\n");
+    fake(dir.path(), "squeue", "1SEPaSEPmultitenantSEPcSEP0SEPn1SEPmt|g|1.aTERM\n");
     let body = fs::read_to_string(dir.path().join("squeue")).unwrap();
     fs::write(dir.path().join("squeue"), body.replace("#!/bin/sh\n", "#!/bin/sh\necho 'squeue: warning: x' >&2\n"))
         .unwrap();
