@@ -63,10 +63,13 @@ module MultiTenant
       method = value(context, :mt_method)
       delivery ||= value(context, :mt_delivery)
       hours = Float(value(context, :mt_expires_hours), exception: false)
-      flags = ["--group", value(context, :mt_group), "--app", app,
+      flags = ["--group", value(context, :mt_group), "--app", app.to_s.strip,
                "--method", %w[card form].include?(method) ? method : "card",
                "--delivery", DELIVERIES.include?(delivery) ? delivery : DELIVERIES.first]
       flags += ["--expires-in", "#{(hours * 3600).round}s"] if hours&.positive? && hours <= 24 * 366
+      # "Only show it to these users": names as typed; mtshare refuses a bad one with one line.
+      allow = value(context, :mt_allow).split(/[\s,]+/).reject(&:empty?)
+      flags += ["--allow", allow.join(",")] unless allow.empty?
       # OOD submits with --export=NONE (ood_core's Slurm adapter): the job never sees the dashboard's
       # settings, so a key dir the site chose is passed on.
       flags += ["--key-dir", key_dir] unless ENV["MULTITENANT_KEY_DIR"].to_s.strip.empty?
@@ -108,11 +111,60 @@ module MultiTenant
           sleep 1
         done
       }
-      # mt_http URL: URL answers an HTTP request (any status below 500), straight, never through a proxy.
+      # mt_ports: two free TCP ports as the kernel hands them out, held at once so they differ: one on
+      # every interface (the published one) and one on loopback (the service behind the gate). OOD's
+      # find_port probes as the job's user, who cannot see other users' connections, so it can pick a
+      # port an outgoing connection holds; it is the fallback where python3 is missing.
+      mt_ports() {
+        python3 -c 'import socket
+      a = socket.socket(); a.bind(("", 0)); b = socket.socket(); b.bind(("127.0.0.1", 0))
+      print(a.getsockname()[1], b.getsockname()[1])' 2>/dev/null && return 0
+        local a b i
+        a="$(find_port "${host}")" || return 1
+        for i in 1 2 3 4 5 6 7 8; do
+          b="$(find_port 127.0.0.1)" && [ "${b}" != "${a}" ] && echo "${a} ${b}" && return 0
+        done
+        return 1
+      }
+      # mt_secret: 128 random bits as 32 hex digits, from openssl or else the kernel; fails rather than
+      # print anything shorter. Assign it (x="$(mt_secret)"): it never appears on a command line.
+      mt_secret() {
+        local s
+        s="$(openssl rand -hex 16 2>/dev/null || od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+        [[ "${s}" =~ ^[0-9a-f]{32}$ ]] && echo "${s}"
+      }
+      # mt_curl ARGS...: curl, straight (never through a site's proxy), sending the share's key when
+      # $mt_key is set: as a config line on stdin (printf is a builtin), never in curl's arguments.
+      mt_curl() {
+        if [ -n "${mt_key:-}" ]; then
+          printf 'header = "Authorization: Bearer %s"\n' "${mt_key}" | curl --noproxy '*' -K - "$@"
+        else
+          curl --noproxy '*' "$@"
+        fi
+      }
+      # mt_http URL: URL answers an HTTP request (any status below 500), with the key if $mt_key is set.
       mt_http() {
         local code
-        code="$(curl --noproxy '*' -sS -o /dev/null -m 5 -w '%{http_code}' "$1")" || return 1
+        code="$(mt_curl -sS -o /dev/null -m 5 -w '%{http_code}' "$1")" || return 1
         [ "${code}" -ge 100 ] && [ "${code}" -lt 500 ] || { echo "HTTP status ${code}" >&2; return 1; }
+      }
+      # mt_gated URL: URL (the gate) refuses a request without the key: HTTP 401.
+      mt_gated() {
+        local code
+        code="$(curl --noproxy '*' -sS -o /dev/null -m 5 -w '%{http_code}' "$1")" || return 1
+        [ "${code}" = 401 ] || { echo "answered HTTP ${code} without the key" >&2; return 1; }
+      }
+      # mt_loopback_only PORT: nothing answers on PORT at the node's other addresses (the service behind
+      # the gate must not be reachable around it).
+      mt_loopback_only() {
+        local ip
+        for ip in $(hostname -I 2>/dev/null); do
+          case "${ip}" in 127.* | ::1) continue ;; esac
+          if timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "${ip}" "$1" 2>/dev/null; then
+            echo "port $1 answers at ${ip}, not only on 127.0.0.1" >&2
+            return 1
+          fi
+        done
       }
       # mt_lists URL MODEL: URL (an Ollama /api/tags) lists MODEL as Ollama names it: with ":latest" when
       # no tag is given, without the default "registry.ollama.ai/" and "library/" parts.
@@ -120,7 +172,7 @@ module MultiTenant
         local tags m="$2"
         m="${m#registry.ollama.ai/}"
         m="${m#library/}"
-        tags="$(curl --noproxy '*' -sS -f -m 5 "$1")" || return 1
+        tags="$(mt_curl -sS -f -m 5 "$1")" || return 1
         if command -v python3 >/dev/null 2>&1; then
           printf '%s' "${tags}" | python3 -c 'import json, sys
       m = sys.argv[1]
@@ -133,6 +185,21 @@ module MultiTenant
     SH
 
     def shell_functions = SHELL_FUNCTIONS
+
+    # `mtshare gate …` for script.sh: the published port on every interface, forwarding to the service
+    # on loopback; the key comes from MULTITENANT_GATE_KEY in the job's environment (before.sh).
+    def gate = %(#{Shellwords.escape(publisher)} gate --listen "0.0.0.0:${port}" --upstream "127.0.0.1:${inner_port}")
+
+    # What a client app's job needs to use the LLM the member chose in its form (the select's value is
+    # the share's ollama_url, as MultiTenant.llm_options lists them): {url:, key:}, url "" unless it is
+    # http(s), key the share's gate key, nil when no share of this user has that URL now (it ended) or
+    # it was made without the gate.
+    def llm_access(url, shares = MultiTenant.specs)
+      url = http_url(url)
+      share = shares.each_value.find { |s| s.dig("connection", "ollama_url") == url } unless url.empty?
+      key = share&.dig("connection", "api_key")
+      { url: url, key: key.is_a?(String) && !key.empty? ? key : nil }
+    end
 
     # An http(s) URL, or "" — for values a client app puts in its job's environment.
     def http_url(url)

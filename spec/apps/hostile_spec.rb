@@ -118,7 +118,7 @@ RSpec.describe "hostile input to the apps, the card view and clusters.d" do
         FileUtils.mkdir_p(bin)
         # Ollama lists "library/llama3.2" (or registry.ollama.ai/library/llama3.2) as "llama3.2:latest".
         stub(bin, "curl", <<~'CURL')
-          case "$*" in *http_code*) printf 200 ;; *) printf '%s' '{"models":[{"name":"llama3.2:latest","model":"llama3.2:latest"}]}' ;; esac
+          case "$*" in *'-K -'*http_code*) printf 200 ;; *http_code*) printf 401 ;; *) printf '%s' '{"models":[{"name":"llama3.2:latest","model":"llama3.2:latest"}]}' ;; esac
         CURL
         fake = File.join(dir, "mtshare")
         File.write(fake, "#!/bin/sh\ntouch #{dir}/published\n")
@@ -128,7 +128,7 @@ RSpec.describe "hostile input to the apps, the card view and clusters.d" do
           script = <<~SH
             export PATH=#{bin}:$PATH MULTITENANT_READY_SECONDS=2
             sleep 60 & SCRIPT_PID=$!
-            host=node1 port=4242 ollama_url=http://node1:4242 ollama_model=#{Shellwords.escape(model)} mt_llm_dir=#{dir}
+            host=node1 port=4242 inner_port=4243 MULTITENANT_GATE_KEY=0123456789abcdef0123456789abcdef ollama_url=http://node1:4242 ollama_model=#{Shellwords.escape(model)} mt_llm_dir=#{dir}
             touch #{dir}/pulled
             #{after}
             kill $SCRIPT_PID

@@ -45,7 +45,8 @@ RSpec.describe "service and client app templates" do
         File.chmod(0o755, File.join(stubs, name))
       end
       if ready
-        stub.call("curl", "case \"$*\" in *http_code*) printf 200 ;; *) printf '%s' '#{tags}' ;; esac")
+        # The gate answers 401 to a request without the key (-K - carries it on stdin), 200 with it.
+        stub.call("curl", "case \"$*\" in *'-K -'*http_code*) printf 200 ;; *http_code*) printf 401 ;; *) printf '%s' '#{tags}' ;; esac")
         %w[psql mariadb].each { |c| stub.call(c, "exit 0") }
       else
         stub.call("curl", "echo 'curl: (7) Failed to connect' >&2; exit 7")
@@ -55,7 +56,7 @@ RSpec.describe "service and client app templates" do
       script = <<~SH
         export PATH=#{stubs}:$PATH MULTITENANT_READY_SECONDS=#{ready ? 600 : 1}
         sleep 30 & SCRIPT_PID=$!
-        host=node1 port=4242 ollama_url=http://node1:4242 ollama_model=m url=http://node1:4242/ db_dir=#{dir} mt_llm_dir=#{dir}
+        host=node1 port=4242 inner_port=4243 MULTITENANT_GATE_KEY=0123456789abcdef0123456789abcdef ollama_url=http://node1:4242 ollama_model=m url=http://node1:4242/ db_dir=#{dir} mt_llm_dir=#{dir}
         #{ready ? 'touch "$db_dir/ready" "$mt_llm_dir/pulled"' : ""}
         db_engine=#{engine} db_name=msba db_user=msba_user db_password=S3cretPw jdbc_url=jdbc:postgresql://node1:4242/msba
         content_format=markdown content_file=#{dir}/content
@@ -89,7 +90,9 @@ RSpec.describe "service and client app templates" do
       fake = File.join(dir, "mtshare")
       File.write(fake, <<~SH)
         #!/bin/sh
-        [ -n "${ollama_url}" ] && curl --noproxy '*' -s "${ollama_url}/api/tags" > #{dir}/tags_at_publish
+        [ "$1" = gate ] && exec #{Shellwords.escape(MultiTenant.publisher_path)} "$@"
+        [ -n "${ollama_url}" ] && printf 'header = "Authorization: Bearer %s"\\n' "${MULTITENANT_GATE_KEY}" |
+          curl --noproxy '*' -s -K - "${ollama_url}/api/tags" > #{dir}/tags_at_publish
         printf '%s\\n' "$@" > #{dir}/args.tmp && mv #{dir}/args.tmp #{dir}/args
       SH
       File.chmod(0o755, fake)
@@ -176,7 +179,8 @@ RSpec.describe "service and client app templates" do
       it "publishes in one line through mtshare, with the form's choices as exact arguments" do
         after = render(app, "template/after.sh.erb", context_for(app, "mt_expires_hours" => "2"))
         expect(after.lines.grep(/ publish --/).size).to eq(1)
-        expect(after).not_to match(/openssl|gzip|base64/)
+        # Sealing is mtshare's: the job script itself only makes random keys (mt_secret).
+        expect(after.sub(MultiTenant::Apps::SHELL_FUNCTIONS, "")).not_to match(/openssl|gzip|base64/)
         args = published_args(app, context_for(app, "mt_expires_hours" => "2"))
         expect(args.first(3)).to eq(%w[publish --group mtclass])
         expect(args.drop(1).each_slice(2).to_h.slice("--method", "--expires-in")).to eq("--method" => "card", "--expires-in" => "7200s") unless app == "multitenant-content"
@@ -259,9 +263,14 @@ RSpec.describe "service and client app templates" do
   # template may only be set, exported, tested by the shell's own [[ ]], or printed by its printf into a pipe.
   Dir[File.join(ROOT, "ood/apps/*/template/*.erb")].sort.each do |path|
     it "#{path.delete_prefix("#{ROOT}/")} puts no secret on a command line" do
-      lines = File.readlines(path).grep(/\$\{?(db_)?password\b/)
+      lines = File.readlines(path).grep(/\$\{?((db_)?password|MULTITENANT_GATE_KEY|mt_key|OLLAMA_API_KEY)\b/)
       expect(lines.reject { |l| l.match?(/\A\s*(export [A-Za-z_]+=|[A-Za-z_]+=|printf '%s\\n' |if ! \[\[ )/) }).to eq([])
     end
+  end
+
+  it "the apps' shell functions put no key on a command line: only a printf into curl's stdin" do
+    lines = MultiTenant::Apps::SHELL_FUNCTIONS.lines.grep(/\$\{?(mt_key|MULTITENANT_GATE_KEY)\b/).grep_v(/\A\s*#/)
+    expect(lines.map(&:strip)).to eq(['if [ -n "${mt_key:-}" ]; then', %(printf 'header = "Authorization: Bearer %s"\\n' "${mt_key}" | curl --noproxy '*' -K - "$@")])
   end
 
   it "multitenant-content publishes the node it runs on, so the card names its host" do
@@ -358,29 +367,29 @@ RSpec.describe "service and client app templates" do
       expect(job[:out]).to include(a_string_starting_with("Error: pull model manifest"), a_string_starting_with("ollama pull tiny:1b failed"))
     end
 
-    it "multitenant-llm: a slow pull is published only once the published URL lists the model; the server listens on every interface" do
+    it "multitenant-llm: a slow pull is published only once the published URL lists the model; ollama listens on loopback, the gate on every interface" do
       ip = outward_ip
       t = Time.now
       job = run_job("multitenant-llm", context_for("multitenant-llm", "ollama_model" => %(tiny:1b<i>"&'</i>)), host: ip,
                                                                                                             env: { "MULTITENANT_OLLAMA" => FAKE_OLLAMA, "FAKE_OLLAMA_PULL" => "slow:3" })
       expect(job[:args]).not_to be_nil, job[:out].join("\n")
       expect(Time.now - t).to be >= 3
-      expect(job[:out]).to include(a_string_matching(/\AListening on 0\.0\.0\.0:\d+/))
-      expect(job[:args].each_cons(2).to_a).to include(["--set", %(ollama_model=tiny:1b<i>"&'</i>)], ["--set", a_string_matching(%r{\Aollama_url=http://#{Regexp.escape(ip)}:\d+\z})])
+      expect(job[:out]).to include(a_string_matching(/\AListening on 127\.0\.0\.1:\d+/), a_string_matching(/\Amtshare gate: listening on 0\.0\.0\.0:\d+, forwarding to 127\.0\.0\.1:\d+/))
+      expect(job[:args].each_cons(2).to_a).to include(["--set", %(ollama_model=tiny:1b<i>"&'</i>)], ["--set", a_string_matching(%r{\Aollama_url=http://#{Regexp.escape(ip)}:\d+\z})],
+                                                      ["--set", a_string_matching(%r{\Aopenai_base_url=http://#{Regexp.escape(ip)}:\d+/v1\z})], ["--env", "api_key=MULTITENANT_GATE_KEY"])
       expect(job[:tags_at_publish]["models"].map { |m| m["name"] }).to eq([%(tiny:1b<i>"&'</i>)])
       expect(job[:out].grep(/multitenant:/)).to eq([])
     end
 
-    it "multitenant-dashboard: a command that listens on loopback only is not published (members use the node's name); one on every interface is" do
+    it "multitenant-dashboard: a command that serves on loopback is published behind the gate; one on every interface (around the gate) is not" do
       ip = outward_ip
       ctx = ->(cmd) { context_for("multitenant-dashboard", "app_command" => cmd) }
-      job = run_job("multitenant-dashboard", ctx.call("exec python3 -m http.server --bind 127.0.0.1 \"$port\""), host: ip,
-                                                                                                                env: { "MULTITENANT_READY_SECONDS" => "3" })
+      good = run_job("multitenant-dashboard", ctx.call("exec python3 -m http.server --bind 127.0.0.1 \"$port\""), host: ip)
+      expect(good[:args].each_cons(2).to_a).to include(["--set", a_string_matching(%r{\Aurl=http://#{Regexp.escape(ip)}:\d+/\z})], ["--env", "api_key=MULTITENANT_GATE_KEY"])
+      job = run_job("multitenant-dashboard", ctx.call("exec python3 -m http.server \"$port\""), host: ip, env: { "MULTITENANT_READY_SECONDS" => "3" })
       expect(job[:args]).to be_nil
       expect(job[:code]).to eq(1)
-      expect(job[:out].grep(NOT_PUBLISHED)).to match([a_string_matching(%r{\Amultitenant: http://#{Regexp.escape(ip)}:\d+/ did not answer over HTTP: not within 3 s \(curl: \(7\) })])
-      good = run_job("multitenant-dashboard", ctx.call("exec python3 -m http.server \"$port\""), host: ip)
-      expect(good[:args].each_cons(2).to_a).to include(["--set", a_string_matching(%r{\Aurl=http://#{Regexp.escape(ip)}:\d+/\z})])
+      expect(job[:out].grep(NOT_PUBLISHED)).to match([a_string_matching(/\Amultitenant: the command's server listens on every interface: serve on 127\.0\.0\.1:\$port only .*\(port \d+ answers at #{Regexp.escape(ip)}, not only on 127\.0\.0\.1\): not published\z/)])
     end
   end
 
@@ -422,11 +431,16 @@ RSpec.describe "service and client app templates" do
       %w[multitenant-database multitenant-dashboard multitenant-jupyter multitenant-llm].each do |app|
         before = render(app, "template/before.sh.erb", { "ollama_host" => "", "db_engine" => "postgresql", "db_name" => "x" })
         port = lambda do |path|
-          out, = Open3.capture2({ "PATH" => path }, "/bin/bash", "-c", "find_port() { echo 1; }; host=node1\n#{before.lines.take_while { |l| !l.start_with?("export port") }.join}\nprintf %s \"$port\"")
-          out
+          # OOD's find_port, here: 1 on the node's name, 2 on loopback.
+          out, = Open3.capture2({ "PATH" => path }, "/bin/bash", "-c", "find_port() { [ \"$1\" = 127.0.0.1 ] && echo 2 || echo 1; }; host=node1\n#{before.lines.take_while { |l| !l.start_with?("export port") }.join}\nprintf '%s %s' \"$port\" \"${inner_port:-}\"")
+          out.split(" ")
         end
-        expect(Integer(port.call(ENV.fetch("PATH")))).to be > 1, app
-        expect(port.call("/nonexistent")).to eq("1"), app
+        gated = %w[multitenant-dashboard multitenant-llm].include?(app)
+        kernel = port.call(ENV.fetch("PATH"))
+        expect(kernel.map { |p| Integer(p) }).to all(be > 2), app
+        expect(kernel.size).to eq(gated ? 2 : 1), app
+        expect(kernel.uniq.size).to eq(kernel.size), app
+        expect(port.call("/nonexistent")).to eq(gated ? %w[1 2] : %w[1]), app
       end
     end
 

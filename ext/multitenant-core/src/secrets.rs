@@ -15,7 +15,9 @@ mod tests {
 
     #[test]
     fn secret_names() {
-        for k in ["db_password", "PASSWD", "api_key", "key", "gate_key", "jupyter_token", "client_secret", "credentials"] {
+        for k in
+            ["db_password", "PASSWD", "api_key", "key", "gate_key", "jupyter_token", "client_secret", "credentials"]
+        {
             assert!(looks_secret(k), "{k}");
         }
         for k in ["host", "port", "keyboard", "monkey", "url", "db_user", "jdbc_url", "ollama_model"] {
