@@ -25,6 +25,7 @@ mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::header::HeaderValue;
 use hyper_util::client::legacy::Client;
@@ -52,12 +53,26 @@ pub struct Config {
     /// Tokio worker threads; 0 serves everything on the thread that calls [`Gate::run`]
     /// (a current-thread runtime). Default 0: measured the faster on 2 vCPUs (docs/benchmarks.md).
     pub workers: usize,
+    /// Most client connections served at once, upgraded ones included (default [`MAX_CONNECTIONS`]);
+    /// further ones wait in the listen backlog. Lowered to what the descriptor limit allows.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this long, also between requests on a kept-alive
+    /// connection, or the gate closes it (default [`HEADER_READ_TIMEOUT`]).
+    pub header_read_timeout: Duration,
 }
 
 impl Config {
-    /// A config with `preserve_host` off and the default runtime.
+    /// A config with `preserve_host` off and the defaults for the rest.
     pub fn new(listen: SocketAddr, upstream: Upstream, key: Key) -> Config {
-        Config { listen, upstream, key, preserve_host: false, workers: 0 }
+        Config {
+            listen,
+            upstream,
+            key,
+            preserve_host: false,
+            workers: 0,
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
     }
 }
 
@@ -96,9 +111,9 @@ impl Gate {
             n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
         }
         .map_err(GateError::Runtime)?;
-        let max_connections = raise_descriptor_limit();
+        let max_connections = raise_descriptor_limit(self.config.max_connections.max(1));
         let addr = self.local_addr();
-        let Config { upstream, key, preserve_host, .. } = self.config;
+        let Config { upstream, key, preserve_host, header_read_timeout, .. } = self.config;
         let host = HeaderValue::from_str(upstream.authority())
             .map_err(|_| GateError::Upstream(format!("--upstream {upstream} is not a valid Host")))?;
         let base = format!("http://{}", upstream.authority());
@@ -118,7 +133,7 @@ impl Gate {
                 failed: log::RateLog::new("upstream failures"),
             });
             drop(key);
-            server::run(self.listener, state, max_connections, || {
+            server::run(self.listener, state, max_connections, header_read_timeout, || {
                 eprintln!("mtshare gate: listening on {addr}, forwarding to {shown}");
             })
             .await
@@ -136,14 +151,14 @@ pub fn serve(config: Config) -> Result<(), GateError> {
 
 /// Each connection needs two descriptors (client and upstream): raise the soft limit towards the hard
 /// one, and cap connections by what the limit allows.
-fn raise_descriptor_limit() -> usize {
+fn raise_descriptor_limit(max_connections: usize) -> usize {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let want = (MAX_CONNECTIONS as u64) * 2 + 64;
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return MAX_CONNECTIONS };
+    let want = (max_connections as u64).saturating_mul(2).saturating_add(64);
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return max_connections };
     let soft = if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard).is_ok() {
         want.min(hard)
     } else {
         soft
     };
-    (soft.saturating_sub(64) / 2).clamp(1, MAX_CONNECTIONS as u64) as usize
+    (soft.saturating_sub(64) / 2).clamp(1, max_connections as u64) as usize
 }

@@ -15,6 +15,7 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::auth::{Auth, LOGIN_QUERY};
 use crate::log::RateLog;
@@ -45,14 +46,14 @@ pub(crate) struct State {
 
 /// One client connection: its address, and whatever must live as long as it (its slot under the
 /// connection cap), including after an upgrade.
-pub(crate) struct Conn<T> {
+pub(crate) struct Conn {
     pub(crate) peer: SocketAddr,
-    pub(crate) _slot: T,
+    pub(crate) _slot: OwnedSemaphorePermit,
 }
 
-pub(crate) async fn handle<T: Send + Sync + 'static>(
+pub(crate) async fn handle(
     state: Arc<State>,
-    conn: Arc<Conn<T>>,
+    conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     if is_login(req.uri()) {
@@ -67,19 +68,12 @@ pub(crate) async fn handle<T: Send + Sync + 'static>(
     Ok(forward(&state, conn, req).await)
 }
 
-async fn forward<T: Send + Sync + 'static>(
-    state: &State,
-    conn: Arc<Conn<T>>,
-    mut req: Request<Incoming>,
-) -> Response<Body> {
+async fn forward(state: &State, conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Body> {
     if req.method() == Method::CONNECT {
         return text(StatusCode::METHOD_NOT_ALLOWED, "multitenant: CONNECT is not forwarded\n");
     }
-    let uri = match req.uri().path_and_query().filter(|pq| pq.as_str().starts_with('/')) {
-        Some(pq) => Uri::try_from(format!("{}{}", state.base, pq.as_str())),
-        None => return text(StatusCode::BAD_REQUEST, "multitenant: the request target must be a path\n"),
-    };
-    let Ok(uri) = uri else {
+    let target = req.uri().path_and_query().filter(|pq| pq.as_str().starts_with('/'));
+    let Some(Ok(uri)) = target.map(|pq| Uri::try_from(format!("{}{}", state.base, pq.as_str()))) else {
         return text(StatusCode::BAD_REQUEST, "multitenant: the request target must be a path\n");
     };
     let upgrade = if req.version() == Version::HTTP_11 { upgrade::requested(req.headers()) } else { None };
@@ -102,14 +96,14 @@ async fn forward<T: Send + Sync + 'static>(
         headers.insert(UPGRADE, protocol.clone());
     }
     let method = parts.method.clone();
-    let path = uri.clone();
+    let shown_uri = uri.clone();
     parts.uri = uri;
     parts.version = Version::HTTP_11;
 
     let mut response = match state.client.request(Request::from_parts(parts, body)).await {
         Ok(r) => r,
         Err(e) => {
-            state.failed.note(|| format!("upstream failed for {method} {}: {}", shown(&path), chain(&e)));
+            state.failed.note(|| format!("upstream failed for {method} {}: {}", shown(&shown_uri), chain(&e)));
             return text(
                 StatusCode::BAD_GATEWAY,
                 if e.is_connect() {

@@ -16,11 +16,10 @@ use crate::log::RateLog;
 use crate::proxy::{self, Conn, State};
 use crate::GateError;
 
-/// Most client connections (upgraded ones included) served at once; further ones wait in the
-/// listen backlog until a slot frees.
+/// Default for [`crate::Config::max_connections`].
 pub const MAX_CONNECTIONS: usize = 1024;
-/// A client must send a request's headers within this long, also between requests on a kept-alive
-/// connection (so idle connections do not hold slots for ever).
+/// Default for [`crate::Config::header_read_timeout`]: slow senders (slowloris) and idle kept-alive
+/// connections do not hold slots for ever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves until SIGTERM or SIGINT. `ready` is called once the signal handlers are in place.
@@ -28,6 +27,7 @@ pub(crate) async fn run(
     listener: std::net::TcpListener,
     state: Arc<State>,
     max_connections: usize,
+    header_read_timeout: Duration,
     ready: impl FnOnce(),
 ) -> Result<(), GateError> {
     let listener = TcpListener::from_std(listener).map_err(GateError::Runtime)?;
@@ -51,7 +51,7 @@ pub(crate) async fn run(
         };
         match accepted {
             Ok((stream, peer, slot)) => {
-                tokio::spawn(serve_connection(stream, peer, slot, state.clone()));
+                tokio::spawn(serve_connection(stream, peer, slot, header_read_timeout, state.clone()));
             }
             Err(e) => {
                 // Out of descriptors or the like: give connections in flight time to finish.
@@ -71,14 +71,20 @@ async fn accept(
     Ok((stream, peer, slot))
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, slot: OwnedSemaphorePermit, state: Arc<State>) {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+    header_read_timeout: Duration,
+    state: Arc<State>,
+) {
     let _ = stream.set_nodelay(true);
     let conn = Arc::new(Conn { peer, _slot: slot });
     let service = service_fn(move |req| proxy::handle(state.clone(), conn.clone(), req));
     // Errors here are the client's (went away, malformed request, too slow): nothing to report.
     let _ = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await;

@@ -7,6 +7,8 @@ use hyper::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::proxy::Conn;
+
 /// The `Upgrade` value of a request that asks for one (`Connection: upgrade` and an `Upgrade` header).
 pub(crate) fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = headers.get_all(CONNECTION).iter().any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case("upgrade")));
@@ -21,7 +23,7 @@ pub(crate) fn tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
 /// Copies bytes both ways between the client and the upstream once both sides have switched
 /// protocols, until either closes. `hold` is kept alive as long as the tunnel, so that it still
 /// counts against the connection cap.
-pub(crate) fn splice<T: Send + Sync + 'static>(client: OnUpgrade, upstream: OnUpgrade, hold: Arc<T>) {
+pub(crate) fn splice(client: OnUpgrade, upstream: OnUpgrade, hold: Arc<Conn>) {
     tokio::spawn(async move {
         if let Ok((client, upstream)) = tokio::try_join!(client, upstream) {
             let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;

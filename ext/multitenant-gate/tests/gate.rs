@@ -311,8 +311,38 @@ fn keys_are_checked() {
 #[tokio::test]
 async fn two_workers_serve_the_same() {
     let up = Upstream::start_tcp();
-    let gate = start_gate_with(up.gate_upstream(), KEY, false, 2);
+    let gate = start_gate_configured(up.gate_upstream(), KEY, |c| c.workers = 2);
     let (status, ..) = fetch(gate, "GET", "/", &[("authorization", &bearer(KEY))]).await;
     assert_eq!(status, StatusCode::OK);
     websocket(gate, Some(&bearer(KEY))).await.unwrap();
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let up = Upstream::start_tcp();
+    let gate = start_gate_configured(up.gate_upstream(), KEY, |c| {
+        c.max_connections = 2;
+        c.header_read_timeout = Duration::from_millis(300);
+    });
+    // Two clients that never finish their headers hold both slots...
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(gate).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...so a third waits until the gate drops them.
+    let start = std::time::Instant::now();
+    let mut client = Client::connect(gate).await;
+    let (parts, _) = client.send(request("GET", "/small", &[("authorization", &bearer(KEY))], "")).await.into_parts();
+    assert_eq!(parts.status, StatusCode::OK);
+    assert!(start.elapsed() >= Duration::from_millis(200), "served at once: {:?}", start.elapsed());
+    for mut s in slow {
+        let mut buf = [0; 64];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("slow client kept");
+        assert!(matches!(n, Ok(0) | Err(_)), "slow client got an answer: {n:?}");
+    }
+    assert_eq!(up.seen(), ["GET /small"]);
 }

@@ -233,19 +233,18 @@ impl http_body::Body for Repeat {
 
 /// Starts a gate through the library on a thread of its own; returns where it listens.
 pub fn start_gate(upstream: multitenant_gate::Upstream, key: &str, preserve_host: bool) -> SocketAddr {
-    start_gate_with(upstream, key, preserve_host, 0)
+    start_gate_configured(upstream, key, |c| c.preserve_host = preserve_host)
 }
 
-pub fn start_gate_with(
+/// The same, with the config adjusted by `adjust` first.
+pub fn start_gate_configured(
     upstream: multitenant_gate::Upstream,
     key: &str,
-    preserve_host: bool,
-    workers: usize,
+    adjust: impl FnOnce(&mut multitenant_gate::Config),
 ) -> SocketAddr {
     let key = multitenant_gate::Key::parse(key, "test").unwrap();
     let mut config = multitenant_gate::Config::new("127.0.0.1:0".parse().unwrap(), upstream, key);
-    config.preserve_host = preserve_host;
-    config.workers = workers;
+    adjust(&mut config);
     let gate = multitenant_gate::Gate::bind(config).unwrap();
     let addr = gate.local_addr();
     std::thread::spawn(move || gate.run().unwrap());
