@@ -11,7 +11,8 @@ module MultiTenant
   # Markdown without filtering, so the HTML has no blank lines and no indented lines (which Markdown
   # would turn into code blocks) — newlines inside values become &#10;.
   module View
-    SECRET = /pass|secret|token|(\A|_)key\z/i
+    # Keys whose values are secrets (ext/multitenant-core/src/secrets.rs `looks_secret` is the same rule).
+    SECRET = /pass|secret|token|credential|(\A|_)key\z/i
     INTERNAL = %w[jobid mt_appname mt_owner mt_group].freeze
 
     module_function
@@ -95,15 +96,8 @@ module MultiTenant
       parts = []
       if (url = c["ollama_url"])
         model = c["ollama_model"]
-        used += %w[ollama_url ollama_model host port]
-        body = rows([["URL", link(url)], ["Model", h(model)]].reject { |_, v| v.empty? })
-        # Commands to copy are offered only for plain http(s) URLs: nothing a value holds becomes an option.
-        if http?(url)
-          body += code("export OLLAMA_HOST=#{sh(url)}")
-          body += code(%(curl -s --url #{sh("#{url}/api/generate")} -d #{sh(JSON.generate(model: model.to_s, prompt: "Hello"))}))
-        end
-        parts << section("LLM API", body)
-        parts << section("Code assistant", "<p>In VS Code (Cline or Continue) choose the Ollama provider with base URL #{link(url)}#{model ? " and model <code>#{h(model)}</code>" : ""}.</p>")
+        used += %w[ollama_url ollama_model openai_base_url api_key host port]
+        parts.concat(gate?(c) ? llm_gated(c, url, model) : llm_open(url, model))
       end
       if c["db_engine"] || c["db_name"]
         keys = %w[db_engine host port db_name db_user db_password]
@@ -122,7 +116,10 @@ module MultiTenant
         used << "jdbc_url"
         parts << section("JDBC URL", code(jdbc))
       end
-      if (url = c["url"])
+      if (url = c["url"]) && gate?(c) && url.end_with?("/") && http?(url)
+        used += %w[url api_key]
+        parts << section("Web dashboard", dashboard_gated(c, url))
+      elsif (url = c["url"])
         used << "url"
         # Through OOD's node proxy when the site uses one; the direct URL stays readable, for programs
         # inside the cluster.
@@ -137,6 +134,54 @@ module MultiTenant
       rest = c.except(*used)
       parts << section(parts.empty? ? "Connection" : "Other values", rows(rest.map { |k, v| [k, k.match?(SECRET) ? h(v) : link(v)] })) unless rest.empty?
       %(<div class="multitenant">#{header(c)}#{parts.join}</div>)
+    end
+
+    # A share behind the service gate (`mtshare gate`) carries its key as api_key: the gate lets in a
+    # request with `Authorization: Bearer <key>`, or a browser that logged in once with it.
+    def gate?(c) = c["api_key"].to_s.match?(/\A[A-Za-z0-9_-]{16,512}\z/)
+
+    def key_row(key) = ["API key", "<details><summary>Show</summary><code>#{h(key)}</code></details>"]
+
+    # An Ollama share behind the gate: what a member pastes into their tool (base URL and key), for
+    # OpenAI-compatible clients (Cline, Continue, the openai package) and Ollama's own.
+    def llm_gated(c, url, model)
+      key = c["api_key"]
+      base = c["openai_base_url"].to_s.empty? ? "#{url}/v1" : c["openai_base_url"]
+      body = rows([["OpenAI base URL", link(base)], key_row(key), ["Ollama URL", link(url)], ["Model", h(model)]].reject { |_, v| v.empty? })
+      if http?(base) && http?(url)
+        # export is a shell builtin: the key reaches no command line; curl reads its header from a file.
+        body += code(%(export OPENAI_BASE_URL=#{sh(base)} OPENAI_API_KEY=#{sh(key)}\ncurl -s "$OPENAI_BASE_URL/models" -H @<(printf 'Authorization: Bearer %s\\n' "$OPENAI_API_KEY")))
+        body += code(%(export OLLAMA_HOST=#{sh(url)} OLLAMA_API_KEY=#{sh(key)}))
+      end
+      assistant = "<p>In VS Code (Cline or Continue) choose the <b>OpenAI Compatible</b> provider with base URL <code>#{h(base)}</code>, " \
+                  "the API key above#{model ? " and model <code>#{h(model)}</code>" : ""}. Ollama's Python client: " \
+                  "<code>ollama.Client(host=os.environ[\"OLLAMA_HOST\"], headers={\"Authorization\": \"Bearer \" + os.environ[\"OLLAMA_API_KEY\"]})</code>; " \
+                  "the <code>ollama</code> command line cannot send a key.</p>"
+      [section("LLM API", body), section("Code assistant", assistant)]
+    end
+
+    # An Ollama share without the gate (published before it, or by hand): anyone who reaches it uses it.
+    def llm_open(url, model)
+      body = rows([["URL", link(url)], ["Model", h(model)]].reject { |_, v| v.empty? })
+      # Commands to copy are offered only for plain http(s) URLs: nothing a value holds becomes an option.
+      if http?(url)
+        body += code("export OLLAMA_HOST=#{sh(url)}")
+        body += code(%(curl -s --url #{sh("#{url}/api/generate")} -d #{sh(JSON.generate(model: model.to_s, prompt: "Hello"))}))
+      end
+      [section("LLM API", body),
+       section("Code assistant", "<p>In VS Code (Cline or Continue) choose the Ollama provider with base URL #{link(url)}#{model ? " and model <code>#{h(model)}</code>" : ""}.</p>")]
+    end
+
+    # A web service behind the gate: Open posts the key once to the gate's login (never in a URL, so
+    # never in a proxy's log or the browser's history), which answers with an HttpOnly cookie scoped to
+    # this service's path and sends the browser on to it.
+    def dashboard_gated(c, url)
+      target = proxied(url, c["host"]) || url
+      form = %(<form method="post" action="#{h(target)}?multitenant-login" target="_blank" rel="noopener noreferrer">) +
+             %(<input type="hidden" name="multitenant_key" value="#{h(c["api_key"])}">) +
+             %(<button class="btn btn-primary" type="submit">Open</button></form>)
+      form + %(<p class="small">From inside the cluster: <code>#{h(url)}</code> with the header <code>Authorization: Bearer</code> and this key:</p>) +
+        rows([key_row(c["api_key"])])
     end
 
     # sys/multitenant-delivery_debug: the share as JSON; secrets only behind a click.

@@ -36,6 +36,18 @@ RSpec.describe "delivery app views" do
     expect(html).not_to include("<pre><code>&lt;") # nothing was double-escaped into a Markdown code block
   end
 
+  it "default: an LLM behind the gate shows what a member pastes into their tool: base URL and key, with commands that keep the key off command lines" do
+    key = "0123456789abcdef0123456789abcdef"
+    html = render("multitenant-delivery_default", base.merge("host" => "node1", "ollama_url" => "http://node1:4000", "openai_base_url" => "http://node1:4000/v1",
+                                                            "ollama_model" => "gpt-oss:120b", "api_key" => key))
+    expect(html).to include("<th>OpenAI base URL</th>", %(href="http://node1:4000/v1"), "<th>API key</th>", "<code>#{key}</code>", "OpenAI Compatible")
+    expect(html).to include("export OPENAI_BASE_URL=http://node1:4000/v1 OPENAI_API_KEY=#{key}", "export OLLAMA_HOST=http://node1:4000 OLLAMA_API_KEY=#{key}")
+    expect(html).to include(%(-H @&lt;(printf &#39;Authorization: Bearer %s\\n&#39; &quot;$OPENAI_API_KEY&quot;)))
+    # The key appears in the API key row and the export lines only, never as a command's argument.
+    expect(html.scan(key).size).to eq(3)
+    expect(html).not_to include("<h5>Other values</h5>")
+  end
+
   it "quotes every value in shell snippets so a copy and paste gives back exactly the value" do
     [HOSTILE, "it's", "a b", %($(touch /tmp/mt-pwned) `id` \\ "q"), "plain:1/2", "ünï"].each do |v|
       out, = Open3.capture2("sh", "-c", "printf %s #{MultiTenant::View.sh(v)}")
@@ -92,6 +104,21 @@ RSpec.describe "delivery app views" do
       expect(html).to include("<code>http://node1.cluster:4242/app?x=1&amp;y=&lt;2&gt;</code>")
       expect(html).not_to include(%(href="http://node1.cluster))
       expect_inert(html)
+    end
+
+    it "behind the gate: Open posts the key once to the gate's login through the proxy; the key is in no link" do
+      key = "0123456789abcdef0123456789abcdef"
+      gated = board.merge("url" => "http://node1.cluster:4242/", "api_key" => key)
+      { nil => "/rnode/node1.cluster/4242/", "node" => "/node/node1.cluster/4242/", "direct" => "http://node1.cluster:4242/" }.each do |mode, target|
+        mode ? ENV["MULTITENANT_NODE_PROXY"] = mode : ENV.delete("MULTITENANT_NODE_PROXY")
+        html = render("multitenant-delivery_default", gated)
+        form = html[%r{<form [^>]*>.*?</form>}m]
+        expect(form).to include(%(method="post" action="#{target}?multitenant-login" target="_blank"))
+        expect(form).to include(%(<input type="hidden" name="multitenant_key" value="#{key}">), ">Open</button>")
+        expect(html.scan(/href="([^"]*)"/).flatten.grep(/#{key}/)).to eq([])
+        expect(html).to include("Authorization: Bearer")
+        expect(html).not_to match(/<th>api_key<\/th>/)
+      end
     end
 
     it "links through /node/ when the site says node, and straight to the node when it says direct" do
