@@ -2,6 +2,7 @@
 
 require "net/http"
 require "ostruct"
+require "securerandom"
 require "socket"
 require "yaml"
 
@@ -30,7 +31,8 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     ctx = OpenStruct.new(context)
     render = lambda do |file|
       b = Class.new { def initialize(c) = (@c = c); def context = @c; def b = binding }.new(ctx).b
-      ERB.new(File.read(File.join(ROOT, "ood/apps", app, file))).result(b)
+      path = File.join(ROOT, "ood/apps", app, file)
+      File.exist?(path) ? ERB.new(File.read(path)).result(b) : ""
     end
     <<~SH
       #!/bin/bash
@@ -62,7 +64,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
   # templates; env: the job's environment. host: OOD's $host (its default: host=$(hostname)); a share's
   # host must be a node of its job, so by default the test cluster's node (this host, resolving to
   # 127.0.0.1 here: testcluster).
-  def launch(app, context, publishes: true, env: {}, render_env: {}, host: node_of("mtcluster"), find_port: FIND_PORT, timeout: 90)
+  def launch(app, context, publishes: true, env: {}, render_env: {}, host: node_of("mtcluster"), find_port: FIND_PORT, timeout: 90, user: "mtowner")
     script = ENV.to_h.merge("MULTITENANT_PUBLISHER" => File.join(lab, "mtshare")).merge(render_env).then do |vars|
       old = ENV.to_h
       ENV.replace(vars)
@@ -74,12 +76,12 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     log = File.join(lab, "#{app}-#{@launches}.out")
     FileUtils.rm_f(log)
     FileUtils.touch(log)
-    FileUtils.chown("mtowner", nil, log)
+    FileUtils.chown(user, nil, log)
     path = File.join(lab, "#{app}-#{@launches}-job.sh")
     File.write(path, script)
     File.chmod(0o755, path)
     native = YAML.safe_load(ERB.new(File.read(File.join(ROOT, "ood/apps", app, "submit.yml.erb"))).result).dig("script", "native")
-    out, err, = run_as("mtowner", "sbatch", "--parsable", *native, "-o", log, "--chdir", lab, path,
+    out, err, = run_as(user, "sbatch", "--parsable", *native, "-o", log, "--chdir", lab, path,
                        env: { "MULTITENANT_KEY_DIR" => key_dir }.merge(env))
     id = out.strip
     expect(id).to match(/\A\d+\z/), err
@@ -114,6 +116,83 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     text
   end
 
+  # What another user (mtoutsider) reads of every process's command line on the node, sweeping /proc
+  # as fast as it can while the block runs: [sweeps made, distinct command lines, NULs as spaces].
+  WATCHER = <<~'PY'
+    import os, sys
+    out, stop = sys.argv[1], sys.argv[2]
+    seen, sweeps = set(), 0
+    while not os.path.exists(stop):
+        sweeps += 1
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    with open("/proc/%s/cmdline" % p, "rb") as f:
+                        c = f.read()
+                except OSError:
+                    continue
+                if c:
+                    seen.add(c)
+    with open(out, "wb") as f:
+        f.write(b"%d\n" % sweeps + b"".join(c.replace(b"\0", b" ").replace(b"\n", b" ") + b"\n" for c in seen))
+  PY
+
+  def watch_cmdlines
+    dir = Dir.mktmpdir("mtwatch", lab)
+    FileUtils.chown("mtoutsider", nil, dir)
+    out = File.join(dir, "seen")
+    stop = File.join(dir, "stop")
+    pid = Process.spawn("runuser", "-u", "mtoutsider", "--", "python3", "-c", WATCHER, out, stop)
+    begin
+      yield
+    ensure
+      FileUtils.touch(stop)
+      Process.wait(pid)
+    end
+    lines = File.read(out).lines(chomp: true)
+    [Integer(lines.shift), lines]
+  end
+
+  # The watcher swept often, saw the job's own processes (proof), and no secret in any command line.
+  def expect_no_secret_seen(watched, proof, *secrets)
+    sweeps, seen = watched
+    expect(secrets).to all(match(/\A\h{32}\z/))
+    expect(sweeps).to be > 20
+    expect(seen.grep(proof)).not_to be_empty, "the watcher never saw #{proof.inspect}"
+    expect(seen.select { |l| secrets.any? { |v| l.include?(v) } }).to eq([])
+  end
+
+  # A request as a member's program makes it; key: the share's key as a Bearer token.
+  def gate_get(url, key: nil, cookie: nil, &blk)
+    uri = URI(url)
+    req = Net::HTTP::Get.new(uri)
+    req["Authorization"] = "Bearer #{key}" if key
+    req["Cookie"] = cookie if cookie
+    Net::HTTP.start(uri.host, uri.port, nil, read_timeout: 10) { |http| http.request(req, &blk) }
+  end
+
+  # Opens a WebSocket at <url>ws through the gate: [socket, response head].
+  def ws_open(url, key)
+    uri = URI(url)
+    s = TCPSocket.new(uri.host, uri.port)
+    s.write("GET #{uri.path}ws HTTP/1.1\r\nHost: #{uri.host}:#{uri.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n#{key ? "Authorization: Bearer #{key}\r\n" : ""}\r\n")
+    head = +""
+    Timeout.timeout(10) { head << s.readpartial(1) until head.end_with?("\r\n\r\n") }
+    [s, head]
+  end
+
+  # One masked text frame out, the echoed frame's text back.
+  def ws_echo(socket, text)
+    mask = Random.bytes(4)
+    payload = text.bytes.each_with_index.map { |b, i| b ^ mask.getbyte(i % 4) }.pack("C*")
+    socket.write([0x81, 0x80 | text.bytesize].pack("CC") + mask + payload)
+    Timeout.timeout(10) do
+      head = socket.read(2).bytes
+      socket.read(head[1] & 0x7F)
+    end
+  end
+
   it "offers as share groups exactly the user's groups that have a key, as the user sees them" do
     options = lambda do |user|
       out, err, status = run_as(user, RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-rmultitenant", "-rjson", "-e",
@@ -130,10 +209,11 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
   it "runs the database app with PostgreSQL; a member logs in with the credentials from the card" do
     context = { "mt_group" => "mtclass", "db_engine" => "postgresql", "db_name" => "msba",
                 "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }
-    id = launch("multitenant-database", context)
+    id = nil
+    watched = watch_cmdlines { id = launch("multitenant-database", context) }
     conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
     expect(conn).to include("db_engine" => "postgresql", "db_name" => "msba", "db_user" => "msba_user", "host" => node_of("mtcluster"))
-    expect(conn["db_password"]).to match(/\A\h{32}\z/)
+    expect_no_secret_seen(watched, /\Apostgres -D /, conn["db_password"])
     expect(conn["jdbc_url"]).to eq("jdbc:postgresql://#{node_of("mtcluster")}:#{conn["port"]}/msba")
     out, err, status = run_as("mtmember", "psql", "-h", conn["host"], "-p", conn["port"], "-U", conn["db_user"], "-d", conn["db_name"],
                               "-tAc", "select current_database() || ' as ' || current_user", env: { "PGPASSWORD" => conn["db_password"] })
@@ -145,21 +225,88 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     expect(err).to include("password authentication failed")
   end
 
-  it "publishes itself when launched, and the member's card leads to the running service" do
-    File.write(File.join(lab, "server.rb"), SERVER)
-    context = { "mt_group" => "mtclass", "app_title" => "Lab dashboard", "app_command" => "ruby #{lab}/server.rb \"$port\"",
-                "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }
-    id = launch("multitenant-dashboard", context)
+  DASHBOARD = { "mt_group" => "mtclass", "app_title" => "Lab dashboard", "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default",
+                "mt_expires_hours" => "" }.freeze
 
+  it "publishes itself when launched, and the member's card leads to the running service: only through its gate, with the share's key" do
+    File.write(File.join(lab, "server.rb"), SERVER)
+    watched = nil
+    id = nil
+    watched = watch_cmdlines { id = launch("multitenant-dashboard", DASHBOARD.merge("app_command" => "ruby #{lab}/server.rb \"$port\"")) }
     root = dataroot_for("mtmember")
     result = discover_as("mtmember", dataroot: root)
     spec = result["specs"].fetch(id)
     expect(spec["accounting"]).to include("mta" => "Lab dashboard", "mtm" => "card")
     url = spec["connection"]["url"]
+    key = spec["connection"]["api_key"]
     expect(url).to match(%r{\Ahttp://#{Regexp.escape(node_of("mtcluster"))}:\d+/\z})
     conn = JSON.parse(File.read(Dir[File.join(root, "batch_connect/sys/multitenant-delivery_default/output/*/connection.yml")].first))
-    expect(conn["url"]).to eq(url)
-    expect(Net::HTTP.get(URI(url))).to eq("hello from mtowner's dashboard")
+    expect(conn).to include("url" => url, "api_key" => key)
+    expect_no_secret_seen(watched, /mtshare gate --listen 0\.0\.0\.0:#{URI(url).port} --upstream 127\.0\.0\.1:\d+ \z/, key)
+    expect(gate_get(url, key: key).body).to eq("hello from mtowner's dashboard")
+    refused = gate_get(url)
+    expect([refused.code, refused["WWW-Authenticate"], refused.body]).to match(["401", /\ABearer /, /\Amultitenant: this service needs its share's key/])
+    expect(gate_get(url, key: "0" * 32).code).to eq("401")
+    # The outsider finds no share, and the service's own port does not let them in.
+    expect(discover_as("mtoutsider")["specs"]).not_to have_key(id)
+    out, = run_as("mtoutsider", "curl", "--noproxy", "*", "-s", "-o", "/dev/null", "-w", "%{http_code}", url)
+    expect(out).to eq("401")
+  end
+
+  it "the gate: another share's key is refused; a browser logs in once and keeps an HttpOnly cookie; streaming and WebSocket pass; nothing of the gate's reaches the service" do
+    release = File.join(lab, "release-#{Process.pid}-#{rand(10**9)}")
+    app = DASHBOARD.merge("app_command" => "exec python3 #{ROOT}/spec/fixtures/gate-upstream \"$port\" #{release}")
+    id = launch("multitenant-dashboard", app)
+    other = launch("multitenant-dashboard", app.merge("app_title" => "Other lab"))
+    specs = discover_as("mtmember")["specs"]
+    url, key = specs.fetch(id)["connection"].values_at("url", "api_key")
+    other_url, other_key = specs.fetch(other)["connection"].values_at("url", "api_key")
+    expect(other_key).not_to eq(key)
+    expect([gate_get(url, key: other_key).code, gate_get(other_url, key: key).code]).to eq(%w[401 401])
+    expect([gate_get(url, key: key).code, gate_get(other_url, key: other_key).code]).to eq(%w[200 200])
+
+    login = lambda do |k|
+      uri = URI("#{url}?multitenant-login")
+      Net::HTTP.start(uri.host, uri.port, nil) do |http|
+        http.post(uri.request_uri, URI.encode_www_form("multitenant_key" => k), "Content-Type" => "application/x-www-form-urlencoded")
+      end
+    end
+    expect(login.call(other_key).code).to eq("401")
+    res = login.call(key)
+    expect([res.code, res["Location"]]).to eq(["303", "./"])
+    set_cookie = res["Set-Cookie"]
+    expect(set_cookie).to match(/\Amultitenant_gate=[^;\s]+; /)
+    expect(set_cookie).to include("HttpOnly")
+    expect(set_cookie).not_to match(/path=/i)
+    expect(set_cookie).not_to include(key)
+    cookie = set_cookie.split(";").first
+    expect(gate_get(url, cookie: cookie).body).to eq("hello from mtowner's dashboard")
+    expect(gate_get(other_url, cookie: cookie).code).to eq("401")
+
+    seen = JSON.parse(gate_get("#{url}headers", key: key, cookie: "#{cookie}; theme=dark").body)
+    expect(seen).not_to have_key("authorization")
+    expect(seen["cookie"]).to eq("theme=dark")
+
+    chunks = []
+    gate_get("#{url}stream", key: key) do |r|
+      expect(r.code).to eq("200")
+      # "last" comes only after the client has "first": a gate that held the response back would time out here.
+      r.read_body do |c|
+        chunks << c
+        FileUtils.touch(release)
+      end
+    end
+    expect(chunks.first).to eq("first\n")
+    expect(chunks.join).to eq("first\nlast\n")
+
+    socket, head = ws_open(url, key)
+    expect(head).to start_with("HTTP/1.1 101").and include("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    expect(ws_echo(socket, "hello through the gate")).to eq("hello through the gate")
+    expect(ws_echo(socket, "and again")).to eq("and again")
+    socket.close
+    socket, head = ws_open(url, nil)
+    expect(head).to start_with("HTTP/1.1 401")
+    socket.close
   end
 
   DB = { "mt_group" => "mtclass", "db_engine" => "postgresql", "db_name" => "msba",
@@ -183,8 +330,10 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
   end
 
   it "runs the database app with MariaDB; a member logs in over TCP with the card's credentials" do
-    id = launch("multitenant-database", DB.merge("db_engine" => "mariadb"), timeout: 120)
+    id = nil
+    watched = watch_cmdlines { id = launch("multitenant-database", DB.merge("db_engine" => "mariadb"), timeout: 120) }
     conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
+    expect_no_secret_seen(watched, /\Amariadbd /, conn["db_password"])
     expect(conn).to include("db_engine" => "mariadb", "db_user" => "msba_user", "host" => node_of("mtcluster"))
     out, err, status = run_as("mtmember", "mariadb", "--no-defaults", "--protocol=TCP", "-h", conn["host"], "-P", conn["port"], "-u", conn["db_user"],
                               "-D", conn["db_name"], "-N", "-e", "select current_user()", env: { "MYSQL_PWD" => conn["db_password"] })
@@ -230,15 +379,47 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
       ip = outward_ip
       # The published host is the node's name (a share's host must be a node of its job); the node's
       # outward address reaches the server too.
-      id = launch("multitenant-llm", LLM, render_env: OLLAMA, env: { "FAKE_OLLAMA_PULL" => "slow:5" })
+      id = nil
+      watched = watch_cmdlines { id = launch("multitenant-llm", LLM, render_env: OLLAMA, env: { "FAKE_OLLAMA_PULL" => "slow:5" }) }
       text = File.read(@log)
-      expect(text).to match(/Listening on 0\.0\.0\.0:\d+/)
+      inner = text[/Listening on 127\.0\.0\.1:(\d+)/, 1]
+      expect(inner).not_to be_nil, text
       conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
       expect(conn["ollama_url"]).to match(%r{\Ahttp://#{Regexp.escape(node_of("mtcluster"))}:\d+\z})
+      expect(conn["openai_base_url"]).to eq("#{conn["ollama_url"]}/v1")
+      expect_no_secret_seen(watched, /mtshare gate --listen/, conn["api_key"])
       outward = "http://#{ip}:#{URI(conn["ollama_url"]).port}"
       [conn["ollama_url"], outward].each do |url|
-        expect(JSON.parse(Net::HTTP.get(URI("#{url}/api/tags")))["models"].map { |m| m["name"] }).to eq(["tiny:1b"])
+        expect(JSON.parse(gate_get("#{url}/api/tags", key: conn["api_key"]).body)["models"].map { |m| m["name"] }).to eq(["tiny:1b"])
+        expect(gate_get("#{url}/api/tags").code).to eq("401")
       end
+      # ollama itself answers on loopback only: nobody reaches it around the gate.
+      expect { TCPSocket.new(ip, Integer(inner)).close }.to raise_error(Errno::ECONNREFUSED)
     end
+  end
+  it "the Jupyter client app hands the chosen LLM's URL and key to the notebook's environment, and its token and the key to no command line" do
+    url = "http://#{node_of("mtcluster")}:4000"
+    key = SecureRandom.hex(16)
+    MultiTenant.instance_variable_set(:@specs, { "41" => { "connection" => { "ollama_url" => url, "api_key" => key } } })
+    stub = File.join(lab, "jupyter-stub")
+    FileUtils.mkdir_p(stub)
+    out = File.join(stub, "env")
+    File.write(File.join(stub, "jupyter"), <<~SH)
+      #!/bin/sh
+      # A stand-in jupyter: records what the notebook would see, then runs a while (the watcher sees it).
+      printf '%s\n' "${JUPYTER_TOKEN}" "${OPENAI_BASE_URL}" "${OPENAI_API_KEY}" "${OLLAMA_HOST}" "${OLLAMA_API_KEY}" > #{out}
+      sleep 3
+    SH
+    FileUtils.chmod(0o755, [stub, File.join(stub, "jupyter")])
+    FileUtils.chown("mtmember", nil, stub)
+    watched = watch_cmdlines do
+      launch("multitenant-jupyter", { "ollama_host" => url, "bc_num_hours" => "1" }, publishes: false, user: "mtmember",
+                                                                                     env: { "PATH" => "#{stub}:/usr/local/bin:/usr/bin:/bin" })
+    end
+    token, base, api_key, host, ollama_key = File.read(out).lines(chomp: true)
+    expect([base, api_key, host, ollama_key]).to eq(["#{url}/v1", key, url, key])
+    expect_no_secret_seen(watched, %r{jupyter-stub/jupyter lab --no-browser}, token, key)
+  ensure
+    MultiTenant.instance_variable_set(:@specs, {})
   end
 end
