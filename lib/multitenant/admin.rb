@@ -69,7 +69,15 @@ module MultiTenant
 
     def key_dir = KeyDir.new(config.key_dir, owner: config.key_owner)
 
-    def keygen(group: nil, site: false, rotate: false)
+    # drop_old: true keeps only the newest key (after a rotation, once the shares sealed with the old keys ended).
+    def keygen(group: nil, site: false, rotate: false, drop_old: false)
+      raise InputError, "rotate and drop old keys in two steps: ROTATE=1 now, DROP_OLD=1 once the shares sealed with the old key have ended" if rotate && drop_old
+
+      if drop_old
+        d = key_dir.drop_old(group: group, site: site)
+        return ["kept key #{d[:kept].id} in #{d[:path]}; dropped #{d[:dropped]} older key(s): shares sealed with them no longer open"]
+      end
+
       path = key_dir.generate(group: group, site: site, rotate: rotate)
       note = site ? " — readable by every user: it only hides shares from casual view" : ""
       ["wrote #{path}#{note}"]
@@ -199,7 +207,7 @@ module MultiTenant
       code_paths.each do |code, use|
         next unless File.exist?(code)
 
-        ([code] + (File.directory?(code) ? Dir.glob("**/*", File::FNM_DOTMATCH, base: code).map { |f| File.join(code, f) } : [])).each do |path|
+        ([code] + (File.directory?(code) ? tree(code) : [])).each do |path|
           chain(path).each do |p|
             next if seen[p]
 
@@ -212,15 +220,47 @@ module MultiTenant
       fine << "code: the gem's lib and native library, the dismiss command, the publisher and every directory above them are root's alone" if problems.size == before
     end
 
-    # path and each directory above it, as written and with symlinks resolved.
-    def chain(path)
-      up = ->(p) { p == "/" ? ["/"] : [p, *up.(File.dirname(p))] }
-      real = begin
-        File.realpath(path)
-      rescue SystemCallError
-        path
+    # Everything under dir, following symlinked subdirectories too (require follows them), each
+    # directory once.
+    def tree(dir, seen = {})
+      real = File.realpath(dir)
+      return [] if seen[real]
+
+      seen[real] = true
+      Dir.children(dir).sort.flat_map do |name|
+        p = File.join(dir, name)
+        File.directory?(p) ? [p, *tree(p, seen)] : [p]
       end
-      (up.(File.expand_path(path)) + up.(real)).uniq
+    rescue SystemCallError
+      []
+    end
+
+    # path and every name the kernel looks up on the way to it, the file first: each directory as
+    # written and, for each symlink on the way, every directory its target leads through (so a symlink
+    # held in a directory someone else may change is seen, not only where it finally points).
+    def chain(path)
+      seen = ["/"]
+      todo = (path.start_with?("/") ? path : File.join(Dir.pwd, path)).split("/").reject(&:empty?)
+      cur = "/"
+      hops = 0
+      until todo.empty?
+        part = todo.shift
+        next if part == "."
+        next cur = File.dirname(cur) if part == ".."
+
+        nxt = File.join(cur, part)
+        seen << nxt
+        if File.symlink?(nxt) && (hops += 1) <= 40
+          link = File.readlink(nxt)
+          cur = "/" if link.start_with?("/")
+          todo = link.split("/").reject(&:empty?) + todo
+        else
+          cur = nxt
+        end
+      end
+      seen.uniq.reverse
+    rescue SystemCallError
+      [path]
     end
 
     # One line when root is not the only one who can change path (a symlink's own owner and mode do not matter).
