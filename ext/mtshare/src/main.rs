@@ -200,6 +200,11 @@ struct Keygen {
     /// Add a new first key to an existing file, keeping the older keys for running shares
     #[arg(long)]
     rotate: bool,
+    /// Keep only the newest key of an existing file and drop the older ones. Use it after --rotate (to
+    /// cut off a former member who kept a copy of the key), once every share sealed with the old key
+    /// has ended: a running share sealed with a dropped key stops opening
+    #[arg(long, conflicts_with = "rotate")]
+    drop_old: bool,
     #[command(flatten)]
     keys: KeyOpts,
 }
@@ -522,6 +527,15 @@ fn keygen(k: Keygen) -> Result<(), Error> {
         Some(g) => KeyTarget::Group(g),
         None => KeyTarget::Site,
     };
+    if k.drop_old {
+        let (file, dropped) = k.keys.dir()?.drop_old(target)?;
+        println!(
+            "mtshare: kept key {} in {}; dropped {dropped} older key(s): shares sealed with them no longer open",
+            file.keys[0].id_hex(),
+            file.path.display()
+        );
+        return Ok(());
+    }
     let file = k.keys.dir()?.generate(target, k.rotate)?;
     let (who, mode) = match target {
         KeyTarget::Group(g) => (format!("{}:{g}", k.keys.key_owner), "0440"),

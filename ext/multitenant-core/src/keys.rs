@@ -262,6 +262,11 @@ impl KeyDir {
     /// Opens the file relative to the checked directory without following symlinks, checks type,
     /// owner, group and mode on that descriptor, and reads from the same descriptor.
     fn load(&self, target: KeyTarget) -> Result<KeyFile> {
+        self.load_text(target).map(|(file, _)| file)
+    }
+
+    /// [`KeyDir::load`], with the file's text.
+    fn load_text(&self, target: KeyTarget) -> Result<(KeyFile, String)> {
         let dir = self.open_dir()?;
         let path = self.file_path(target)?;
         let name = path.file_name().expect("key files have names").to_os_string();
@@ -307,7 +312,7 @@ impl KeyDir {
             .read_to_string(&mut text)
             .map_err(|e| Error::key_file(&path, format!("cannot read key file: {e}")))?;
         let keys = parse_keys(&text).map_err(|why| Error::key_file(&path, why))?;
-        Ok(KeyFile { path, keys })
+        Ok((KeyFile { path, keys }, text))
     }
 
     pub fn load_group(&self, group: &str) -> Result<KeyFile> {
@@ -353,19 +358,14 @@ impl KeyDir {
     /// file is never replaced.
     pub fn generate(&self, target: KeyTarget, rotate: bool) -> Result<KeyFile> {
         let path = self.file_path(target)?;
-        let (gid, mode, what) = match target {
-            KeyTarget::Group(g) => (lookup_gid(g)?, 0o440, format!("group key for {g:?}")),
-            KeyTarget::Site => (0, 0o444, "site-wide key (readable by every user: obfuscation only)".to_string()),
-        };
+        let (gid, mode) = file_group_and_mode(target)?;
         if !self.path.exists() {
             fs::create_dir_all(&self.path)
                 .map_err(|e| Error::key_file(&self.path, format!("cannot create key directory: {e}")))?;
             fs::set_permissions(&self.path, Permissions::from_mode(0o755))
                 .map_err(|e| Error::key_file(&self.path, e.to_string()))?;
         }
-        // One writer at a time: two concurrent rotations must not lose a key.
-        let _lock = Flock::lock(self.open_dir()?, FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::key_file(&self.path, format!("cannot lock key directory: {e}")))?;
+        let _lock = self.lock()?;
         let mut keys = vec![Key::generate()?];
         let exists = self.file_exists(target)?;
         match (exists, rotate) {
@@ -378,16 +378,79 @@ impl KeyDir {
             (true, true) => keys.extend(self.load(target)?.keys),
             (false, _) => {}
         }
-        let text = format!(
-            "# multitenant {what}\n# The first key seals new shares; every key opens. Rotate with --rotate; delete old lines once no running share uses them.\n{}\n",
-            keys.iter().map(Key::to_line).collect::<Vec<_>>().join("\n")
-        );
-        let mut rnd = [0u8; 6];
-        getrandom::fill(&mut rnd).map_err(|e| Error::Io(e.to_string()))?;
-        let tmp = self.path.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), hex(&rnd)));
-        write_key_file(&tmp, &path, text.as_bytes(), self.owner, gid, mode, exists)?;
+        let text = format!("{}{}\n", header(target), keys.iter().map(Key::to_line).collect::<Vec<_>>().join("\n"));
+        write_key_file(&self.temp_path(&path)?, &path, text.as_bytes(), self.owner, gid, mode, exists)?;
         Ok(KeyFile { path, keys })
     }
+
+    /// Keeps only the first (newest) key of an existing key file and returns the file and how many
+    /// older keys were dropped. Shares sealed with a dropped key no longer open here: run it after a
+    /// rotation, once every share sealed with the old keys has ended. Written like [`KeyDir::generate`]
+    /// (under the same lock, atomically, with the final owner, group and mode); the comment lines
+    /// above the first key are kept.
+    pub fn drop_old(&self, target: KeyTarget) -> Result<(KeyFile, usize)> {
+        let path = self.file_path(target)?;
+        let (gid, mode) = file_group_and_mode(target)?;
+        let _lock = self.lock()?;
+        if !self.file_exists(target)? {
+            let create = match target {
+                KeyTarget::Group(g) => format!("mtshare keygen --group {g}"),
+                KeyTarget::Site => "mtshare keygen --site".into(),
+            };
+            return Err(Error::key_file(
+                &path,
+                format!("does not exist, so there are no old keys to drop (create it with `{create}`)"),
+            ));
+        }
+        let (file, text) = self.load_text(target)?;
+        if file.keys.len() == 1 {
+            return Err(Error::Invalid(format!("nothing to drop: {} holds one key", path.display())));
+        }
+        let dropped = file.keys.len() - 1;
+        let kept = file.keys[0].clone();
+        let comments: String = text
+            .lines()
+            .take_while(|l| l.trim().is_empty() || l.trim().starts_with('#'))
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let head = if comments.is_empty() { header(target) } else { comments };
+        let text = format!("{head}{}\n", kept.to_line());
+        write_key_file(&self.temp_path(&path)?, &path, text.as_bytes(), self.owner, gid, mode, true)?;
+        Ok((KeyFile { path, keys: vec![kept] }, dropped))
+    }
+
+    /// One writer at a time: two concurrent rotations (or a rotation and a drop) must not lose a key.
+    fn lock(&self) -> Result<Flock<File>> {
+        Flock::lock(self.open_dir()?, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::key_file(&self.path, format!("cannot lock key directory: {e}")))
+    }
+
+    /// A fresh, unguessable temp file name next to `path`.
+    fn temp_path(&self, path: &Path) -> Result<PathBuf> {
+        let mut rnd = [0u8; 6];
+        getrandom::fill(&mut rnd).map_err(|e| Error::Io(e.to_string()))?;
+        Ok(self.path.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), hex(&rnd))))
+    }
+}
+
+/// The group a key file belongs to and its mode.
+fn file_group_and_mode(target: KeyTarget) -> Result<(u32, u32)> {
+    Ok(match target {
+        KeyTarget::Group(g) => (lookup_gid(g)?, 0o440),
+        KeyTarget::Site => (0, 0o444),
+    })
+}
+
+/// The comment lines a new key file starts with.
+fn header(target: KeyTarget) -> String {
+    let what = match target {
+        KeyTarget::Group(g) => format!("group key for {g:?}"),
+        KeyTarget::Site => "site-wide key (readable by every user: obfuscation only)".to_string(),
+    };
+    format!(
+        "# multitenant {what}\n# The first key seals new shares; every key opens. Rotate with --rotate; once no running share uses the old keys, drop them with --drop-old.\n"
+    )
 }
 
 /// Creates `tmp` (never an existing file), gives it its owner and mode, then links it into place:

@@ -1,4 +1,4 @@
-//! Key files on the real filesystem: generation, rotation and every permission check.
+//! Key files on the real filesystem: generation, rotation, dropping old keys and every permission check.
 
 mod common;
 
@@ -165,4 +165,133 @@ fn unknown_groups_are_refused_before_any_file_is_written() {
     assert_eq!(e.to_string(), "no such group \"no-such-group-xyz\" on this host");
     assert!(!f.dir.path().exists());
     assert_eq!(f.dir.generate(KeyTarget::Group("../etc"), false).unwrap_err().kind(), "invalid");
+}
+
+#[test]
+fn drop_old_keeps_only_the_newest_key_and_old_shares_stop_opening() {
+    let f = fixture();
+    let target = KeyTarget::Group(&f.group);
+    let old = f.dir.generate(target, false).unwrap().keys[0].clone();
+    let old_share = seal(&ollama(), &old, "mt", &f.group, JOB).unwrap();
+    f.dir.generate(target, true).unwrap();
+    let rotated = f.dir.generate(target, true).unwrap();
+    assert_eq!(rotated.keys.len(), 3);
+    let newest = rotated.keys[0].clone();
+    let new_share = seal(&ollama(), &newest, "mt", &f.group, JOB).unwrap();
+    open(&old_share, JOB, &f.dir.opening_keys(&f.group).unwrap()).unwrap();
+
+    let (kept, dropped) = f.dir.drop_old(target).unwrap();
+    assert_eq!(dropped, 2);
+    assert_eq!(kept.path, rotated.path);
+    assert_eq!(kept.keys, vec![newest.clone()]);
+    assert_eq!(f.dir.load_group(&f.group).unwrap().keys, kept.keys);
+    assert_eq!(f.dir.sealing_key(&f.group, false).unwrap().0, newest);
+    let meta = fs::metadata(&kept.path).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o440);
+    assert_eq!((meta.uid(), meta.gid()), (Uid::effective().as_raw(), Gid::effective().as_raw()));
+    let text = fs::read_to_string(&kept.path).unwrap();
+    assert!(text.starts_with(&format!("# multitenant group key for {:?}\n# The first key seals", f.group)), "{text}");
+    assert!(text.ends_with(&format!("\n{}\n", newest.to_line())), "{text}");
+    let names: Vec<_> = fs::read_dir(f.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "no temp file is left behind: {names:?}");
+
+    let keys = f.dir.opening_keys(&f.group).unwrap();
+    assert_eq!(open(&old_share, JOB, &keys).unwrap_err().kind(), "unknown_key", "a share sealed with a dropped key");
+    open(&new_share, JOB, &keys).unwrap();
+    // Someone who kept a copy of the old key cannot open what the newest key seals.
+    assert_eq!(open(&new_share, JOB, std::slice::from_ref(&old)).unwrap_err().kind(), "unknown_key");
+}
+
+#[test]
+fn drop_old_refuses_a_missing_file_a_single_key_and_an_unsafe_file() {
+    let f = fixture();
+    let target = KeyTarget::Group(&f.group);
+    fs::create_dir(f.dir.path()).unwrap();
+    let e = f.dir.drop_old(target).unwrap_err();
+    assert_eq!(e.kind(), "key_file");
+    let path = f.dir.file_path(target).unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: does not exist, so there are no old keys to drop (create it with `mtshare keygen --group {}`)",
+            path.display(),
+            f.group
+        )
+    );
+    assert!(!path.exists());
+
+    f.dir.generate(target, false).unwrap();
+    let before = fs::read(&path).unwrap();
+    let e = f.dir.drop_old(target).unwrap_err();
+    assert_eq!((e.kind(), e.to_string()), ("invalid", format!("nothing to drop: {} holds one key", path.display())));
+    assert_eq!(fs::read(&path).unwrap(), before);
+
+    f.dir.generate(target, true).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
+    let before = fs::read(&path).unwrap();
+    let e = f.dir.drop_old(target).unwrap_err().to_string();
+    assert!(e.ends_with(&format!("is world-readable: chmod 0440 {}", path.display())), "{e}");
+    assert_eq!(fs::read(&path).unwrap(), before, "an unsafe file is left for the admin to fix");
+    assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o444);
+
+    assert_eq!(f.dir.drop_old(KeyTarget::Group("../etc")).unwrap_err().kind(), "invalid");
+    let e = f.dir.drop_old(KeyTarget::Group("no-such-group-xyz")).unwrap_err();
+    assert_eq!(e.to_string(), "no such group \"no-such-group-xyz\" on this host");
+}
+
+#[test]
+fn drop_old_keeps_the_admins_header_comments_and_works_on_the_site_key() {
+    let f = fixture();
+    let target = KeyTarget::Group(&f.group);
+    let path = f.dir.generate(target, false).unwrap().path;
+    let (new, old) = (Key::generate().unwrap(), Key::generate().unwrap());
+    let text = format!(
+        "# multitenant group key for class101\n# rotated 2025-01-10: bob left\n\n{}\n# the key before\n{}\n",
+        new.to_line(),
+        old.to_line()
+    );
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o440)).unwrap();
+    let (kept, dropped) = f.dir.drop_old(target).unwrap();
+    assert_eq!((kept.keys, dropped), (vec![new.clone()], 1));
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        format!("# multitenant group key for class101\n# rotated 2025-01-10: bob left\n{}\n", new.to_line())
+    );
+
+    let site = f.dir.generate(KeyTarget::Site, false).unwrap();
+    let rotated = f.dir.generate(KeyTarget::Site, true).unwrap();
+    let (kept, dropped) = f.dir.drop_old(KeyTarget::Site).unwrap();
+    assert_eq!((kept.keys, dropped), (vec![rotated.keys[0].clone()], 1));
+    assert_ne!(rotated.keys[0], site.keys[0]);
+    assert_eq!(fs::metadata(&site.path).unwrap().mode() & 0o7777, 0o444);
+    assert_eq!(f.dir.load_site().unwrap().unwrap().keys, vec![rotated.keys[0].clone()]);
+}
+
+#[test]
+fn drop_old_waits_for_the_key_directory_lock_that_generate_takes() {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let f = fixture();
+    let target = KeyTarget::Group(&f.group);
+    f.dir.generate(target, false).unwrap();
+    f.dir.generate(target, true).unwrap();
+    let held = Flock::lock(fs::File::open(f.dir.path()).unwrap(), FlockArg::LockExclusive).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (dir, group) = (f.dir.clone(), f.group.clone());
+    let worker = std::thread::spawn(move || {
+        tx.send(dir.drop_old(KeyTarget::Group(&group)).map(|(_, n)| n)).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "drop_old must wait while another writer holds the lock"
+    );
+    assert_eq!(f.dir.load_group(&f.group).unwrap().keys.len(), 2);
+    drop(held);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap(), 1);
+    worker.join().unwrap();
+    assert_eq!(f.dir.load_group(&f.group).unwrap().keys.len(), 1);
 }

@@ -37,6 +37,12 @@ impl KeyDir {
         self.0.generate(target(&group), rotate).rb().map(|f| f.path.display().to_string())
     }
 
+    /// Keeps only the newest key of an existing file: `[path, kept key, how many older keys were dropped]`.
+    fn drop_old(&self, group: Option<String>) -> Result<(String, Key, usize), Error> {
+        let (mut file, dropped) = self.0.drop_old(target(&group)).rb()?;
+        Ok((file.path.display().to_string(), Key(file.keys.swap_remove(0)), dropped))
+    }
+
     fn file_path(&self, group: Option<String>) -> Result<String, Error> {
         self.0.file_path(target(&group)).rb().map(|p| p.display().to_string())
     }
@@ -49,6 +55,7 @@ pub fn init(ruby: &Ruby, module: RModule) -> Result<(), Error> {
     class.define_method("_sealing_key", method!(KeyDir::sealing_key, 2))?;
     class.define_method("opening_keys", method!(KeyDir::opening_keys, 1))?;
     class.define_method("_generate", method!(KeyDir::generate, 2))?;
+    class.define_method("_drop_old", method!(KeyDir::drop_old, 1))?;
     class.define_method("_file_path", method!(KeyDir::file_path, 1))?;
     Ok(())
 }
