@@ -43,7 +43,9 @@ pub use upstream::Upstream;
 pub struct Config {
     /// Address to listen on: the port the share publishes, e.g. `0.0.0.0:8080` (port 0: any free port).
     pub listen: SocketAddr,
-    /// The real service, normally on loopback or a Unix socket.
+    /// The real service, normally on loopback or a Unix socket. On this node it must be run by the
+    /// gate's own user: a server another user started there (having taken the port first) is never
+    /// sent a request, and the client gets `502`.
     pub upstream: Upstream,
     /// The share's key.
     pub key: Key,

@@ -97,9 +97,14 @@ impl tower_service::Service<Uri> for Connector {
                     Upstream::Tcp(addr) => {
                         let s = TcpStream::connect(addr.as_str()).await?;
                         s.set_nodelay(true)?;
+                        check_tcp_owner(&s)?;
                         Ok(Stream::Tcp(s))
                     }
-                    Upstream::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+                    Upstream::Unix(path) => {
+                        let s = UnixStream::connect(path).await?;
+                        check_owner(s.peer_cred()?.uid(), || format!("unix:{}", path.display()))?;
+                        Ok(Stream::Unix(s))
+                    }
                 }
             };
             match tokio::time::timeout(CONNECT_TIMEOUT, dial).await {
@@ -108,6 +113,68 @@ impl tower_service::Service<Uri> for Connector {
             }
         })
     }
+}
+
+/// The service must be this user's own: any user on the node may listen on a loopback port or make a
+/// socket first (the gate's command line names the port), and members' requests, cookies and bodies
+/// must never reach their server.
+fn check_owner(uid: u32, shown: impl FnOnce() -> String) -> io::Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    if uid == me {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("the server at {} is run by uid {uid}, not by this gate's user (uid {me}): not forwarded", shown()),
+    ))
+}
+
+/// For an upstream on this node (a loopback address), who owns the server's end of the connection, as
+/// /proc/net/tcp and tcp6 list it (an accepted socket keeps its listener's owner). Other addresses are
+/// other machines: nothing to check there.
+fn check_tcp_owner(s: &TcpStream) -> io::Result<()> {
+    let (server, client) = (s.peer_addr()?, s.local_addr()?);
+    if !server.ip().is_loopback() && server.ip().to_canonical() != client.ip().to_canonical() {
+        return Ok(());
+    }
+    match tcp_owner(server, client) {
+        Some(uid) => check_owner(uid, || server.to_string()),
+        None => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("cannot tell who runs the server at {server} (/proc/net/tcp): not forwarded"),
+        )),
+    }
+}
+
+/// The uid of the socket whose local end is `server` and remote end `client`, from /proc/net/tcp (IPv4)
+/// or /proc/net/tcp6 (IPv6, and IPv4 accepted by a dual-stack listener as `::ffff:a.b.c.d`).
+fn tcp_owner(server: std::net::SocketAddr, client: std::net::SocketAddr) -> Option<u32> {
+    use std::net::IpAddr;
+    fn hex(ip: IpAddr, port: u16) -> String {
+        let words: Vec<String> = match ip {
+            IpAddr::V4(v4) => vec![format!("{:08X}", u32::from_ne_bytes(v4.octets()))],
+            IpAddr::V6(v6) => {
+                v6.octets().chunks(4).map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))).collect()
+            }
+        };
+        format!("{}:{port:04X}", words.concat())
+    }
+    let v6 = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
+    };
+    let mut tables = Vec::new();
+    if let (IpAddr::V4(_), IpAddr::V4(_)) = (server.ip(), client.ip()) {
+        tables.push(("/proc/net/tcp", hex(server.ip(), server.port()), hex(client.ip(), client.port())));
+    }
+    tables.push(("/proc/net/tcp6", hex(v6(server.ip()), server.port()), hex(v6(client.ip()), client.port())));
+    tables.into_iter().find_map(|(table, local, remote)| {
+        let text = std::fs::read_to_string(table).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 7 && f[1] == local && f[2] == remote).then(|| f[7].parse().ok()).flatten()
+        })
+    })
 }
 
 /// A connection to the upstream.
