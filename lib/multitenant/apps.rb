@@ -187,8 +187,9 @@ module MultiTenant
     def shell_functions = SHELL_FUNCTIONS
 
     # `mtshare gate …` for script.sh: the published port on every interface, forwarding to the service
-    # on loopback; the key comes from MULTITENANT_GATE_KEY in the job's environment (before.sh).
-    def gate = %(#{Shellwords.escape(publisher)} gate --listen "0.0.0.0:${port}" --upstream "127.0.0.1:${inner_port}")
+    # at $mt_upstream (127.0.0.1:<port>, or unix:<socket>); the key comes from MULTITENANT_GATE_KEY in
+    # the job's environment (before.sh).
+    def gate = %(#{Shellwords.escape(publisher)} gate --listen "0.0.0.0:${port}" --upstream "${mt_upstream}")
 
     # What a client app's job needs to use the LLM the member chose in its form (the select's value is
     # the share's ollama_url, as MultiTenant.llm_options lists them): {url:, key:}, url "" unless it is

@@ -138,7 +138,7 @@ module MultiTenant
 
     # A share behind the service gate (`mtshare gate`) carries its key as api_key: the gate lets in a
     # request with `Authorization: Bearer <key>`, or a browser that logged in once with it.
-    def gate?(c) = c["api_key"].to_s.match?(/\A[A-Za-z0-9_-]{16,512}\z/)
+    def gate?(c) = c["api_key"].to_s.match?(/\A[A-Za-z0-9_-]{32,512}\z/)
 
     def key_row(key) = ["API key", "<details><summary>Show</summary><code>#{h(key)}</code></details>"]
 

@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "etc"
 require "net/http"
 require "ostruct"
 require "securerandom"
@@ -275,7 +276,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     res = login.call(key)
     expect([res.code, res["Location"]]).to eq(["303", "./"])
     set_cookie = res["Set-Cookie"]
-    expect(set_cookie).to match(/\Amultitenant_gate=[^;\s]+; /)
+    expect(set_cookie).to match(/\Amultitenant_gate_\h{8}=[^;\s]+; /)
     expect(set_cookie).to include("HttpOnly")
     expect(set_cookie).not_to match(/path=/i)
     expect(set_cookie).not_to include(key)
@@ -307,6 +308,21 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     socket, head = ws_open(url, nil)
     expect(head).to start_with("HTTP/1.1 401")
     socket.close
+  end
+
+  it "the dashboard app's Unix-socket choice: the command serves on $socket in a private directory, and members reach it only through the gate" do
+    app = DASHBOARD.merge("app_listen" => "unix", "app_command" => "exec python3 #{ROOT}/spec/fixtures/gate-upstream \"$socket\" /nonexistent")
+    id = launch("multitenant-dashboard", app)
+    conn = discover_as("mtmember")["specs"].fetch(id)["connection"]
+    expect(gate_get(conn["url"], key: conn["api_key"]).body).to eq("hello from mtowner's dashboard")
+    expect(gate_get(conn["url"]).code).to eq("401")
+    owner = Etc.getpwnam("mtowner").uid
+    sock = Dir["/tmp/mtweb.*/http.sock"].select { |p| File.stat(p).uid == owner }.max_by { |p| File.mtime(p) }
+    expect(sock).not_to be_nil
+    expect(File.stat(File.dirname(sock)).mode & 0o777).to eq(0o700)
+    _, err, status = run_as("mtoutsider", "python3", "-c", "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])", sock)
+    expect(status).not_to be_success
+    expect(err).to include("Permission denied")
   end
 
   DB = { "mt_group" => "mtclass", "db_engine" => "postgresql", "db_name" => "msba",

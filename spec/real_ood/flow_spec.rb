@@ -18,7 +18,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
   end
 
   def launch_board(owner, title: TITLE)
-    launch(owner, "multitenant-dashboard", share_fields("app_title" => title, "app_command" => "python3 -m http.server $port"))
+    launch(owner, "multitenant-dashboard", share_fields("app_title" => title, "app_command" => "python3 -m http.server --bind 127.0.0.1 $port"))
   end
 
   def status_of(card) = card[/\b(Running|Starting|Queued|Completed|Undetermined)\b/, 1]
@@ -71,9 +71,17 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         card = by_job.fetch(board["job_id"])
         expect(card).to include("mtowner: Lab &lt;b&gt;dash&lt;/b&gt; &amp; &quot;co&quot; &#39;x&#39;")
         expect(card).not_to include("<b>dash</b>")
-        url = card[%r{<a href="(http://[^"]+)"}, 1]
-        expect(url).to match(%r{\Ahttp://[^/]+:\d+/\z})
-        expect(Net::HTTP.get_response(URI(url)).code).to eq("200")
+        # Behind the gate: the real card's Open is a form that posts the share's key once to the gate's
+        # login (MULTITENANT_NODE_PROXY=direct here); the browser then holds an HttpOnly cookie.
+        action = CGI.unescapeHTML(card[%r{<form method="post" action="([^"]+)"}, 1].to_s)
+        key = card[/name="multitenant_key" value="(\h{32})"/, 1]
+        expect(action).to match(%r{\Ahttp://[^/]+:\d+/\?multitenant-login\z})
+        expect(key).not_to be_nil
+        url = action.delete_suffix("?multitenant-login")
+        expect(Net::HTTP.get_response(URI(url)).code).to eq("401")
+        login = Net::HTTP.post_form(URI(action), "multitenant_key" => key)
+        expect([login.code, login["Location"], login["Set-Cookie"]]).to match(["303", "./", /\Amultitenant_gate_\h{8}=\w+; HttpOnly/])
+        expect(Net::HTTP.get_response(URI(url), { "Cookie" => login["Set-Cookie"].split(";").first }).code).to eq("200")
 
         text = by_job.fetch(content["job_id"])
         expect(text).to include("mtowner: Reading list")
@@ -81,10 +89,15 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         expect(text).not_to include("<script>alert(1)</script>")
 
         llm_card = by_job.fetch(llm["job_id"])
-        ollama = llm_card[%r{<a href="(http://[^"]+)"}, 1]
+        ollama = llm_card[%r{<th>Ollama URL</th><td><a href="(http://[^"]+)"}, 1]
+        llm_key = llm_card[%r{<th>API key</th><td><details><summary>Show</summary><code>(\h{32})</code>}, 1]
+        expect(llm_card).to include("<th>OpenAI base URL</th><td><a href=\"#{ollama}/v1\"")
         expect(llm_card).to include("<td>tiny:1b&lt;i&gt;&quot;&amp;&#39;&lt;/i&gt;</td>")
         expect(llm_card).not_to include("<i>")
-        expect(JSON.parse(Net::HTTP.get(URI("#{ollama}/api/tags")))["models"].map { |m| m["name"] }).to eq([MODEL])
+        tags = URI("#{ollama}/api/tags")
+        expect(Net::HTTP.get_response(tags).code).to eq("401")
+        listed = Net::HTTP.get_response(tags, { "Authorization" => "Bearer #{llm_key}" })
+        expect(JSON.parse(listed.body)["models"].map { |m| m["name"] }).to eq([MODEL])
 
         outsider = dashboard(version, "mtoutsider", env: NO_REFRESH).start
         expect(outsider.cards).to eq({})
@@ -110,7 +123,8 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         # The job script OOD rendered runs as the member; its output is the session's output.log.
         log = File.join(home("mtmember"), "ondemand/data/sys/dashboard/batch_connect/sys/multitenant-jupyter/output", job["id"], "output.log")
         text = poll("the Jupyter job to report its LLM", timeout: 60) { File.file?(log) && File.read(log)[/^Using the shared LLM at .*$/] }
-        expect(text).to eq("Using the shared LLM at #{url}")
+        # The form's select gives the URL; the rendered job script also carries the share's key (in its environment).
+        expect(text).to eq("Using the shared LLM at #{url}, with its share's key")
       end
 
       it "Delete on a delivered card dismisses it, the job keeps running (also for a Slurm operator), and it stays dismissed across starts" do

@@ -8,8 +8,11 @@ use subtle::ConstantTimeEq;
 
 use crate::Key;
 
-/// Name of the cookie the gate sets after a login, and takes out of forwarded requests.
-pub const COOKIE_NAME: &str = "multitenant_gate";
+/// Start of the name of every gate's cookie: `multitenant_gate_<8 hex digits of a digest of the key>`,
+/// one name per share, since browsers send a host's cookies to all its ports (RFC 6265 §8.5) and two
+/// shares on one node must not overwrite each other's. Every cookie so named is taken out of forwarded
+/// requests (another share's too) and out of the service's own `Set-Cookie` answers.
+pub const COOKIE_PREFIX: &str = "multitenant_gate";
 /// The query that marks a login request: `POST <path ending in />?multitenant-login`.
 pub const LOGIN_QUERY: &str = "multitenant-login";
 /// Form field of the login request that holds the key.
@@ -18,6 +21,7 @@ pub const LOGIN_FIELD: &str = "multitenant_key";
 /// The credentials one gate accepts, derived once from its key.
 pub(crate) struct Auth {
     key_digest: [u8; 32],
+    cookie_name: String,
     cookie: String,
 }
 
@@ -45,7 +49,13 @@ impl Auth {
         // The cookie is a digest of the key, so a stolen cookie does not give away the key itself.
         let cookie =
             hex(&Sha256::new().chain_update(b"multitenant-gate cookie v1\0").chain_update(key.as_bytes()).finalize());
-        Auth { key_digest: key_digest(key.as_bytes()), cookie }
+        let name =
+            Sha256::new().chain_update(b"multitenant-gate cookie name v1\0").chain_update(key.as_bytes()).finalize();
+        Auth {
+            key_digest: key_digest(key.as_bytes()),
+            cookie_name: format!("{COOKIE_PREFIX}_{}", hex(&name[..4])),
+            cookie,
+        }
     }
 
     /// Whether `presented` is the key. Comparing digests keeps the time independent of where the two
@@ -62,7 +72,7 @@ impl Auth {
     /// directory of the login URL, which behind OOD's node proxy is `/rnode/<host>/<port>`.
     pub(crate) fn set_cookie(&self, secure: bool) -> HeaderValue {
         let secure = if secure { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!("{COOKIE_NAME}={}; HttpOnly; SameSite=Lax{secure}", self.cookie))
+        HeaderValue::from_str(&format!("{}={}; HttpOnly; SameSite=Lax{secure}", self.cookie_name, self.cookie))
             .expect("hex digest and fixed attributes are a valid header value")
     }
 
@@ -78,7 +88,7 @@ impl Auth {
         }
         for value in headers.get_all(COOKIE) {
             for (name, value) in cookie_pairs(value.as_bytes()) {
-                if name == COOKIE_NAME.as_bytes() {
+                if name == self.cookie_name.as_bytes() {
                     if self.is_cookie(value) {
                         return Verdict::Cookie;
                     }
@@ -127,7 +137,7 @@ impl Auth {
             let mut kept: Vec<u8> = Vec::new();
             for value in headers.get_all(COOKIE) {
                 for (name, value) in cookie_pairs(value.as_bytes()) {
-                    if name != COOKIE_NAME.as_bytes() {
+                    if !is_gate_cookie(name) {
                         if !kept.is_empty() {
                             kept.extend_from_slice(b"; ");
                         }
@@ -150,6 +160,12 @@ impl Auth {
     pub(crate) fn login_form_is_key(&self, body: &[u8]) -> bool {
         form_urlencoded::parse(body).any(|(name, value)| name == LOGIN_FIELD && self.is_key(value.as_bytes()))
     }
+}
+
+/// Whether a cookie name is a gate's (this share's or another's, or the unsuffixed name of earlier
+/// versions).
+pub(crate) fn is_gate_cookie(name: &[u8]) -> bool {
+    name.starts_with(COOKIE_PREFIX.as_bytes())
 }
 
 fn key_digest(key: &[u8]) -> [u8; 32] {
@@ -198,9 +214,11 @@ mod tests {
         assert_eq!(a.check(&headers(&[("authorization", "Bearer nope")])), Verdict::Wrong);
         assert_eq!(a.check(&headers(&[("authorization", "Digest x")])), Verdict::Missing);
         assert_eq!(a.check(&headers(&[])), Verdict::Missing);
-        let cookie = format!("a=1; {COOKIE_NAME}={}; b=2", a.cookie);
+        let cookie = format!("a=1; {}={}; b=2", a.cookie_name, a.cookie);
         assert_eq!(a.check(&headers(&[("cookie", &cookie)])), Verdict::Cookie);
-        assert_eq!(a.check(&headers(&[("cookie", &format!("{COOKIE_NAME}=abc"))])), Verdict::Wrong);
+        assert_eq!(a.check(&headers(&[("cookie", &format!("{}=abc", a.cookie_name))])), Verdict::Wrong);
+        // Another share's cookie is neither this one nor wrong: it is not this gate's to judge.
+        assert_eq!(a.check(&headers(&[("cookie", "multitenant_gate_00000000=abc")])), Verdict::Missing);
         assert_ne!(a.cookie, key);
     }
 
@@ -209,13 +227,16 @@ mod tests {
         let a = auth();
         let mut h = headers(&[
             ("authorization", "Bearer 0123456789abcdef0123456789abcdef"),
-            ("cookie", &format!("a=1; {COOKIE_NAME}={}", a.cookie)),
+            (
+                "cookie",
+                &format!("a=1; {}={}; multitenant_gate_0badcafe=x; multitenant_gate=y", a.cookie_name, a.cookie),
+            ),
             ("cookie", "b=2"),
         ]);
         a.strip(&mut h);
         assert!(h.get(AUTHORIZATION).is_none());
         assert_eq!(h.get(COOKIE).unwrap(), "a=1; b=2");
-        let mut h = headers(&[("authorization", "Token app"), ("cookie", &format!("{COOKIE_NAME}=x"))]);
+        let mut h = headers(&[("authorization", "Token app"), ("cookie", &format!("{}=x", a.cookie_name))]);
         a.strip(&mut h);
         assert_eq!(h.get(AUTHORIZATION).unwrap(), "Token app");
         assert!(h.get(COOKIE).is_none());
@@ -229,7 +250,7 @@ mod tests {
         assert!(!a.login_form_is_key(b""));
         assert_eq!(
             a.set_cookie(true).to_str().unwrap(),
-            format!("{COOKIE_NAME}={}; HttpOnly; SameSite=Lax; Secure", a.cookie)
+            format!("{}={}; HttpOnly; SameSite=Lax; Secure", a.cookie_name, a.cookie)
         );
     }
 }

@@ -31,7 +31,7 @@ use hyper::header::HeaderValue;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-pub use auth::{COOKIE_NAME, LOGIN_FIELD, LOGIN_QUERY};
+pub use auth::{COOKIE_PREFIX, LOGIN_FIELD, LOGIN_QUERY};
 pub use error::GateError;
 pub use key::Key;
 pub use server::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};

@@ -120,6 +120,7 @@ async fn forward(state: &State, conn: Arc<Conn>, mut req: Request<Incoming>) -> 
     let (mut parts, body) = response.into_parts();
     let protocol = parts.headers.get(UPGRADE).cloned();
     strip_hop_by_hop(&mut parts.headers);
+    strip_gate_set_cookies(&mut parts.headers);
     if let Some(upstream_side) = upstream_side {
         let (Some(client_side), Some(protocol)) = (client_side, protocol) else {
             return text(StatusCode::BAD_GATEWAY, "multitenant: the service switched protocols unasked\n");
@@ -130,6 +131,27 @@ async fn forward(state: &State, conn: Arc<Conn>, mut req: Request<Incoming>) -> 
         return Response::from_parts(parts, Either::Right(Full::default()));
     }
     Response::from_parts(parts, Either::Left(body))
+}
+
+/// Takes out of a service's answer every `Set-Cookie` that names a gate's cookie: a service (hostile, or
+/// merely unlucky in its naming) must not overwrite or expire the browser's login.
+fn strip_gate_set_cookies(headers: &mut HeaderMap) {
+    if !headers.contains_key(SET_COOKIE) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v.as_bytes().split(|&b| b == b'=').next().unwrap_or_default();
+            !crate::auth::is_gate_cookie(name.trim_ascii())
+        })
+        .cloned()
+        .collect();
+    headers.remove(SET_COOKIE);
+    for v in kept {
+        headers.append(SET_COOKIE, v);
+    }
 }
 
 /// `POST <path ending in />?multitenant-login` with `multitenant_key=<key>`: sets the gate's cookie
@@ -272,6 +294,19 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_service_cannot_set_a_gate_cookie() {
+        let mut h = HeaderMap::new();
+        for v in
+            ["theme=dark; Path=/", "multitenant_gate_0badcafe=x; Path=/", " multitenant_gate=y", "multitenant_gatex=z"]
+        {
+            h.append(SET_COOKIE, HeaderValue::from_static(v));
+        }
+        super::strip_gate_set_cookies(&mut h);
+        let left: Vec<_> = h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(left, ["theme=dark; Path=/"]);
+    }
+
     use super::*;
 
     #[test]
