@@ -35,7 +35,7 @@ abort(why) if why
 %w[mtowner mtmember].each { |u| wipe_dataroot(u) }
 owner = dashboard("4.2", "mtowner").start
 # Newest first on the sessions page: the LLM's card on top.
-launched = [launch(owner, "multitenant-dashboard", share_fields("app_title" => "Lab dashboard", "app_command" => "python3 -m http.server $port")),
+launched = [launch(owner, "multitenant-dashboard", share_fields("app_title" => "Lab dashboard", "app_command" => "python3 -m http.server --bind 127.0.0.1 $port")),
             launch(owner, "multitenant-llm", share_fields("ollama_model" => "gpt-oss:20b"))]
   .map { |rec| rec["job_id"] }.reverse
 launched.each { |id| wait_shared(id) }
