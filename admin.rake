@@ -21,8 +21,12 @@ module MultiTenantAdminErrors
 end
 Rake::Task.prepend(MultiTenantAdminErrors)
 
-desc "Create a group's key (GROUP=name), or the site-wide key (SITE=1); ROTATE=1 adds a new key to an existing file"
-task(:keygen) { say.(admin.().keygen(group: ENV["GROUP"], site: ENV["SITE"] == "1", rotate: ENV["ROTATE"] == "1")) }
+desc "Create a group's key (GROUP=name), or the site-wide key (SITE=1); ROTATE=1 adds a new key to an existing file; " \
+     "DROP_OLD=1 (after ROTATE=1, once the shares sealed with the old key have ended) keeps only the newest key"
+task(:keygen) do
+  say.(admin.().keygen(group: ENV["GROUP"], site: ENV["SITE"] == "1", rotate: ENV["ROTATE"] == "1",
+                       drop_old: ENV["DROP_OLD"] == "1"))
+end
 
 desc "Check Slurm, the keys and the OOD setup; each problem is one line with its fix"
 task :doctor do

@@ -21,6 +21,16 @@ module MultiTenant
       _generate(group, rotate)
     end
 
+    # Keeps only the newest key of an existing key file (group: nil for the site-wide key), written as
+    # generate writes. Shares sealed with a dropped key stop opening: use it after rotate, once they have
+    # ended. Returns { path:, kept: (the Key), dropped: (how many) }.
+    def drop_old(group: nil, site: false)
+      raise InputError, "give group: or site: true" if group.nil? == !site
+
+      path, kept, dropped = _drop_old(group)
+      { path: path, kept: kept, dropped: dropped }
+    end
+
     # The key new shares for the group are sealed with. allow_site: true falls back to the site-wide
     # key (readable by every user) when the group has no key file.
     def sealing_key(group, allow_site: false)
