@@ -55,4 +55,33 @@ RSpec.describe MultiTenant::Config do
         .to raise_error(MultiTenant::InputError, "MULTITENANT_LEGACY=#{v.inspect}: must be true or false (also yes/no, on/off, 1/0)")
     end
   end
+
+  describe "MULTITENANT_HOST_DOMAINS" do
+    rule = "each domain must be a DNS name: labels of letters, digits and '-' separated by '.' (cluster.example.edu)"
+
+    it "reads the cluster domains, lowercase, and passes them to the native discovery; not set, the resolver's" do
+      config = described_class.from_env("MULTITENANT_HOST_DOMAINS" => " Cluster.Example.EDU, ib.example.edu ,cluster.example.edu")
+      expect(config.host_domains).to eq(%w[cluster.example.edu ib.example.edu])
+      expect(config.native(dataroot: nil, per_cluster: false)["host_domains"]).to eq(%w[cluster.example.edu ib.example.edu])
+      expect(described_class.new(host_domains: ["a-1.example.edu"]).host_domains).to eq(["a-1.example.edu"])
+      # Not set (or blank): nil, and the native side reads /etc/resolv.conf's search and domain entries.
+      [{}, { "MULTITENANT_HOST_DOMAINS" => " " }].each do |env|
+        config = described_class.from_env(env)
+        expect(config.host_domains).to be_nil
+        expect(config.native(dataroot: nil, per_cluster: false)).to include("host_domains" => nil)
+      end
+    end
+
+    it "refuses what is not a DNS name with one line naming the variable" do
+      { "evil.example.com/x" => "evil.example.com/x", "a,,b" => "", "a.edu," => "", "a..b" => "a..b", ".a" => ".a",
+        "a." => "a.", "a_b.edu" => "a_b.edu", "a b.edu" => "a b.edu", "*.edu" => "*.edu", "é.edu" => "é.edu",
+        "#{"a" * 64}.edu" => "#{"a" * 64}.edu", "a.edu\nb.edu" => "a.edu\nb.edu" }.each do |value, bad|
+        expect { described_class.from_env("MULTITENANT_HOST_DOMAINS" => value) }
+          .to raise_error(MultiTenant::InputError, "MULTITENANT_HOST_DOMAINS=#{value.inspect}: #{rule}, not #{bad.inspect}")
+      end
+      expect { described_class.new(host_domains: []) }
+        .to raise_error(MultiTenant::InputError, "MULTITENANT_HOST_DOMAINS=[]: #{rule}, not []")
+      expect(described_class.new(host_domains: "#{"a" * 63}.edu").host_domains).to eq(["#{"a" * 63}.edu"])
+    end
+  end
 end

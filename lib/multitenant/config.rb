@@ -4,6 +4,10 @@ require "etc"
 
 module MultiTenant
   # Discovery settings. An OOD site sets them in /etc/ood/config/apps/dashboard/env.
+  #
+  # MULTITENANT_HOST_DOMAINS="cluster.example.edu,ib.example.edu" are the cluster's domains: a share's
+  # `host` must be one of its job's nodes, as Slurm names it or that name, "." and one of these
+  # (any case). Not set: the `search` and `domain` entries of /etc/resolv.conf, read once per process.
   class Config
     ENV_NAMES = {
       enabled: "MULTITENANT_ENABLED", key_dir: "MULTITENANT_KEY_DIR", key_owner: "MULTITENANT_KEY_OWNER",
@@ -11,14 +15,14 @@ module MultiTenant
       timeout: "MULTITENANT_TIMEOUT", clusters: "MULTITENANT_CLUSTERS", cards: "MULTITENANT_CARDS",
       bin_dir: "MULTITENANT_SLURM_BIN", deliveries: "MULTITENANT_DELIVERIES", clusters_dir: "OOD_CLUSTERS",
       ssh_port: "OOD_SSH_PORT", max_cards: "MULTITENANT_MAX_CARDS", max_cards_per_owner: "MULTITENANT_MAX_CARDS_PER_OWNER",
-      node_proxy: "MULTITENANT_NODE_PROXY"
+      node_proxy: "MULTITENANT_NODE_PROXY", host_domains: "MULTITENANT_HOST_DOMAINS"
     }.freeze
     DEFAULTS = {
       enabled: true, key_dir: "/etc/multitenant/keys", key_owner: "root", wckey: "multitenant",
       strategy: "squeue", legacy: false, timeout: 5.0, clusters: {}, cards: true, bin_dir: nil,
       deliveries: %w[sys/multitenant-delivery_default sys/multitenant-delivery_debug sys/multitenant-delivery_content],
       clusters_dir: "/etc/ood/config/clusters.d", ssh_port: "22", max_cards: 50, max_cards_per_owner: 10,
-      node_proxy: "rnode"
+      node_proxy: "rnode", host_domains: nil
     }.freeze
 
     # The on/off switches. LEGACY turns on an insecure decoder, ENABLED and CARDS decide what every
@@ -27,6 +31,10 @@ module MultiTenant
     SWITCH_WORDS = { "true" => true, "yes" => true, "on" => true, "1" => true,
                      "false" => false, "no" => false, "off" => false, "0" => false }.freeze
     SWITCH_RULE = "must be true or false (also yes/no, on/off, 1/0)"
+
+    # A cluster domain: a DNS name, labels of 1-63 ASCII letters, digits and '-' separated by '.'.
+    DOMAIN = /\A(?=[^\n]{1,253}\z)[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\z/
+    DOMAIN_RULE = "each domain must be a DNS name: labels of letters, digits and '-' separated by '.' (cluster.example.edu)"
 
     attr_reader(*DEFAULTS.keys)
 
@@ -37,6 +45,19 @@ module MultiTenant
 
       word = value.to_s.strip.downcase if value.is_a?(String) || value.is_a?(Integer)
       SWITCH_WORDS.fetch(word) { raise InputError, "#{ENV_NAMES.fetch(name)}=#{value.inspect}: #{SWITCH_RULE}" }
+    end
+
+    # The cluster domains, lowercase, from "a.edu,b.edu" or a list; nil or blank: nil (the resolver's).
+    # A value that is not a DNS name raises InputError naming the variable, the setting and the value.
+    def self.domains(value)
+      return nil if value.nil? || (value.is_a?(String) && value.strip.empty?)
+
+      list = value.is_a?(String) ? value.split(",", -1) : Array(value)
+      list = list.map { |d| d.to_s.strip }
+      bad = list.empty? ? value : list.find { |d| !d.match?(DOMAIN) }
+      raise InputError, "#{ENV_NAMES[:host_domains]}=#{value.inspect}: #{DOMAIN_RULE}, not #{bad.inspect}" unless bad.nil?
+
+      list.map(&:downcase).uniq
     end
 
     def initialize(**settings)
@@ -55,6 +76,8 @@ module MultiTenant
         raise InputError, "MULTITENANT_NODE_PROXY must be one of #{View::NODE_PROXIES.join(", ")}, not #{@node_proxy.inspect}"
       end
       raise InputError, "timeout must be a number of seconds between 0.1 and 300" unless @timeout.is_a?(Numeric) && @timeout.to_f.finite? && @timeout.to_f.between?(0.1, 300)
+
+      @host_domains = Config.domains(@host_domains)
     end
 
     # MULTITENANT_CLUSTERS="slurm_name=ood_id,other=ood2" maps Slurm cluster names to OOD cluster ids.
@@ -90,7 +113,7 @@ module MultiTenant
         "legacy" => legacy ? true : false, "timeout" => timeout.to_f, "bin_dir" => bin_dir&.to_s,
         "dataroot" => cards && dataroot ? dataroot.to_s : nil, "per_cluster" => per_cluster ? true : false,
         "cluster_map" => clusters.to_h { |k, v| [k.to_s, v.to_s] }, "deliveries" => deliveries.map(&:to_s), "now" => now,
-        "max_cards" => max_cards, "max_cards_per_owner" => max_cards_per_owner }
+        "max_cards" => max_cards, "max_cards_per_owner" => max_cards_per_owner, "host_domains" => host_domains }
     rescue ArgumentError => e
       raise InputError, "MULTITENANT_KEY_OWNER #{key_owner.inspect}: #{e.message}"
     end

@@ -168,17 +168,31 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     %w[squeue sacct].each { |s| expect(discover_as("mtmember", strategy: s)["specs"]).to eq({}) }
   end
 
-  it "refuses a share whose host is not a node of its job, in one line, with both strategies; the node's name with a domain is one" do
+  it "refuses a share whose host is not a node of its job, in one line, with both strategies; the node's name with a cluster domain is one" do
     away = submit_share(owner: "mtowner", app: "Elsewhere", args: ["--set", "host=node1", "--set", "port=22"])
     fqdn = submit_share(owner: "mtowner", app: "Here", args: ["--set", "host=#{node.upcase}.cluster.example.edu"])
+    # The node's name and a domain the publisher controls: OOD's shell button would go there.
+    evil = submit_share(owner: "mtowner", app: "Evil", args: ["--set", "host=#{node}.evil.example.com"])
     plain = submit_share(owner: "mtowner", app: "No_host", args: ["--set", "url=https://lab.example.edu/"])
     root = dataroot_for("mtmember")
+    domains = "cluster.example.edu"
     %w[squeue sacct].each do |strategy|
-      result = discover_as("mtmember", strategy: strategy, dataroot: root)
+      result = discover_as("mtmember", strategy: strategy, dataroot: root, env: { "MULTITENANT_HOST_DOMAINS" => domains })
       expect(result["specs"].keys).to contain_exactly(fqdn, plain)
-      expect(result["errors"]).to eq([%(job #{away} (mtowner): host "node1" is not a node of job #{away} (Slurm: #{node}))])
+      expect(result["errors"]).to contain_exactly(
+        %(job #{away} (mtowner): host "node1" is not a node of job #{away} (Slurm: #{node})),
+        %(job #{evil} (mtowner): host "#{node}.evil.example.com" is not a node of job #{evil} (Slurm: #{node}; domains: cluster.example.edu, from MULTITENANT_HOST_DOMAINS))
+      )
     end
     expect(Dir[File.join(root, "batch_connect/db/*")].size).to eq(2)
+    # Not set: the domains are /etc/resolv.conf's search and domain entries, and the refusal says so.
+    next if File.read("/etc/resolv.conf").match?(/^(search|domain)\s.*\bcluster\.example\.edu\.?(\s|$)/i)
+
+    result = discover_as("mtmember", dataroot: nil)
+    expect(result["specs"].keys).to contain_exactly(plain)
+    expect(result["errors"]).to include(
+      a_string_matching(%r{\Ajob #{fqdn} \(mtowner\): host "#{Regexp.escape(node.upcase)}\.cluster\.example\.edu" is not a node of job #{fqdn} \(Slurm: #{Regexp.escape(node)}; (no domains in|domains: .+, from) /etc/resolv\.conf; set MULTITENANT_HOST_DOMAINS\)\z})
+    )
   end
 
   it "reads a legacy name only when legacy decoding is enabled" do

@@ -212,7 +212,8 @@ module ClusterHelpers
     script = <<~RUBY
       require "multitenant"; require "json"
       config = MultiTenant::Config.new(key_dir: #{key_dir.inspect}, strategy: #{strategy.inspect}, legacy: #{legacy},
-                                       clusters: #{clusters.inspect}, clusters_dir: #{clusters_dir.inspect})
+                                       clusters: #{clusters.inspect}, clusters_dir: #{clusters_dir.inspect},
+                                       host_domains: ENV["MULTITENANT_HOST_DOMAINS"])
       specs = MultiTenant.discover#{strict ? "!" : ""}(dataroot: #{dataroot.inspect}, config: config, now: #{now.inspect})
       puts JSON.generate("specs" => specs, "errors" => MultiTenant.errors, "cards" => MultiTenant.cards,
                          "warnings" => MultiTenant.warnings)

@@ -321,6 +321,18 @@ fn main() {
         Err("malformed"),
     );
 
+    // A name with nothing that draws by itself (combining marks with no letter to sit on, and a space)
+    // shows as blank beside the owner's name. Refused at sealing, so only a hand-made seal carries one.
+    let blank = "{\"i\":\"s\",\"a\":\"\u{301}\u{301} \u{20DD}\",\"m\":\"card\",\"d\":\"sys/d\"}";
+    out.write(
+        "v2-blank-app",
+        "MUST reject as malformed: an app name of combining marks and a space (U+0301 U+0301 U+0020 U+20DD), with no letter, digit, punctuation or symbol, which draws as nothing (an app name must contain a visible letter, digit or symbol), under a valid MAC.",
+        &[&key],
+        JOB,
+        &raw(&[&[0u8][..], blank.as_bytes()].concat(), &key),
+        Err("malformed"),
+    );
+
     // Across versions, from the frozen v1 vector.
     let v1 = out.read("v1-ollama");
     let v1_key = Key::from_line(v1["keys"][0].as_str().unwrap()).unwrap();

@@ -12,7 +12,7 @@ use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
 use crate::envelope::{check_cluster, open, parse, Binding, Format, Share};
 use crate::error::{Error, Result};
-use crate::hostlist::HostList;
+use crate::hostlist::{Domains, HostList};
 use crate::keys::{Key, KeyDir};
 use crate::legacy::open_legacy;
 use crate::message::is_user_name;
@@ -273,6 +273,9 @@ pub struct Options {
     pub now: Option<u64>,
     /// The longest the whole run may take after the scheduler answered; jobs left are unknown.
     pub budget: Duration,
+    /// The site's cluster domains a share's `host` may add to a node's name: `MULTITENANT_HOST_DOMAINS`
+    /// ([`Domains::from_setting`]), else /etc/resolv.conf's ([`Domains::from_resolv_conf`]).
+    pub host_domains: Domains,
 }
 
 /// A share that opened for this viewer, with the job it came from.
@@ -361,18 +364,20 @@ fn quoted(value: &str, max: usize) -> String {
     }
 }
 
-/// A share's `host` must be one of the job's nodes (as Slurm names it, or that name and a domain):
-/// OOD's card turns `host` into a shell button, and the node proxy links go to it, so a publisher
-/// cannot aim members at another machine. A share without `host` has nothing to check.
-pub fn check_host(job: &Job, share: &Share) -> Result<()> {
+/// A share's `host` must be one of the job's nodes (as Slurm names it, or that name, "." and one of
+/// the site's cluster `domains`): OOD's card turns `host` into a shell button, and the node proxy links
+/// go to it, so a publisher cannot aim members at another machine. A share without `host` has nothing
+/// to check. The refusal names the domains, and where they came from, when the host has a dot.
+pub fn check_host(job: &Job, share: &Share, domains: &Domains) -> Result<()> {
     let Some(host) = share.message.connection.get("host") else { return Ok(()) };
     let nodes = HostList::parse(&job.nodes)
         .map_err(|why| Error::Invalid(format!("host {} cannot be checked: {why}", quoted(host, 64))))?;
-    if nodes.names_node(host) {
+    if nodes.names_node(host, domains) {
         return Ok(());
     }
+    let domains = if host.contains('.') { format!("; {}", domains.describe()) } else { String::new() };
     Err(Error::Invalid(format!(
-        "host {} is not a node of job {} (Slurm: {})",
+        "host {} is not a node of job {} (Slurm: {}{domains})",
         quoted(host, 64),
         job.id,
         cut(&job.nodes, 200)
@@ -530,7 +535,7 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
         match opened {
             Ok(share) if share.message.is_expired(now) => {}
             Ok(share) if !share.message.allows(&viewer.name, viewer.uid) => {}
-            Ok(share) => match check_host(&job, &share) {
+            Ok(share) => match check_host(&job, &share, &opts.host_domains) {
                 Ok(()) => d.found.push(Found { job, share }),
                 Err(e) => d.error(format!("job {} ({}): {e}", job.id, job.owner)),
             },

@@ -166,22 +166,135 @@ impl HostList {
     }
 
     /// Whether `host` (a connection value) names one of the list's nodes: a node's name exactly, or a
-    /// node's name followed by "." and a domain (`node01.cluster.example.edu`), ignoring ASCII case.
-    pub fn names_node(&self, host: &str) -> bool {
+    /// node's name followed by "." and one of the site's cluster `domains`
+    /// (`node01.cluster.example.edu`), ignoring ASCII case. A domain matches whole labels only:
+    /// `node01.xcluster.example.edu` is not node01 in `cluster.example.edu`, and any other domain
+    /// (`node01.evil.example.com`) names another machine.
+    pub fn names_node(&self, host: &str, domains: &Domains) -> bool {
         if host.is_empty() || host.len() > MAX_HOST_CHARS {
             return false;
         }
         if self.contains(host) {
             return true;
         }
-        host.match_indices('.').any(|(i, _)| i > 0 && is_domain(&host[i + 1..]) && self.contains(&host[..i]))
+        let host = host.to_ascii_lowercase();
+        domains
+            .names
+            .iter()
+            .any(|d| host.strip_suffix(d.as_str()).and_then(|n| n.strip_suffix('.')).is_some_and(|n| self.contains(n)))
     }
 }
 
-/// A DNS domain: dot-separated labels of letters, digits, '-' and '_', none empty.
-fn is_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+/// Where the cluster domains come from, as a refusal says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Setting,
+    ResolvConf,
+    /// /etc/resolv.conf could not be read: why.
+    Unreadable(String),
+}
+
+/// The site's cluster domains: the one thing a share's `host` may add to a node's name. They come
+/// from the setting `MULTITENANT_HOST_DOMAINS`, else from the `search` and `domain` entries of
+/// /etc/resolv.conf (read once per process). Held lowercase, each a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domains {
+    names: Vec<String>,
+    source: Source,
+}
+
+/// The resolver's configuration, where the domains come from when the setting is not given.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// What a domain must be, as a refusal says it (the Ruby settings say the same).
+pub const DOMAIN_RULE: &str =
+    "each domain must be a DNS name: labels of letters, digits and '-' separated by '.' (cluster.example.edu)";
+
+/// Whether `s` is a DNS name: dot-separated labels of 1 to 63 ASCII letters, digits and '-', at most
+/// 253 characters in all.
+pub fn is_domain_name(s: &str) -> bool {
+    (1..=MAX_HOST_CHARS).contains(&s.len())
+        && s.split('.')
+            .all(|l| (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+impl Domains {
+    /// The domains of `MULTITENANT_HOST_DOMAINS` (already split at commas, spaces around trimmed);
+    /// one that is not a DNS name is refused in one line naming the setting.
+    pub fn from_setting<S: AsRef<str>>(list: &[S]) -> crate::error::Result<Domains> {
+        let mut names: Vec<String> = Vec::new();
+        for d in list {
+            let d = d.as_ref().trim();
+            if !is_domain_name(d) {
+                let shown: String = d.chars().take(100).collect();
+                return Err(crate::error::Error::Invalid(format!(
+                    "MULTITENANT_HOST_DOMAINS: {DOMAIN_RULE}, not {shown:?}"
+                )));
+            }
+            let d = d.to_ascii_lowercase();
+            if !names.contains(&d) {
+                names.push(d);
+            }
+        }
+        Ok(Domains { names, source: Source::Setting })
+    }
+
+    /// The `search` and `domain` entries of a resolv.conf's text, in order, each once; an entry that is
+    /// not a DNS name (a search list's root ".") is skipped, a trailing "." dropped.
+    pub fn from_resolv_conf_text(text: &str) -> Domains {
+        let mut names: Vec<String> = Vec::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if !matches!(words.next(), Some("search" | "domain")) {
+                continue;
+            }
+            for w in words.take_while(|w| !w.starts_with(['#', ';'])) {
+                let w = w.strip_suffix('.').unwrap_or(w).to_ascii_lowercase();
+                if is_domain_name(&w) && !names.contains(&w) {
+                    names.push(w);
+                }
+            }
+        }
+        Domains { names, source: Source::ResolvConf }
+    }
+
+    /// The domains of /etc/resolv.conf, read the first time they are asked for in this process.
+    pub fn from_resolv_conf() -> Domains {
+        static READ: std::sync::OnceLock<Domains> = std::sync::OnceLock::new();
+        READ.get_or_init(|| match std::fs::read_to_string(RESOLV_CONF) {
+            Ok(text) => Domains::from_resolv_conf_text(&text),
+            Err(e) => Domains { names: Vec::new(), source: Source::Unreadable(e.to_string()) },
+        })
+        .clone()
+    }
+
+    /// The domains, lowercase.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// What a refusal says about them: the domains and where they came from, and the setting to
+    /// give when they came from the resolver
+    /// (`domains: cluster.example.edu, from /etc/resolv.conf; set MULTITENANT_HOST_DOMAINS`).
+    pub fn describe(&self) -> String {
+        let mut listed = self.names.join(", ");
+        if let Some((at, _)) = listed.char_indices().nth(200) {
+            listed = format!("{}…", &listed[..at]);
+        }
+        match (&self.source, self.names.is_empty()) {
+            (Source::Setting, true) => "no domains (MULTITENANT_HOST_DOMAINS)".into(),
+            (Source::Setting, false) => format!("domains: {listed}, from MULTITENANT_HOST_DOMAINS"),
+            (Source::ResolvConf, true) => {
+                format!("no domains in {RESOLV_CONF}; set MULTITENANT_HOST_DOMAINS")
+            }
+            (Source::ResolvConf, false) => {
+                format!("domains: {listed}, from {RESOLV_CONF}; set MULTITENANT_HOST_DOMAINS")
+            }
+            (Source::Unreadable(why), _) => {
+                format!("no domains: {RESOLV_CONF} cannot be read ({why}); set MULTITENANT_HOST_DOMAINS")
+            }
+        }
+    }
 }
 
 /// Whether `pieces` match all of `name`: the positions each piece can end at, piece by piece (no
@@ -285,30 +398,93 @@ mod tests {
         assert!(list("ünode1").contains("ünode1") && !list("ünode1").contains("Ünode1"));
     }
 
+    fn domains(list: &[&str]) -> Domains {
+        Domains::from_setting(list).unwrap()
+    }
+
     #[test]
-    fn a_host_may_add_a_domain_to_a_node_name() {
+    fn a_host_may_add_only_a_cluster_domain_to_a_node_name() {
         let l = list("node[01-02],a.b");
-        for host in ["node01", "node01.cluster.example.edu", "NODE02.Example", "a.b", "a.b.example.edu", "node02.x-y_z"]
-        {
-            assert!(l.names_node(host), "{host}");
+        let site = domains(&["cluster.example.edu", "IB.Example.edu"]);
+        for host in [
+            "node01",
+            "NODE02",
+            "node01.cluster.example.edu",
+            "NODE02.Cluster.EXAMPLE.edu",
+            "node01.ib.example.edu",
+            "a.b",
+            "a.b.cluster.example.edu",
+        ] {
+            assert!(l.names_node(host, &site), "{host}");
         }
         for host in [
+            // Any other domain is another machine, one the publisher may control.
+            "node01.evil.example.com",
+            "node01.cluster.example.edu.evil.example.com",
+            "node01.example.edu",
+            "node01.edu",
+            // Whole labels only.
+            "node01.xcluster.example.edu",
+            "node01-cluster.example.edu",
+            "node01cluster.example.edu",
+            "node01.sub.cluster.example.edu",
+            "node01.cluster.example.edu.",
             "node01.",
-            "node01..edu",
+            "node01..cluster.example.edu",
+            ".cluster.example.edu",
+            "cluster.example.edu",
             "node03.cluster.example.edu",
             "evil.example.com",
             "node01:22",
-            "node01.example.com/x",
-            "node01.exa mple",
+            "node01.cluster.example.edu/x",
+            "node01.cluster.example.edu:22",
             ".node01",
             "a",
-            "node01-evil.com",
             "xnode01",
             "",
         ] {
-            assert!(!l.names_node(host), "{host:?}");
+            assert!(!l.names_node(host, &site), "{host:?}");
         }
-        assert!(!l.names_node(&format!("node01.{}", "a".repeat(260))));
+        assert!(!l.names_node(&format!("node01.{}", "a".repeat(260)), &site));
+        // No domains: node names only.
+        let none = domains(&[]);
+        assert!(l.names_node("Node01", &none) && !l.names_node("node01.cluster.example.edu", &none));
+        // Only ASCII letters fold: U+212A KELVIN SIGN is not "k".
+        let k = domains(&["k.example.edu"]);
+        assert!(l.names_node("node01.K.example.edu", &k) && !l.names_node("node01.\u{212A}.example.edu", &k));
+    }
+
+    #[test]
+    fn domains_are_dns_names_from_the_setting_or_the_resolver() {
+        assert_eq!(
+            domains(&[" Cluster.Example.EDU ", "ib.example.edu", "cluster.example.edu"]).names(),
+            ["cluster.example.edu", "ib.example.edu"]
+        );
+        for bad in ["", " ", "a..b", ".a", "a.", "a_b.edu", "a b", "node01.evil/x", "é.edu", &"a".repeat(64), "*.edu"]
+        {
+            let e = Domains::from_setting(&[bad]).unwrap_err().to_string();
+            assert_eq!(e, format!("MULTITENANT_HOST_DOMAINS: {DOMAIN_RULE}, not {:?}", bad.trim()), "{bad:?}");
+        }
+        assert!(Domains::from_setting(&[&format!("{}.edu", "a".repeat(63))]).is_ok());
+        let conf = "# search commented.example.org\n; domain also.commented\nnameserver 10.0.0.1\n\
+                    search Cluster.Example.edu ib.example.edu. . bad_label.org\ndomain example.edu\n\
+                    options ndots:2\nsearchx not.this\nsearch cluster.example.edu # a comment\n";
+        let r = Domains::from_resolv_conf_text(conf);
+        assert_eq!(r.names(), ["cluster.example.edu", "ib.example.edu", "example.edu"]);
+        assert_eq!(
+            r.describe(),
+            "domains: cluster.example.edu, ib.example.edu, example.edu, from /etc/resolv.conf; set MULTITENANT_HOST_DOMAINS"
+        );
+        assert_eq!(
+            Domains::from_resolv_conf_text("nameserver 10.0.0.1\n").describe(),
+            "no domains in /etc/resolv.conf; set MULTITENANT_HOST_DOMAINS"
+        );
+        assert_eq!(
+            domains(&["cluster.example.edu"]).describe(),
+            "domains: cluster.example.edu, from MULTITENANT_HOST_DOMAINS"
+        );
+        // Read once: the same answer each time.
+        assert_eq!(Domains::from_resolv_conf(), Domains::from_resolv_conf());
     }
 
     #[test]
@@ -400,6 +576,7 @@ mod tests {
     #[test]
     fn membership_agrees_with_the_expanded_names() {
         let mut rng = Rng(20_261_130);
+        let site = domains(&["cluster.example.edu"]);
         for _ in 0..400 {
             let text = random_list(&mut rng);
             let Ok(l) = HostList::parse(&text) else { continue };
@@ -410,7 +587,8 @@ mod tests {
             let step = names.len() / 500 + 1;
             for n in names.iter().step_by(step) {
                 assert!(l.contains(n), "{text}: {n}");
-                assert!(l.names_node(&format!("{n}.cluster.example.edu")), "{text}: {n}");
+                assert!(l.names_node(&format!("{n}.CLUSTER.example.edu"), &site), "{text}: {n}");
+                assert!(!l.names_node(&format!("{n}.evil.example.com"), &site), "{text}: {n}");
                 assert!(l.contains(&n.to_uppercase()), "{text}: {n}");
             }
             // Near misses: one character more, one fewer, one changed, a digit added or dropped.

@@ -144,6 +144,8 @@ const INVISIBLE: &[(char, char)] = &[
     ('\u{3164}', '\u{3164}'),   // HANGUL FILLER
     ('\u{FE00}', '\u{FE0F}'),   // VARIATION SELECTOR-1 to -16
     ('\u{FFA0}', '\u{FFA0}'),   // HALFWIDTH HANGUL FILLER
+    ('\u{16FE4}', '\u{16FE4}'), // KHITAN SMALL SCRIPT FILLER
+    ('\u{1D159}', '\u{1D159}'), // MUSICAL SYMBOL NULL NOTEHEAD
     ('\u{E0100}', '\u{E01EF}'), // VARIATION SELECTOR-17 to -256
 ];
 
@@ -173,7 +175,8 @@ fn app_char_problem(c: char) -> Option<&'static str> {
 }
 
 /// An app name is shown to members beside its owner's name: it must be visible text that cannot hide,
-/// reorder or pose as anything around it. The error names the first character refused and its
+/// reorder or pose as anything around it, and at least one letter, digit, punctuation mark or symbol
+/// (not only combining marks and spaces). The error names the first character refused and its
 /// position (counted from 1), never the name itself.
 pub fn check_app(s: &str) -> Result<()> {
     if s.trim_matches(' ').is_empty() {
@@ -193,7 +196,18 @@ pub fn check_app(s: &str) -> Result<()> {
     if s.starts_with(' ') || s.ends_with(' ') {
         return Err(Error::Invalid("app name must not start or end with a space".into()));
     }
+    if !s.chars().any(is_visible) {
+        return Err(Error::Invalid("app name must contain a visible letter, digit or symbol".into()));
+    }
     Ok(())
+}
+
+/// Whether `c` draws something by itself: a letter, number, punctuation or symbol (General_Category
+/// L, N, P or S). Combining marks (Mn, Mc, Me) draw only on another character, and a space draws
+/// nothing: a name of those alone shows as blank.
+fn is_visible(c: char) -> bool {
+    use unicode_properties::{GeneralCategoryGroup as G, UnicodeGeneralCategory};
+    matches!(c.general_category_group(), G::Letter | G::Number | G::Punctuation | G::Symbol)
 }
 
 fn is_app_dir(s: &str) -> bool {
@@ -450,6 +464,12 @@ mod tests {
             "模型 API",
             "😀 bot",
             "e\u{301}",
+            "\u{301}x",
+            "-",
+            "+",
+            "€",
+            "٣",
+            "\u{0915}\u{093F}",
         ] {
             check_app(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
@@ -469,6 +489,19 @@ mod tests {
         assert_eq!(refused(""), "app name must not be empty or blank");
         assert_eq!(refused(&"x".repeat(129)), "app name must be at most 128 characters, got 129");
         check_app(&"é".repeat(128)).unwrap();
+        // Names that draw as nothing: combining marks (Mn, Mc, Me) with nothing to sit on, and spaces.
+        for blank in [
+            "\u{301}",
+            "\u{301}\u{301}\u{301}",
+            "\u{301} \u{20DD}",
+            "\u{20DD}",
+            "\u{0903}",
+            "\u{093F} \u{0903}",
+            "\u{1AB0}\u{1DFF}",
+            "\u{20E3}\u{20E3}",
+        ] {
+            assert_eq!(refused(blank), "app name must contain a visible letter, digit or symbol", "{blank:?}");
+        }
         // Every class the rule names, each as the one bad character of an otherwise good name.
         let bad = [
             '\u{7}',
@@ -517,6 +550,8 @@ mod tests {
             '\u{3164}',
             '\u{FFA0}',
             '\u{2800}',
+            '\u{16FE4}',
+            '\u{1D159}',
             '\u{034F}', // invisible letters
             '\u{FE00}',
             '\u{FE0F}',

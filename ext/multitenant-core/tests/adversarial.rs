@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use common::found;
 use multitenant_core::cards::{card_id, reconcile, CardOptions, DEFAULT_DELIVERIES};
 use multitenant_core::discover::{discover, running_jobs, Options, Strategy, Target, Unknown, Viewer};
+use multitenant_core::hostlist::Domains;
 use multitenant_core::{KeyDir, Scheduler};
 
 const OTHER: u32 = 65534;
@@ -77,6 +78,7 @@ fn options(strategy: Strategy, keys: &Path) -> Options {
         legacy: false,
         now: Some(1_700_000_000),
         budget: Duration::from_secs(5),
+        host_domains: Domains::from_setting(&["cluster.example.edu"]).unwrap(),
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::ollama;
 use multitenant_core::discover::{discover, Options, Strategy, Target, Viewer};
 use multitenant_core::envelope::seal_bytes;
+use multitenant_core::hostlist::Domains;
 use multitenant_core::{seal, Binding, KeyDir, KeyTarget, Message, Scheduler};
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -82,6 +83,7 @@ impl Fixture {
             legacy: false,
             now: None,
             budget: Duration::from_secs(10),
+            host_domains: Domains::from_setting(&["cluster.example.edu", "ib.example.edu"]).unwrap(),
         }
     }
 }
@@ -168,9 +170,14 @@ fn a_cluster_that_cannot_be_asked_is_unknown_and_the_others_still_count() {
 
 /// One share of `m` by job 6000 of the viewer, on a fake squeue whose job runs on `nodes`.
 fn discover_one(f: &Fixture, m: &Message, nodes: &str) -> multitenant_core::discover::Discovery {
+    discover_with(f, m, nodes, f.options())
+}
+
+/// The same, with these options.
+fn discover_with(f: &Fixture, m: &Message, nodes: &str, opts: Options) -> multitenant_core::discover::Discovery {
     let name = f.name_of(m, &f.group, "6000", &f.me, "mtcluster", 0);
     let sched = f.squeue_on(&[("6000".into(), f.me.clone(), "mtcluster", 0, name)], nodes);
-    discover(&target(sched), &Viewer::current().unwrap(), &f.options())
+    discover(&target(sched), &Viewer::current().unwrap(), &opts)
 }
 
 fn with_host(host: &str) -> Message {
@@ -186,17 +193,85 @@ fn a_share_whose_host_is_not_one_of_its_jobs_nodes_is_refused() {
     assert!(d.found.is_empty());
     assert_eq!(
         d.errors,
-        [format!("job 6000 ({}): host \"evil.example.com\" is not a node of job 6000 (Slurm: node[01-02])", f.me)]
+        [format!(
+            "job 6000 ({}): host \"evil.example.com\" is not a node of job 6000 (Slurm: node[01-02]; domains: cluster.example.edu, ib.example.edu, from MULTITENANT_HOST_DOMAINS)",
+            f.me
+        )]
     );
     // Decided, not unknown: a card it had goes.
     assert_eq!(d.unknown, Default::default());
     // Another node of the cluster is another machine too.
     let d = discover_one(&f, &with_host("node03"), "node[01-02]");
-    assert!(d.found.is_empty() && d.errors[0].contains("host \"node03\" is not a node of job 6000"), "{:?}", d.errors);
+    assert_eq!(
+        d.errors,
+        [format!("job 6000 ({}): host \"node03\" is not a node of job 6000 (Slurm: node[01-02])", f.me)]
+    );
     // A hostile value is shown escaped and cut short in the one line.
     let d = discover_one(&f, &with_host(&format!("x\u{202E}\n{}", "y".repeat(900))), "node01");
     assert_eq!(d.errors.len(), 1);
     assert!(d.errors[0].contains("host \"x\\u{202e}\\n") && d.errors[0].len() < 200, "{:?}", d.errors);
+}
+
+#[test]
+fn a_node_name_with_a_domain_not_the_sites_is_refused() {
+    let f = fixture();
+    // The node's name, then a domain the publisher controls: OOD's shell button would go there.
+    let d = discover_one(&f, &with_host("node01.evil.example.com"), "node[01-02]");
+    assert!(d.found.is_empty());
+    assert_eq!(
+        d.errors,
+        [format!(
+            "job 6000 ({}): host \"node01.evil.example.com\" is not a node of job 6000 (Slurm: node[01-02]; domains: cluster.example.edu, ib.example.edu, from MULTITENANT_HOST_DOMAINS)",
+            f.me
+        )]
+    );
+    assert_eq!(d.unknown, Default::default());
+    for host in [
+        "node01.xcluster.example.edu",
+        "node01.cluster.example.edu.evil.example.com",
+        "node01.example.edu",
+        "node01.cluster.example.edu.",
+        "NODE01.EVIL.example.com",
+    ] {
+        let d = discover_one(&f, &with_host(host), "node[01-02]");
+        assert!(d.found.is_empty() && d.errors[0].contains("is not a node of job 6000"), "{host}: {:?}", d.errors);
+    }
+    // Without the setting the domains are the resolver's, and the line says so and names the setting.
+    let resolver = Domains::from_resolv_conf_text("nameserver 10.0.0.1\nsearch cluster.example.edu\n");
+    let d = discover_with(
+        &f,
+        &with_host("node01.evil.example.com"),
+        "node[01-02]",
+        Options { host_domains: resolver.clone(), ..f.options() },
+    );
+    assert_eq!(
+        d.errors,
+        [format!(
+            "job 6000 ({}): host \"node01.evil.example.com\" is not a node of job 6000 (Slurm: node[01-02]; domains: cluster.example.edu, from /etc/resolv.conf; set MULTITENANT_HOST_DOMAINS)",
+            f.me
+        )]
+    );
+    let d = discover_with(
+        &f,
+        &with_host("node01.cluster.example.edu"),
+        "node[01-02]",
+        Options { host_domains: resolver, ..f.options() },
+    );
+    assert_eq!((d.found.len(), &d.errors), (1, &Vec::<String>::new()));
+    let none = Domains::from_resolv_conf_text("nameserver 10.0.0.1\n");
+    let d = discover_with(
+        &f,
+        &with_host("node01.cluster.example.edu"),
+        "node[01-02]",
+        Options { host_domains: none, ..f.options() },
+    );
+    assert_eq!(
+        d.errors,
+        [format!(
+            "job 6000 ({}): host \"node01.cluster.example.edu\" is not a node of job 6000 (Slurm: node[01-02]; no domains in /etc/resolv.conf; set MULTITENANT_HOST_DOMAINS)",
+            f.me
+        )]
+    );
 }
 
 #[test]
@@ -206,8 +281,9 @@ fn a_host_may_be_the_node_name_with_a_domain_in_any_case() {
         ("node017", "node[010-020]"),
         ("node02", "node[01-03,07],gpu[1-2],login1"),
         ("NODE07.cluster.example.edu", "node[01-03,07],gpu[1-2]"),
-        ("gpu2.cluster", "node[01-03,07],gpu[1-2]"),
+        ("gpu2.IB.Example.EDU", "node[01-03,07],gpu[1-2]"),
         ("rack2-n01", "rack[1-2]-n[01-02]"),
+        ("rack2-n01.cluster.example.edu", "rack[1-2]-n[01-02]"),
     ] {
         let d = discover_one(&f, &with_host(host), nodes);
         assert_eq!((d.found.len(), &d.errors), (1, &Vec::<String>::new()), "{host} on {nodes}");

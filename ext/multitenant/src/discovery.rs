@@ -9,6 +9,7 @@ use std::time::Duration;
 use magnus::{function, prelude::*, Error, RModule, Ruby, Value};
 use multitenant_core::cards::{reconcile, CardOptions, CardReport};
 use multitenant_core::discover::{discover, Discovery, Options, Strategy, Target, Viewer};
+use multitenant_core::hostlist::Domains;
 use multitenant_core::{KeyDir, Scheduler};
 use serde::Deserialize;
 use serde_json::json;
@@ -52,6 +53,9 @@ struct Config {
     now: Option<u64>,
     max_cards: usize,
     max_cards_per_owner: usize,
+    /// `MULTITENANT_HOST_DOMAINS`, split; not given: /etc/resolv.conf's.
+    #[serde(default)]
+    host_domains: Option<Vec<String>>,
 }
 
 /// A timeout from Ruby: NaN and infinities would panic in `Duration`, so they become the default.
@@ -92,6 +96,10 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
     let c: Config = serde_magnus::deserialize(ruby, config)
         .map_err(|e| crate::error::to_ruby(multitenant_core::Error::Invalid(format!("discovery settings: {e}"))))?;
     let strategy: Strategy = c.strategy.parse().rb()?;
+    let host_domains = match &c.host_domains {
+        Some(list) => Domains::from_setting(list).rb()?,
+        None => Domains::from_resolv_conf(),
+    };
     let targets = c.targets.iter().map(|t| target(t, c.timeout, c.bin_dir.as_deref(), &c.ssh_port)).collect();
     let now = c.now.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -112,6 +120,7 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
         legacy: c.legacy,
         now: Some(now),
         budget: seconds(c.timeout) * 2,
+        host_domains,
     };
     let qualified = c.targets.len() > 1;
     let mut work = Work { targets, opts, cards, result: None };
