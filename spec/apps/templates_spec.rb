@@ -445,6 +445,14 @@ RSpec.describe "service and client app templates" do
       end
     end
 
+    it "renders job scripts bash can parse" do
+      MultiTenant.instance_variable_set(:@specs, { "12" => { "connection" => { "ollama_url" => "http://node1:4000", "api_key" => "ab" * 16 } } })
+      %w[before.sh.erb script.sh.erb].each do |t|
+        _, err, status = Open3.capture3("bash", "-n", stdin_data: render("multitenant-jupyter", "template/#{t}", { "ollama_host" => "http://node1:4000" }))
+        expect(status).to be_success, "#{t}: #{err}"
+      end
+    end
+
     it "exports only an http(s) URL as OLLAMA_HOST, quoted" do
       run = lambda do |host|
         before = render("multitenant-jupyter", "template/before.sh.erb", { "ollama_host" => host })
