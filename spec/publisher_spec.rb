@@ -141,6 +141,25 @@ RSpec.describe "mtshare" do
     expect([code, err]).to match([0, satisfy { |e| !e.include?("warning") }])
   end
 
+  it "warns when a file that holds a secret can be read by others, and names the fix" do
+    secret = File.join(@tmp, "pw")
+    conn = File.join(@tmp, "conn.env")
+    File.write(secret, "hunter2\n")
+    File.write(conn, "db_password=hunter2\nhost=n1\n")
+    FileUtils.chown("mtowner", nil, [secret, conn])
+    File.chmod(0o644, secret)
+    File.chmod(0o640, conn)
+    base = ["publish", "--group", "mtclass", "--app", "A", "--dry-run"]
+    _, err, code = mtshare("mtowner", *base, "--set-file", "api_key=#{secret}", "--from-file", conn)
+    expect(code).to eq(0)
+    expect(err).to include("warning: --set-file api_key=#{secret}: the file holds a secret and its mode 0644 lets others on this host read it: chmod 600 #{secret}",
+                           "warning: --from-file #{conn}: the file holds a secret and its mode 0640 lets others on this host read it: chmod 600 #{conn}")
+    File.chmod(0o600, secret)
+    File.chmod(0o600, conn)
+    _, err, = mtshare("mtowner", *base, "--set-file", "api_key=#{secret}", "--from-file", conn)
+    expect(err).not_to include("warning")
+  end
+
   it "says plainly that --allow does not keep a secret from the rest of the group" do
     env = job_env("mtowner", "K" => "abc")
     _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--env", "api_key=K", "--allow", "mtmember",

@@ -215,11 +215,13 @@ struct GateArgs {
     /// Address to listen on: the published port, e.g. 0.0.0.0:8080
     #[arg(long, value_name = "ADDR:PORT")]
     listen: std::net::SocketAddr,
-    /// The service: HOST:PORT on loopback (e.g. 127.0.0.1:11434) or unix:/PATH of a socket
+    /// The service: HOST:PORT on loopback (e.g. 127.0.0.1:11434) or unix:/PATH of a socket; on this
+    /// node it must be run by the gate's own user (another host's server is forwarded to unchecked)
     #[arg(long, value_name = "HOST:PORT|unix:/PATH", value_parser = parse_upstream)]
     upstream: multitenant_gate::Upstream,
-    /// Environment variable that holds the key (at least 32 characters of A-Z a-z 0-9 _ -); it is
-    /// removed from the environment once read
+    /// Environment variable that holds the key (at least 32 characters of A-Z a-z 0-9 _ -); once read it
+    /// is removed from the gate's environment, so nothing the gate starts inherits it
+    /// (/proc/<pid>/environ still shows the starting environment, to the job's user and root only)
     #[arg(long, value_name = "NAME", default_value = "MULTITENANT_GATE_KEY")]
     key_env: String,
     /// Read the key from this file instead: it must be yours, with no access for group or other (0600)
@@ -330,6 +332,26 @@ fn secret_warnings(p: &Publish, msg: &Message) -> Vec<String> {
             out.push(format!(
                 "--set {key}=… put a secret on this command line, which every user on this node can read (ps, /proc/*/cmdline): \
                  pass it as --env {key}=VARIABLE (from the environment) or --set-file {key}=PATH (a 0600 file) instead"
+            ));
+        }
+    }
+    // A file that holds a secret must be the owner's alone.
+    let open_to_others = |path: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o777).filter(|mode| mode & 0o077 != 0)
+    };
+    let files = p.set_file.iter().filter_map(|pair| pair.split_once('=')).filter(|(k, _)| looks_secret(k));
+    let files = files.map(|(k, path)| (format!("--set-file {k}={path}"), PathBuf::from(path)));
+    let from = p.from_file.iter().filter(|path| {
+        std::fs::read_to_string(path)
+            .map(|text| text.lines().filter_map(|l| l.split_once('=')).any(|(k, _)| looks_secret(k.trim())))
+            .unwrap_or(false)
+    });
+    for (flag, path) in files.chain(from.map(|path| (format!("--from-file {}", path.display()), path.clone()))) {
+        if let Some(mode) = open_to_others(&path) {
+            out.push(format!(
+                "{flag}: the file holds a secret and its mode {mode:04o} lets others on this host read it: chmod 600 {}",
+                path.display()
             ));
         }
     }

@@ -106,7 +106,9 @@ async fn forward(state: &State, conn: Arc<Conn>, mut req: Request<Incoming>) -> 
             state.failed.note(|| format!("upstream failed for {method} {}: {}", shown(&shown_uri), chain(&e)));
             return text(
                 StatusCode::BAD_GATEWAY,
-                if e.is_connect() {
+                if refused_owner(&e) {
+                    "multitenant: the server at this service's address is not the job owner's: not forwarded\n"
+                } else if e.is_connect() {
                     "multitenant: the service behind this gate does not answer (not started yet, or stopped)\n"
                 } else {
                     "multitenant: the service behind this gate failed to answer\n"
@@ -131,6 +133,18 @@ async fn forward(state: &State, conn: Arc<Conn>, mut req: Request<Incoming>) -> 
         return Response::from_parts(parts, Either::Right(Full::default()));
     }
     Response::from_parts(parts, Either::Left(body))
+}
+
+/// Whether the upstream connection was refused because another user runs the server there.
+fn refused_owner(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied) {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Takes out of a service's answer every `Set-Cookie` that names a gate's cookie: a service (hostile, or
