@@ -75,7 +75,7 @@ module MultiTenant
       unless View::NODE_PROXIES.include?(@node_proxy.to_s.downcase)
         raise InputError, "MULTITENANT_NODE_PROXY must be one of #{View::NODE_PROXIES.join(", ")}, not #{@node_proxy.inspect}"
       end
-      raise InputError, "timeout must be a number of seconds between 0.1 and 300" unless @timeout.is_a?(Numeric) && @timeout.to_f.finite? && @timeout.to_f.between?(0.1, 300)
+      raise InputError, "MULTITENANT_TIMEOUT=#{@timeout.inspect}: must be a number of seconds between 0.1 and 300" unless @timeout.is_a?(Numeric) && @timeout.to_f.finite? && @timeout.to_f.between?(0.1, 300)
 
       @host_domains = Config.domains(@host_domains)
     end
