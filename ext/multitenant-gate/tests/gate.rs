@@ -325,20 +325,20 @@ async fn slow_headers_are_cut_off_and_connections_are_capped() {
         c.max_connections = 2;
         c.header_read_timeout = Duration::from_millis(300);
     });
-    // Two clients that never finish their headers hold both slots...
+    // Two clients that never finish their headers hold both slots (the gate takes a slot, then
+    // accepts: connections are served in the order they came)...
+    let start = std::time::Instant::now();
     let mut slow = Vec::new();
     for _ in 0..2 {
         let mut s = tokio::net::TcpStream::connect(gate).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.unwrap();
         slow.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    // ...so a third waits until the gate drops them.
-    let start = std::time::Instant::now();
+    // ...so a third waits until the gate drops them, 300 ms after it accepted the first.
     let mut client = Client::connect(gate).await;
     let (parts, _) = client.send(request("GET", "/small", &[("authorization", &bearer(KEY))], "")).await.into_parts();
     assert_eq!(parts.status, StatusCode::OK);
-    assert!(start.elapsed() >= Duration::from_millis(200), "served at once: {:?}", start.elapsed());
+    assert!(start.elapsed() >= Duration::from_millis(300), "served before a slot was free: {:?}", start.elapsed());
     for mut s in slow {
         let mut buf = [0; 64];
         let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("slow client kept");
