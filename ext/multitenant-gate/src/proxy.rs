@@ -148,7 +148,8 @@ fn refused_owner(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Takes out of a service's answer every `Set-Cookie` that names a gate's cookie: a service (hostile, or
-/// merely unlucky in its naming) must not overwrite or expire the browser's login.
+/// merely unlucky in its naming) must not overwrite or expire the browser's login. A cookie with an
+/// empty name (`=multitenant_gate_…=x`) is sent back as its value alone, so its value is what names it.
 fn strip_gate_set_cookies(headers: &mut HeaderMap) {
     if !headers.contains_key(SET_COOKIE) {
         return;
@@ -157,7 +158,12 @@ fn strip_gate_set_cookies(headers: &mut HeaderMap) {
         .get_all(SET_COOKIE)
         .iter()
         .filter(|v| {
-            let name = v.as_bytes().split(|&b| b == b'=').next().unwrap_or_default();
+            let pair = v.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
+            let name = match pair.iter().position(|&b| b == b'=') {
+                Some(i) if !pair[..i].trim_ascii().is_empty() => &pair[..i],
+                Some(i) => &pair[i + 1..],
+                None => pair,
+            };
             !crate::auth::is_gate_cookie(name.trim_ascii())
         })
         .cloned()
@@ -319,6 +325,24 @@ mod tests {
         super::strip_gate_set_cookies(&mut h);
         let left: Vec<_> = h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
         assert_eq!(left, ["theme=dark; Path=/"]);
+    }
+
+    #[test]
+    fn a_service_cannot_set_a_gate_cookie_without_a_name() {
+        // A cookie with an empty name is sent back as its value alone (RFC 6265bis §5.6, §5.7.3): the
+        // browser would send `multitenant_gate_0badcafe=x` to the gates of that host or path.
+        let mut h = HeaderMap::new();
+        for v in [
+            "=multitenant_gate_0badcafe=x; Path=/",
+            " = multitenant_gate=y",
+            "multitenant_gate_0badcafe",
+            "=theme=dark",
+        ] {
+            h.append(SET_COOKIE, HeaderValue::from_static(v));
+        }
+        super::strip_gate_set_cookies(&mut h);
+        let left: Vec<_> = h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(left, ["=theme=dark"]);
     }
 
     use super::*;
