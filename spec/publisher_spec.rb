@@ -160,6 +160,20 @@ RSpec.describe "mtshare" do
     expect(err).not_to include("warning")
   end
 
+  it "reads a --from-file once: a named pipe that passed a secret publishes (not waits for a second writer), and its mode is judged" do
+    fifo = File.join(@tmp, "conn.fifo")
+    File.mkfifo(fifo)
+    FileUtils.chown("mtowner", nil, fifo)
+    File.chmod(0o640, fifo)
+    writer = Thread.new { File.write(fifo, "# the database\ndb_password=hunter2\n") }
+    cmd = ["timeout", "10", "runuser", "-u", "mtowner", "--", "env", "-i", *job_env("mtowner").map { |k, v| "#{k}=#{v}" }, @bin,
+           "publish", "--group", "mtclass", "--app", "A", "--dry-run", "--from-file", fifo]
+    out, err, status = Open3.capture3(*cmd, chdir: @tmp)
+    writer.join
+    expect([status.exitstatus, err]).to match([0, a_string_including("warning: --from-file #{fifo}: the file holds a secret and its mode 0640 lets others on this host read it: chmod 600 #{fifo}")])
+    expect(open_name(out.chomp, "mtowner")["message"]["connection"]).to eq("db_password" => "hunter2")
+  end
+
   it "says plainly that --allow does not keep a secret from the rest of the group" do
     env = job_env("mtowner", "K" => "abc")
     _, err, code = mtshare("mtowner", "publish", "--group", "mtclass", "--app", "A", "--env", "api_key=K", "--allow", "mtmember",

@@ -272,17 +272,25 @@ fn split_pair<'a>(s: &'a str, flag: &str) -> Result<(&'a str, &'a str), Error> {
     s.split_once('=').ok_or_else(|| Error::Invalid(format!("{flag} {s:?} must look like KEY=VALUE")))
 }
 
-fn connection_values(p: &Publish) -> Result<BTreeMap<String, String>, Error> {
+/// The connection values, and the `--from-file` files that held a secret-looking key (each file is read
+/// once: a named pipe has nothing left for a second reader, and would wait for another writer).
+fn connection_values(p: &Publish) -> Result<(BTreeMap<String, String>, Vec<PathBuf>), Error> {
     let mut values = BTreeMap::new();
+    let mut secret_files = Vec::new();
     for path in &p.from_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Invalid(format!("--from-file {}: {e}", path.display())))?;
+        let mut secret = false;
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
                 continue;
             }
             let (k, v) = split_pair(line, &format!("{} line {}:", path.display(), n + 1))?;
+            secret |= looks_secret(k.trim());
             values.insert(k.trim().to_string(), v.to_string());
+        }
+        if secret {
+            secret_files.push(path.clone());
         }
     }
     for spec in &p.env {
@@ -306,7 +314,7 @@ fn connection_values(p: &Publish) -> Result<BTreeMap<String, String>, Error> {
         let (k, v) = split_pair(pair, "--set")?;
         values.insert(k.to_string(), v.to_string());
     }
-    Ok(values)
+    Ok((values, secret_files))
 }
 
 fn now() -> u64 {
@@ -324,7 +332,7 @@ fn default_session_id() -> String {
 /// Warnings for secrets handled unsafely: a secret-looking `--set` value (already on this command
 /// line, which `ps` shows every user on the node) and an allow-list beside a secret (it only chooses
 /// who is shown the share).
-fn secret_warnings(p: &Publish, msg: &Message) -> Vec<String> {
+fn secret_warnings(p: &Publish, msg: &Message, secret_files: &[PathBuf]) -> Vec<String> {
     let mut out = Vec::new();
     for pair in &p.set {
         let key = pair.split_once('=').map_or(pair.as_str(), |(k, _)| k);
@@ -342,12 +350,8 @@ fn secret_warnings(p: &Publish, msg: &Message) -> Vec<String> {
     };
     let files = p.set_file.iter().filter_map(|pair| pair.split_once('=')).filter(|(k, _)| looks_secret(k));
     let files = files.map(|(k, path)| (format!("--set-file {k}={path}"), PathBuf::from(path)));
-    let from = p.from_file.iter().filter(|path| {
-        std::fs::read_to_string(path)
-            .map(|text| text.lines().filter_map(|l| l.split_once('=')).any(|(k, _)| looks_secret(k.trim())))
-            .unwrap_or(false)
-    });
-    for (flag, path) in files.chain(from.map(|path| (format!("--from-file {}", path.display()), path.clone()))) {
+    let from = secret_files.iter().map(|path| (format!("--from-file {}", path.display()), path.clone()));
+    for (flag, path) in files.chain(from) {
         if let Some(mode) = open_to_others(&path) {
             out.push(format!(
                 "{flag}: the file holds a secret and its mode {mode:04o} lets others on this host read it: chmod 600 {}",
@@ -405,17 +409,18 @@ fn publish(p: Publish) -> Result<(), Error> {
         },
         (None, None) => None,
     };
+    let (connection, secret_files) = connection_values(&p)?;
     let msg = Message {
         session_id: p.session_id.clone().unwrap_or_else(default_session_id),
         app: p.app.clone(),
         method: Method::parse(&p.method)?,
         delivery: p.delivery.clone(),
-        connection: connection_values(&p)?,
+        connection,
         allow: (!p.allow.is_empty()).then(|| p.allow.clone()),
         expires_at,
     };
     msg.validate()?;
-    for w in secret_warnings(&p, &msg) {
+    for w in secret_warnings(&p, &msg, &secret_files) {
         eprintln!("mtshare: warning: {w}");
     }
     let (key, key_path) = p.keys.dir()?.sealing_key(&p.group, p.allow_site_key)?;
