@@ -7,7 +7,7 @@ module MultiTenant
   #
   # MULTITENANT_HOST_DOMAINS="cluster.example.edu,ib.example.edu" are the cluster's domains: a share's
   # `host` must be one of its job's nodes, as Slurm names it or that name, "." and one of these
-  # (any case). Not set: the `search` and `domain` entries of /etc/resolv.conf, read once per process.
+  # (any case). Not set: the last `search` or `domain` line of /etc/resolv.conf (the resolver's), read once per process.
   class Config
     ENV_NAMES = {
       enabled: "MULTITENANT_ENABLED", key_dir: "MULTITENANT_KEY_DIR", key_owner: "MULTITENANT_KEY_OWNER",

@@ -243,11 +243,11 @@ impl Domains {
     /// not a DNS name (a search list's root ".") is skipped, a trailing "." dropped.
     pub fn from_resolv_conf_text(text: &str) -> Domains {
         let mut names: Vec<String> = Vec::new();
-        for line in text.lines() {
-            let mut words = line.split_whitespace();
-            if !matches!(words.next(), Some("search" | "domain")) {
-                continue;
-            }
+        // As the resolver reads it (resolv.conf(5)): `search` and `domain` exclude each other and the
+        // last such line wins, so a stale earlier line names no domain.
+        let last = text.lines().rev().find(|line| matches!(line.split_whitespace().next(), Some("search" | "domain")));
+        if let Some(line) = last {
+            let words = line.split_whitespace().skip(1);
             for w in words.take_while(|w| !w.starts_with(['#', ';'])) {
                 let w = w.strip_suffix('.').unwrap_or(w).to_ascii_lowercase();
                 if is_domain_name(&w) && !names.contains(&w) {
@@ -466,14 +466,19 @@ mod tests {
             assert_eq!(e, format!("MULTITENANT_HOST_DOMAINS: {DOMAIN_RULE}, not {:?}", bad.trim()), "{bad:?}");
         }
         assert!(Domains::from_setting(&[&format!("{}.edu", "a".repeat(63))]).is_ok());
+        // The last search/domain line wins, as in the resolver: the stale `domain example.edu` names nothing.
         let conf = "# search commented.example.org\n; domain also.commented\nnameserver 10.0.0.1\n\
-                    search Cluster.Example.edu ib.example.edu. . bad_label.org\ndomain example.edu\n\
-                    options ndots:2\nsearchx not.this\nsearch cluster.example.edu # a comment\n";
+                    domain example.edu\noptions ndots:2\nsearchx not.this\n\
+                    search Cluster.Example.edu ib.example.edu. . bad_label.org cluster.example.edu # a comment\n";
         let r = Domains::from_resolv_conf_text(conf);
-        assert_eq!(r.names(), ["cluster.example.edu", "ib.example.edu", "example.edu"]);
+        assert_eq!(r.names(), ["cluster.example.edu", "ib.example.edu"]);
         assert_eq!(
             r.describe(),
-            "domains: cluster.example.edu, ib.example.edu, example.edu, from /etc/resolv.conf; set MULTITENANT_HOST_DOMAINS"
+            "domains: cluster.example.edu, ib.example.edu, from /etc/resolv.conf; set MULTITENANT_HOST_DOMAINS"
+        );
+        assert_eq!(
+            Domains::from_resolv_conf_text("search a.example.org\ndomain b.example.org\n").names(),
+            ["b.example.org"]
         );
         assert_eq!(
             Domains::from_resolv_conf_text("nameserver 10.0.0.1\n").describe(),
