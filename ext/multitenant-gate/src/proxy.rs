@@ -139,7 +139,12 @@ async fn forward(state: &State, conn: Arc<Conn>, mut req: Request<Incoming>) -> 
 fn refused_owner(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(e);
     while let Some(err) = source {
-        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied) {
+        if err.is::<crate::upstream::NotOwner>()
+            || err
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<crate::upstream::NotOwner>())
+        {
             return true;
         }
         source = err.source();

@@ -125,9 +125,25 @@ fn check_owner(uid: u32, shown: impl FnOnce() -> String) -> io::Result<()> {
     }
     Err(io::Error::new(
         io::ErrorKind::PermissionDenied,
-        format!("the server at {} is run by uid {uid}, not by this gate's user (uid {me}): not forwarded", shown()),
+        NotOwner(format!(
+            "the server at {} is run by uid {uid}, not by this gate's user (uid {me}): not forwarded",
+            shown()
+        )),
     ))
 }
+
+/// The upstream's server is another user's: told apart from other refusals (an unreadable socket
+/// directory) so that the client's 502 line says which.
+#[derive(Debug)]
+pub(crate) struct NotOwner(String);
+
+impl fmt::Display for NotOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotOwner {}
 
 /// For an upstream on this node (a loopback address), who owns the server's end of the connection, as
 /// /proc/net/tcp and tcp6 list it (an accepted socket keeps its listener's owner). Other addresses are
