@@ -150,8 +150,10 @@ module MultiTenant
       body = rows([["OpenAI base URL", link(base)], key_row(key), ["Ollama URL", link(url)], ["Model", h(model)]].reject { |_, v| v.empty? })
       if http?(base) && http?(url)
         # export is a shell builtin: the key reaches no command line; curl reads its header from a file.
-        body += code(%(export OPENAI_BASE_URL=#{sh(base)} OPENAI_API_KEY=#{sh(key)}\ncurl -s "$OPENAI_BASE_URL/models" -H @<(printf 'Authorization: Bearer %s\\n' "$OPENAI_API_KEY")))
-        body += code(%(export OLLAMA_HOST=#{sh(url)} OLLAMA_API_KEY=#{sh(key)}))
+        # Behind a click, like the key itself: they hold it.
+        commands = code(%(export OPENAI_BASE_URL=#{sh(base)} OPENAI_API_KEY=#{sh(key)}\ncurl -s "$OPENAI_BASE_URL/models" -H @<(printf 'Authorization: Bearer %s\\n' "$OPENAI_API_KEY"))) +
+                   code(%(export OLLAMA_HOST=#{sh(url)} OLLAMA_API_KEY=#{sh(key)}))
+        body += "<details><summary>Shell commands (they hold the key)</summary>#{commands}</details>"
       end
       assistant = "<p>In VS Code (Cline or Continue) choose the <b>OpenAI Compatible</b> provider with base URL <code>#{h(base)}</code>, " \
                   "the API key above#{model ? " and model <code>#{h(model)}</code>" : ""}. Ollama's Python client: " \

@@ -43,8 +43,10 @@ RSpec.describe "delivery app views" do
     expect(html).to include("<th>OpenAI base URL</th>", %(href="http://node1:4000/v1"), "<th>API key</th>", "<code>#{key}</code>", "OpenAI Compatible")
     expect(html).to include("export OPENAI_BASE_URL=http://node1:4000/v1 OPENAI_API_KEY=#{key}", "export OLLAMA_HOST=http://node1:4000 OLLAMA_API_KEY=#{key}")
     expect(html).to include(%(-H @&lt;(printf &#39;Authorization: Bearer %s\\n&#39; &quot;$OPENAI_API_KEY&quot;)))
-    # The key appears in the API key row and the export lines only, never as a command's argument.
+    # The key appears in the API key row and the export lines only, never as a command's argument,
+    # and only behind a click (nothing on the screen shows it until the member asks).
     expect(html.scan(key).size).to eq(3)
+    expect(html.gsub(%r{<details>.*?</details>}m, "")).not_to include(key)
     expect(html).not_to include("<h5>Other values</h5>")
   end
 
@@ -116,6 +118,7 @@ RSpec.describe "delivery app views" do
         expect(form).to include(%(method="post" action="#{target}?multitenant-login" target="_blank"))
         expect(form).to include(%(<input type="hidden" name="multitenant_key" value="#{key}">), ">Open</button>")
         expect(html.scan(/href="([^"]*)"/).flatten.grep(/#{key}/)).to eq([])
+        expect(html.gsub(%r{<details>.*?</details>|<input type="hidden"[^>]*>}m, "")).not_to include(key)
         expect(html).to include("Authorization: Bearer")
         expect(html).not_to match(/<th>api_key<\/th>/)
       end
