@@ -313,6 +313,7 @@ RSpec.describe "admin doctor: code and key files" do
     around do |example|
       dir = Dir.mktmpdir("mt-doctor-", "/var/lib")
       File.chmod(0o755, dir)
+      @dir = dir
       @gem = File.join(dir, "gem")
       { "lib/multitenant.rb" => 0o644, "lib/multitenant/config.rb" => 0o644, "lib/multitenant/multitenant.so" => 0o755,
         "ood/bin/mt-dismiss-scancel" => 0o755, "libexec/mtshare" => 0o755 }.each do |f, mode|
@@ -335,6 +336,35 @@ RSpec.describe "admin doctor: code and key files" do
 
     it "finds nothing in a tree root owns, and that only root can write" do
       expect(check).to eq([[], ["code: the gem's lib and native library, the dismiss command, the publisher and every directory above them are root's alone"]])
+    end
+
+    it "names a directory another user owns that holds a symlink on the way, though the code is root's" do
+      # link -> hop/to (root's symlink), hop/to -> the gem, and mtowner owns hop: mtowner can point "to"
+      # at code of their own, which every dashboard would then load.
+      hop = File.join(@dir, "hop")
+      FileUtils.mkdir_p(hop, mode: 0o755)
+      File.symlink(@gem, File.join(hop, "to"))
+      FileUtils.chown("mtowner", nil, hop)
+      File.symlink(File.join(hop, "to"), File.join(@dir, "link"))
+      expect(check(File.join(@dir, "link")).first).to include(
+        "code: #{hop} is owned by mtowner:root, mode 0755, and every dashboard loads code under it: chown root:root #{hop}; chmod go-w #{hop}"
+      )
+    end
+
+    it "checks the files under a symlinked subdirectory of the code" do
+      other = File.join(@dir, "other")
+      FileUtils.mkdir_p(other, mode: 0o755)
+      rb = File.join(other, "extra.rb")
+      File.write(rb, "x")
+      FileUtils.chown("mtowner", nil, rb)
+      File.symlink(other, File.join(@gem, "lib/multitenant/extra"))
+      expect(check.first).to eq(["code: #{rb} is owned by mtowner:root, mode 0644, and every dashboard loads code under it: chown root:root #{rb}; chmod go-w #{rb}"])
+    end
+
+    it "still finds nothing in a tree root owns, reached through root's symlinks" do
+      File.symlink(@gem, File.join(@dir, "link"))
+      File.symlink(File.join(@gem, "lib/multitenant"), File.join(@gem, "lib/multitenant/loop"))
+      expect(check(File.join(@dir, "link")).first).to eq([])
     end
 
     it "names a group-writable directory above the code once, with the fix" do

@@ -319,38 +319,37 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_service_cannot_set_a_gate_cookie() {
+    use super::*;
+
+    /// The `Set-Cookie` values a service's answer keeps after the gate took out its cookies.
+    fn kept(values: &[&'static str]) -> Vec<String> {
         let mut h = HeaderMap::new();
-        for v in
-            ["theme=dark; Path=/", "multitenant_gate_0badcafe=x; Path=/", " multitenant_gate=y", "multitenant_gatex=z"]
-        {
+        for v in values {
             h.append(SET_COOKIE, HeaderValue::from_static(v));
         }
-        super::strip_gate_set_cookies(&mut h);
-        let left: Vec<_> = h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
-        assert_eq!(left, ["theme=dark; Path=/"]);
+        strip_gate_set_cookies(&mut h);
+        h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn a_service_cannot_set_a_gate_cookie() {
+        let set =
+            ["theme=dark; Path=/", "multitenant_gate_0badcafe=x; Path=/", " multitenant_gate=y", "multitenant_gatex=z"];
+        assert_eq!(kept(&set), ["theme=dark; Path=/"]);
     }
 
     #[test]
     fn a_service_cannot_set_a_gate_cookie_without_a_name() {
         // A cookie with an empty name is sent back as its value alone (RFC 6265bis §5.6, §5.7.3): the
         // browser would send `multitenant_gate_0badcafe=x` to the gates of that host or path.
-        let mut h = HeaderMap::new();
-        for v in [
+        let set = [
             "=multitenant_gate_0badcafe=x; Path=/",
             " = multitenant_gate=y",
             "multitenant_gate_0badcafe",
             "=theme=dark",
-        ] {
-            h.append(SET_COOKIE, HeaderValue::from_static(v));
-        }
-        super::strip_gate_set_cookies(&mut h);
-        let left: Vec<_> = h.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
-        assert_eq!(left, ["=theme=dark"]);
+        ];
+        assert_eq!(kept(&set), ["=theme=dark"]);
     }
-
-    use super::*;
 
     #[test]
     fn hop_by_hop_goes() {
