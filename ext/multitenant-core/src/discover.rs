@@ -94,40 +94,109 @@ pub struct Listing {
     pub undecided: Vec<(String, String)>,
 }
 
+/// `squeue -O` format for the `Squeue` strategy: every running job, the name last (ended by `term`).
+pub fn squeue_format(sep: &str, term: &str) -> String {
+    format!("JobID:{sep},UserName:{sep},WCKey:{sep},Cluster:{sep},RestartCnt:{sep},NodeList:{sep},Name:{term}")
+}
+
+/// `squeue -O` format for the second call of the `SacctSqueue` strategy (the jobs accounting named).
+pub fn named_format(sep: &str, term: &str) -> String {
+    format!("JobID:{sep},UserName:{sep},RestartCnt:{sep},NodeList:{sep},Name:{term}")
+}
+
+/// The jobs in `squeue -O` [`squeue_format`] output that carry exactly `wckey` (lowercase, as Slurm
+/// stores it) on a valid cluster (`cluster`, when the query named one with -M). Every field is
+/// checked on its own; a record that fails any check is dropped; a job id counts once.
+pub fn parse_squeue(out: &str, sep: &str, term: &str, wckey: &str, cluster: Option<&str>) -> Vec<Job> {
+    let mut seen = HashSet::new();
+    let mut jobs = Vec::new();
+    for r in records(out, sep, term, 7) {
+        let [id, owner, key, c, restarts, nodes, name] = r[..] else { continue };
+        let Ok(restarts) = restarts.parse::<u32>() else { continue };
+        if key == wckey && valid_id(id) && is_user_name(owner) && cluster_ok(c, cluster) && seen.insert(id) {
+            jobs.push(Job {
+                id: id.into(),
+                owner: owner.into(),
+                cluster: c.into(),
+                name: name.into(),
+                restarts,
+                nodes: nodes.into(),
+            });
+        }
+    }
+    jobs
+}
+
+/// What accounting said: job id → (owner, Slurm cluster name), for the jobs in `sacct --parsable2
+/// --delimiter=<sep> --format=JobIDRaw,User,Cluster,WCKey` output that carry exactly `wckey`.
+pub fn parse_sacct(out: &str, sep: &str, wckey: &str, cluster: Option<&str>) -> BTreeMap<String, (String, String)> {
+    let mut accounted = BTreeMap::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split(sep).collect();
+        if let [id, owner, c, key] = f[..] {
+            if key == wckey && valid_id(id) && is_user_name(owner) && cluster_ok(c, cluster) {
+                accounted.insert(id.to_string(), (owner.to_string(), c.to_string()));
+            }
+        }
+    }
+    accounted
+}
+
+/// The jobs of `accounted` in `squeue -O` [`named_format`] output, and those whose owner the
+/// controller printed as a uid (its host could not resolve the name just now: undecided, not ended).
+/// The owner must agree between accounting and the controller.
+pub fn parse_named(
+    out: &str,
+    sep: &str,
+    term: &str,
+    accounted: &BTreeMap<String, (String, String)>,
+) -> (Vec<Job>, Vec<(String, String)>) {
+    let mut seen = HashSet::new();
+    let (mut jobs, mut undecided) = (Vec::new(), Vec::new());
+    for r in records(out, sep, term, 5) {
+        let [id, owner, restarts, nodes, name] = r[..] else { continue };
+        let Ok(restarts) = restarts.parse::<u32>() else { continue };
+        let Some((o, cluster)) = accounted.get(id) else { continue };
+        if o != owner {
+            if owner.bytes().all(|b| b.is_ascii_digit()) {
+                undecided.push((cluster.clone(), id.to_string()));
+            }
+            continue;
+        }
+        if seen.insert(id) {
+            jobs.push(Job {
+                id: id.into(),
+                owner: o.clone(),
+                cluster: cluster.clone(),
+                name: name.into(),
+                restarts,
+                nodes: nodes.into(),
+            });
+        }
+    }
+    (jobs, undecided)
+}
+
+fn cluster_ok(c: &str, asked: Option<&str>) -> bool {
+    check_cluster(c).is_ok() && asked.is_none_or(|m| m == c)
+}
+
 /// Running jobs that carry exactly `wckey` (a defaulted `*wckey` does not count), on the cluster
-/// `sched` reaches. Every field is checked on its own; a record that fails any check is dropped.
-/// `--all`, as OOD's adapter passes it: jobs in hidden partitions, or partitions the viewer may not
-/// use, are listed too.
+/// `sched` reaches. `--all`, as OOD's adapter passes it: jobs in hidden partitions, or partitions the
+/// viewer may not use, are listed too.
 pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Result<Listing> {
     let wckey = wckey.to_ascii_lowercase();
     let (sep, term) = (token("f")?, token("mt")?);
     // One deadline for the whole query, also when it takes two calls.
     let deadline = Instant::now() + sched.timeout();
-    let mut seen = HashSet::new();
     let mut listing = Listing::default();
-    let cluster_ok = |c: &str| check_cluster(c).is_ok() && sched.cluster().is_none_or(|m| m == c);
     match strategy {
         Strategy::Squeue => {
-            let format = format!(
-                "JobID:{sep},UserName:{sep},WCKey:{sep},Cluster:{sep},RestartCnt:{sep},NodeList:{sep},Name:{term}"
-            );
+            let format = squeue_format(&sep, &term);
             let out =
                 sched.output_by("squeue", &["--all", "--noheader", "--states=RUNNING", "-O", &format], deadline)?;
             listing.warnings = out.warnings;
-            for r in records(&out.stdout, &sep, &term, 7) {
-                let [id, owner, key, cluster, restarts, nodes, name] = r[..] else { continue };
-                let Ok(restarts) = restarts.parse::<u32>() else { continue };
-                if key == wckey && valid_id(id) && is_user_name(owner) && cluster_ok(cluster) && seen.insert(id) {
-                    listing.jobs.push(Job {
-                        id: id.into(),
-                        owner: owner.into(),
-                        cluster: cluster.into(),
-                        name: name.into(),
-                        restarts,
-                        nodes: nodes.into(),
-                    });
-                }
-            }
+            listing.jobs = parse_squeue(&out.stdout, &sep, &term, &wckey, sched.cluster());
         }
         Strategy::SacctSqueue => {
             let wckeys = format!("--wckeys={wckey}");
@@ -144,22 +213,14 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
             ];
             let out = sched.output_by("sacct", &args, deadline)?;
             listing.warnings = out.warnings;
-            let mut accounted = BTreeMap::new();
-            for line in out.stdout.lines() {
-                let f: Vec<&str> = line.split(sep.as_str()).collect();
-                if let [id, owner, cluster, key] = f[..] {
-                    if key == wckey && valid_id(id) && is_user_name(owner) && cluster_ok(cluster) {
-                        accounted.insert(id.to_string(), (owner.to_string(), cluster.to_string()));
-                    }
-                }
-            }
+            let accounted = parse_sacct(&out.stdout, &sep, &wckey, sched.cluster());
             if accounted.is_empty() {
                 return Ok(listing);
             }
             let ids = accounted.keys().cloned().collect::<Vec<_>>().join(",");
             // The run's nodes come with its name and restart count, from the same answer: a requeue
             // between the two calls cannot pair one run's name with another run's nodes.
-            let format = format!("JobID:{sep},UserName:{sep},RestartCnt:{sep},NodeList:{sep},Name:{term}");
+            let format = named_format(&sep, &term);
             let squeue = ["--all", "--noheader", "--states=RUNNING", "--jobs", &ids, "-O", &format];
             let out = match sched.output_by("squeue", &squeue, deadline) {
                 Ok(out) => out,
@@ -173,30 +234,9 @@ pub fn running_jobs(sched: &Scheduler, strategy: Strategy, wckey: &str) -> Resul
                 Err(e) => return Err(e),
             };
             listing.warnings.extend(out.warnings);
-            for r in records(&out.stdout, &sep, &term, 5) {
-                let [id, owner, restarts, nodes, name] = r[..] else { continue };
-                let Ok(restarts) = restarts.parse::<u32>() else { continue };
-                // The owner must agree between accounting and the controller; a uid means the
-                // controller's host could not resolve the name just now: not known, not ended.
-                if let Some((_, cluster)) = accounted.get(id).filter(|(o, _)| o != owner) {
-                    if owner.bytes().all(|b| b.is_ascii_digit()) {
-                        listing.undecided.push((cluster.clone(), id.to_string()));
-                    }
-                    continue;
-                }
-                if let Some((o, cluster)) = accounted.get(id) {
-                    if seen.insert(id) {
-                        listing.jobs.push(Job {
-                            id: id.into(),
-                            owner: o.clone(),
-                            cluster: cluster.clone(),
-                            name: name.into(),
-                            restarts,
-                            nodes: nodes.into(),
-                        });
-                    }
-                }
-            }
+            let (jobs, undecided) = parse_named(&out.stdout, &sep, &term, &accounted);
+            listing.jobs = jobs;
+            listing.undecided = undecided;
         }
     }
     Ok(listing)
@@ -453,6 +493,14 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
     }
     // No cluster answered: nothing at all could be decided.
     d.unknown.all |= answered == 0;
+    examine(&mut d, jobs, viewer, opts);
+    d
+}
+
+/// Decides, for each running job with the WCKey, whether it is a share `viewer` may open: the
+/// shares that opened go to `d.found`, one line per problem to `d.errors`, what could not be decided
+/// to `d.unknown`. Spawns nothing: the scheduler has answered already.
+pub fn examine(d: &mut Discovery, jobs: Vec<Job>, viewer: &Viewer, opts: &Options) {
     let start = Instant::now();
     let now = opts.now.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs()));
     let mut cache = Cache::default();
@@ -542,7 +590,6 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
             Err(e) => d.error(format!("job {} ({}): {e}", job.id, job.owner)),
         }
     }
-    d
 }
 
 #[cfg(test)]
