@@ -50,7 +50,8 @@ RSpec.describe "discovery at a real site", :cluster do
     beta = result["specs"]["#{b}@mtbeta"]
     expect(beta["info"]).to include("cluster" => "mtbeta", "ood_cluster" => "ood_beta")
     expect(beta["connection"]).to include("jobid" => b)
-    expect(JSON.parse(File.read(beta["info"]["db"]))).to include("cluster_id" => "ood_beta", "job_id" => b)
+    beta_db = File.join(root, "batch_connect/db", beta["info"]["card_id"])
+    expect(JSON.parse(File.read(beta_db))).to include("cluster_id" => "ood_beta", "job_id" => b)
     expect(result["cards"]["created"].size).to eq(2)
 
     # Only mtcluster mapped: the single-cluster shape, keyed by the bare job id; beta's share is not seen.
@@ -63,7 +64,7 @@ RSpec.describe "discovery at a real site", :cluster do
                                     "#{clusters_dir}/nosuch.yml: its shares are left as they were; fix the mapping or run " \
                                     "rake -f …/admin.rake install APPLY=1"])
     expect(broken["cards"]["removed"]).to eq([])
-    expect(File.exist?(beta["info"]["db"])).to be(true)
+    expect(File.exist?(beta_db)).to be(true)
     # A fresh process has no earlier choice to keep (a live refresh keeps it: spec/clusters_spec.rb).
     expect(broken["specs"].keys).to eq(["#{a}@mtcluster"])
   end

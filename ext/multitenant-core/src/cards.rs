@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::dataroot::{DataRoot, FileState};
 use crate::discover::{Found, Unknown};
 use crate::error::{Error, Result};
-use crate::manifest::{self, Entry};
+use crate::manifest::{self, Entry, Stamp};
 use crate::message::Method;
 
 #[derive(Debug, Clone)]
@@ -83,13 +83,36 @@ pub struct CardReport {
 /// OOD's session files are a few hundred bytes; anything longer is not one of ours.
 const MAX_DB_FILE: u64 = 64 * 1024;
 
-/// Whether OOD has marked the session file at `rel` completed (`cache_completed: true`): it does so
-/// when squeue no longer lists the job, and on the card's Cancel button (BatchConnect::Session#cancel
-/// and #update_cache_completed!, apps/dashboard/app/models/batch_connect/session.rb at v4.2.3).
+/// What a card's session file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Session {
+    /// OOD's JSON, not marked completed.
+    Open,
+    /// OOD has marked it completed (`cache_completed: true`): it does so when squeue no longer lists
+    /// the job, and on the card's Cancel button (BatchConnect::Session#cancel and
+    /// #update_cache_completed!, apps/dashboard/app/models/batch_connect/session.rb at v4.2.3).
+    Completed,
+    /// Not a JSON object (empty after a power loss, say), or unreadable.
+    Unreadable,
+}
+
+fn session_state(root: &DataRoot, rel: &Path) -> Session {
+    let Ok(Some(buf)) = root.read(rel, MAX_DB_FILE, false) else { return Session::Unreadable };
+    match serde_json::from_slice::<serde_json::Value>(&buf) {
+        Ok(v) if v.get("cache_completed").and_then(|c| c.as_bool()) == Some(true) => Session::Completed,
+        Ok(v) if v.is_object() => Session::Open,
+        _ => Session::Unreadable,
+    }
+}
+
 fn marked_completed(root: &DataRoot, rel: &Path) -> bool {
-    let Ok(Some(buf)) = root.read(rel, MAX_DB_FILE, false) else { return false };
-    serde_json::from_slice::<serde_json::Value>(&buf)
-        .is_ok_and(|v| v.get("cache_completed").and_then(|c| c.as_bool()) == Some(true))
+    session_state(root, rel) == Session::Completed
+}
+
+/// Whether the card's session file is exactly as last written or checked (then OOD has not marked
+/// it: it marks a session by rewriting its file).
+fn db_as_recorded(root: &DataRoot, e: &Entry) -> bool {
+    e.stamps.as_ref().is_some_and(|(db, _)| root.stamp(&e.db).as_ref() == Some(db))
 }
 
 /// The card's session id: a UUID-shaped hash of the job, stable across runs, never chosen by the
@@ -132,13 +155,45 @@ fn valid_cluster_id(s: &str) -> bool {
         && !s.starts_with('.')
 }
 
-struct Wanted {
+/// A card a share should have: its manifest entry (with the digest of what it shows) and what its
+/// files are rendered from, only when they are written.
+struct Wanted<'a> {
     entry: Entry,
-    db_json: serde_json::Value,
-    connection_json: Vec<u8>,
+    found: &'a Found,
+    ood_cluster: String,
+    title: String,
 }
 
-fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
+impl Wanted<'_> {
+    /// connection.yml: the share's values and the four the card adds. JSON is YAML that
+    /// YAML.safe_load reads back as strings: no `yes`→true, no `0123`→83.
+    fn connection_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(&card_values(self.found)).expect("strings serialize")
+    }
+
+    /// The session file as OOD writes one (BatchConnect::Session#to_json at v4.2.3).
+    fn db_json(&self, created_at: u64) -> Vec<u8> {
+        let f = self.found;
+        let db = json!({
+            "id": card_id(&f.job.cluster, &f.job.id, &f.job.owner), "cluster_id": self.ood_cluster,
+            "job_id": f.job.id, "created_at": created_at, "token": f.share.message.delivery, "title": self.title,
+            "script_type": "basic", "cache_completed": null, "completed_at": null,
+        });
+        serde_json::to_vec(&db).expect("db serializes")
+    }
+}
+
+fn card_values(f: &Found) -> BTreeMap<&str, &str> {
+    let m = &f.share.message;
+    let mut conn: BTreeMap<&str, &str> = m.connection.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    conn.insert("jobid", &f.job.id);
+    conn.insert("mt_appname", &m.app);
+    conn.insert("mt_owner", &f.job.owner);
+    conn.insert("mt_group", &f.share.group);
+    conn
+}
+
+fn wanted<'a>(f: &'a Found, opts: &CardOptions) -> Result<(String, Wanted<'a>)> {
     let m = &f.share.message;
     if !opts.deliveries.contains(&m.delivery) {
         return Err(Error::Invalid(format!(
@@ -163,19 +218,17 @@ fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
     // The owner (Slurm's word, not the publisher's) comes first and apart from the app name the
     // publisher chose, as in the forms' labels: an app name cannot pose as another owner.
     let title = format!("{}: {}", f.job.owner, m.app);
-    let mut conn: BTreeMap<&str, &str> = m.connection.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    conn.insert("jobid", &f.job.id);
-    conn.insert("mt_appname", &m.app);
-    conn.insert("mt_owner", &f.job.owner);
-    conn.insert("mt_group", &f.share.group);
-    // JSON is YAML that YAML.safe_load reads back as strings: no `yes`→true, no `0123`→83.
-    let connection_json = serde_json::to_vec_pretty(&conn).expect("strings serialize");
-    let digest_src = json!([ood_cluster, m.delivery, title, f.job.id, conn]);
-    let digest: String = Sha256::digest(digest_src.to_string()).iter().take(12).map(|b| format!("{b:02x}")).collect();
-    let db_json = json!({
-        "id": id, "cluster_id": ood_cluster, "job_id": f.job.id, "created_at": 0, "token": m.delivery,
-        "title": title, "script_type": "basic", "cache_completed": null, "completed_at": null,
-    });
+    // Everything the two files show, each field length-prefixed: no two cards' inputs collide.
+    let mut h = Sha256::new();
+    let conn = card_values(f);
+    for field in [ood_cluster.as_str(), &m.delivery, &title, &f.job.id]
+        .into_iter()
+        .chain(conn.iter().flat_map(|(k, v)| [*k, *v]))
+    {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field);
+    }
+    let digest: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
     let entry = Entry {
         job_id: f.job.id.clone(),
         group: f.share.group.clone(),
@@ -186,8 +239,10 @@ fn wanted(f: &Found, opts: &CardOptions) -> Result<(String, Wanted)> {
         digest,
         created_at: opts.now,
         dismissed: false,
+        pending: false,
+        stamps: None,
     };
-    Ok((id, Wanted { entry, db_json, connection_json }))
+    Ok((id, Wanted { entry, found: f, ood_cluster, title }))
 }
 
 /// The order new cards are considered in: by owner, then numeric job id (stable across runs, so the
@@ -287,25 +342,29 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
         }
     };
     root.forget();
-    let (mut manifest, before) = match manifest::read(&root) {
+    let mut manifest = match manifest::read(&root) {
         Ok(m) => m,
         Err(e) => {
             report.errors.push(e.to_string());
             return report;
         }
     };
+    let recorded = manifest.clone();
 
+    // Entries still pending were being written when a run was killed: the files are ours to replace.
     let ended: Vec<String> = manifest
         .cards
         .iter()
-        .filter(|(id, e)| !want.contains_key(*id) && !unknown.covers(&e.cluster, &e.group, &e.job_id))
+        .filter(|(id, e)| !want.contains_key(*id) && (e.pending || !unknown.covers(&e.cluster, &e.group, &e.job_id)))
         .map(|(id, _)| id.clone())
         .collect();
     for id in ended {
         // A card that could not be taken away stays recorded, so the next run tries again.
         if remove_card(&root, &id, &manifest.cards[&id], &mut report) {
+            if !manifest.cards[&id].pending {
+                report.removed.push(id.clone());
+            }
             manifest.cards.remove(&id);
-            report.removed.push(id);
         }
     }
 
@@ -317,56 +376,61 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
         shown += 1;
     }
     // …then those of shares found, then new ones in a stable order.
-    let (mut order, mut new): (Vec<_>, Vec<_>) = want.into_iter().partition(|(id, _)| manifest.cards.contains_key(id));
+    let delivered = |id: &String| manifest.cards.get(id).is_some_and(|e| !e.pending);
+    let (mut order, mut new): (Vec<_>, Vec<_>) = want.into_iter().partition(|(id, _)| delivered(id));
     new.sort_by(|a, b| new_card_order(&a.1.entry).cmp(&new_card_order(&b.1.entry)));
     order.extend(new);
 
     let start = Instant::now();
     let mut held = Held::default();
-    let mut created_now = Vec::new();
+    let mut creating = Vec::new();
     let mut moved = Vec::new();
     for (id, w) in order {
         let owner = w.entry.owner.clone();
         let budget_left = start.elapsed() < opts.write_budget;
-        let Some(e) = manifest.cards.get_mut(&id) else {
-            // A new card.
-            let per_owner = shown_by_owner.get(&owner).copied().unwrap_or(0);
-            if per_owner >= opts.max_cards_per_owner || shown >= opts.max_cards || !budget_left {
-                held.per_owner_cap |= per_owner >= opts.max_cards_per_owner;
-                held.run_cap |= per_owner < opts.max_cards_per_owner && shown >= opts.max_cards;
-                held.budget |= per_owner < opts.max_cards_per_owner && shown < opts.max_cards;
-                held.note(&mut report, id, &owner);
-                continue;
-            }
-            let taken = [w.entry.db.clone(), w.entry.output.join("connection.yml")]
-                .iter()
-                .map(|rel| root.file_state(rel).map(|s| (rel.clone(), s)))
-                .find(|s| !matches!(s, Ok((_, FileState::Missing))));
-            match taken {
-                Some(Err(err)) => report.errors.push(format!("card {id}: {err}")),
-                Some(Ok((rel, _))) => report.errors.push(format!(
-                    "card {id}: {} exists and was not written by multitenant: left alone",
-                    root.show(&rel).display()
-                )),
-                None => match write_card(&root, &w, opts.now) {
-                    Ok(()) => {
-                        manifest.cards.insert(id.clone(), w.entry);
-                        created_now.push(id.clone());
-                        report.created.push(id);
+        let e = match manifest.cards.get_mut(&id) {
+            Some(e) if !e.pending => e,
+            pending => {
+                // A new card (or one a killed run left pending: its files are ours).
+                let per_owner = shown_by_owner.get(&owner).copied().unwrap_or(0);
+                if per_owner >= opts.max_cards_per_owner || shown >= opts.max_cards || !budget_left {
+                    held.per_owner_cap |= per_owner >= opts.max_cards_per_owner;
+                    held.run_cap |= per_owner < opts.max_cards_per_owner && shown >= opts.max_cards;
+                    held.budget |= per_owner < opts.max_cards_per_owner && shown < opts.max_cards;
+                    held.note(&mut report, id, &owner);
+                    continue;
+                }
+                let taken = if pending.is_some() {
+                    None
+                } else {
+                    [w.entry.db.clone(), w.entry.output.join("connection.yml")]
+                        .iter()
+                        .map(|rel| root.file_state(rel).map(|s| (rel.clone(), s)))
+                        .find(|s| !matches!(s, Ok((_, FileState::Missing))))
+                };
+                match taken {
+                    Some(Err(err)) => report.errors.push(format!("card {id}: {err}")),
+                    Some(Ok((rel, _))) => report.errors.push(format!(
+                        "card {id}: {} exists and was not written by multitenant: left alone",
+                        root.show(&rel).display()
+                    )),
+                    None => {
                         *shown_by_owner.entry(owner).or_default() += 1;
                         shown += 1;
+                        creating.push((id, w));
                     }
-                    Err(err) => {
-                        // Leave nothing untracked behind.
-                        let _ = root.remove(&w.entry.output.join("connection.yml"));
-                        root.remove_empty_dir(&w.entry.output);
-                        report.errors.push(format!("card {id}: {err}"));
-                    }
-                },
+                }
+                continue;
             }
-            continue;
         };
         if e.dismissed {
+            report.unchanged.push(id);
+            continue;
+        }
+        // Nearly every card at nearly every start: both files exactly as last written or checked.
+        if e.digest == w.entry.digest && as_recorded(&root, e) {
+            *shown_by_owner.entry(owner).or_default() += 1;
+            shown += 1;
             report.unchanged.push(id);
             continue;
         }
@@ -385,15 +449,18 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
             let _ = root.remove(&e.output.join("connection.yml"));
             root.remove_empty_dir(&e.output);
             e.dismissed = true;
+            e.stamps = None;
             report.dismissed.push(id);
             continue;
         }
-        if state == FileState::File && marked_completed(&root, &e.db) {
+        let session = (state == FileState::File).then(|| session_state(&root, &e.db));
+        if session == Some(Session::Completed) {
             // The share lives, so OOD marked it completed on the user's Cancel (the dismiss cluster's
             // scancel did nothing): a Completed card of a live share would mislead, so Cancel dismisses
             // it, as Delete does.
             if remove_card(&root, &id, e, &mut report) {
                 e.dismissed = true;
+                e.stamps = None;
                 report.dismissed.push(id);
             }
             continue;
@@ -401,8 +468,14 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
         // The card stays (as it is, or updated): it keeps its place.
         *shown_by_owner.entry(owner.clone()).or_default() += 1;
         shown += 1;
-        if e.digest == w.entry.digest && root.file_state(&e.output.join("connection.yml")).ok() == Some(FileState::File)
+        let conn = e.output.join("connection.yml");
+        // A session file that is not OOD's JSON, or an empty connection.yml (a power loss after an
+        // unsynced write), is rewritten.
+        if e.digest == w.entry.digest
+            && session == Some(Session::Open)
+            && root.stamp(&conn).is_some_and(|s| !s.is_empty())
         {
+            e.stamps = stamps(&root, &e.db, &conn);
             report.unchanged.push(id);
             continue;
         }
@@ -418,11 +491,11 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
         let old_db =
             if e.output != w.entry.output { root.read(&e.db, MAX_DB_FILE, false).ok().flatten() } else { None };
         match write_card(&root, &w, e.created_at) {
-            Ok(()) => {
+            Ok(stamped) => {
                 if e.output != w.entry.output {
                     moved.push(Moved { id: id.clone(), old: e.clone(), old_db });
                 }
-                *e = Entry { created_at: e.created_at, ..w.entry };
+                *e = Entry { created_at: e.created_at, stamps: stamped, ..w.entry };
                 report.updated.push(id);
             }
             Err(err) => {
@@ -435,12 +508,53 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
             }
         }
     }
+
+    // New cards: recorded as pending (and the record synced) before their files are written, so a run
+    // killed while writing them leaves nothing the next run may not touch.
+    let mut created_now = Vec::new();
+    if !creating.is_empty() {
+        for (id, w) in &creating {
+            manifest.cards.insert(id.clone(), Entry { pending: true, ..w.entry.clone() });
+        }
+        if let Err(err) = manifest::write(&root, &manifest, &recorded) {
+            report.errors.push(format!("{err}: no new card written this run"));
+            for (id, _) in &creating {
+                manifest.cards.remove(id);
+            }
+            creating.clear();
+        }
+    }
+    for (id, w) in creating {
+        if start.elapsed() >= opts.write_budget {
+            held.budget = true;
+            held.note(&mut report, id.clone(), &w.entry.owner);
+            // Never written: nothing of it to keep.
+            manifest.cards.remove(&id);
+            continue;
+        }
+        match write_card(&root, &w, opts.now) {
+            Ok(stamped) => {
+                let e = manifest.cards.get_mut(&id).expect("recorded as pending");
+                e.pending = false;
+                e.stamps = stamped;
+                created_now.push(id.clone());
+                report.created.push(id);
+            }
+            Err(err) => {
+                // Leave nothing behind; the entry stays pending until its files are surely gone.
+                if remove_card(&root, &id, &w.entry, &mut CardReport::default()) {
+                    manifest.cards.remove(&id);
+                }
+                report.errors.push(format!("card {id}: {err}"));
+            }
+        }
+    }
     if let Some(line) = held.summary(opts, report.held_back.len()) {
         report.errors.push(line);
     }
 
     // Most dashboard starts change nothing: then nothing is written.
-    match manifest::write(&root, &manifest, &before) {
+    match manifest::write(&root, &manifest, &recorded) {
         Ok(_) => {
             // The manifest names the moved cards' new outputs: the old ones go.
             for m in &moved {
@@ -511,17 +625,31 @@ fn take_back_move(root: &DataRoot, m: &Moved, new: &Entry) {
     // The session file names the output OOD reads: it is put back first. If that fails the new
     // output still goes (an untracked file would stay for good); the next run redoes the update.
     if let Some(db) = &m.old_db {
-        let _ = root.write(&m.old.db, db);
+        let _ = root.write(&m.old.db, db, false);
     }
     let _ = root.remove(&new.output.join("connection.yml"));
     root.remove_empty_dir(&new.output);
 }
 
-fn write_card(root: &DataRoot, w: &Wanted, created_at: u64) -> Result<()> {
-    root.write(&w.entry.output.join("connection.yml"), &w.connection_json)?;
-    let mut db = w.db_json.clone();
-    db["created_at"] = json!(created_at);
-    root.write(&w.entry.db, &serde_json::to_vec(&db).expect("db serializes"))
+/// Writes the card's two files (connection.yml first: the session file names it) and returns their
+/// stamps. Not fsynced: cards are derived data (module docs).
+fn write_card(root: &DataRoot, w: &Wanted, created_at: u64) -> Result<Option<(Stamp, Stamp)>> {
+    let conn = w.entry.output.join("connection.yml");
+    root.write(&conn, &w.connection_json(), false)?;
+    root.write(&w.entry.db, &w.db_json(created_at), false)?;
+    Ok(stamps(root, &w.entry.db, &conn))
+}
+
+fn stamps(root: &DataRoot, db: &Path, conn: &Path) -> Option<(Stamp, Stamp)> {
+    Some((root.stamp(db)?, root.stamp(conn)?))
+}
+
+/// Whether the card's two files are exactly as last written or checked: then it is up to date
+/// (OOD marks a session completed by rewriting its file, which changes its stamp).
+fn as_recorded(root: &DataRoot, e: &Entry) -> bool {
+    e.stamps.as_ref().is_some_and(|(db, conn)| {
+        root.stamp(&e.db).as_ref() == Some(db) && root.stamp(&e.output.join("connection.yml")).as_ref() == Some(conn)
+    })
 }
 
 /// Takes a card's files away; false (and the reasons in `report`) when one could not be removed.
@@ -549,26 +677,32 @@ pub fn settle_completed(dataroot: &Path, uid: u32) -> CardReport {
         return report;
     }
     // Session files share one directory, which the root walks once and remembers.
-    let Ok((glance, _)) = manifest::read(&root) else { return report };
-    if !glance.cards.values().any(|e| !e.dismissed && marked_completed(&root, &e.db)) {
+    let Ok(glance) = manifest::read(&root) else { return report };
+    if !glance.cards.values().any(|e| !e.dismissed && !db_as_recorded(&root, e) && marked_completed(&root, &e.db)) {
         return report;
     }
     let Ok(_lock) = manifest::lock(&root, 1) else { return report };
     root.forget();
-    let (mut manifest, before) = match manifest::read(&root) {
+    let mut manifest = match manifest::read(&root) {
         Ok(m) => m,
         Err(e) => {
             report.errors.push(e.to_string());
             return report;
         }
     };
+    let recorded = manifest.clone();
     for (id, e) in manifest.cards.iter_mut() {
-        if !e.dismissed && marked_completed(&root, &e.db) && remove_card(&root, id, e, &mut report) {
+        if !e.dismissed
+            && !db_as_recorded(&root, e)
+            && marked_completed(&root, &e.db)
+            && remove_card(&root, id, e, &mut report)
+        {
             e.dismissed = true;
+            e.stamps = None;
             report.dismissed.push(id.clone());
         }
     }
-    if let Err(e) = manifest::write(&root, &manifest, &before) {
+    if let Err(e) = manifest::write(&root, &manifest, &recorded) {
         report.errors.push(e.to_string());
     }
     fold_card_errors(&mut report.errors);

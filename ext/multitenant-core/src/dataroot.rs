@@ -48,6 +48,7 @@ use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::error::{Error, Result};
+use crate::manifest::Stamp;
 
 /// What is at a path, without following a symlink there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,9 +396,27 @@ impl DataRoot {
         Ok(Some(buf))
     }
 
+    /// The stamp of the regular file at `rel` (no symlink at its end), in one `fstatat` from the data
+    /// root: `None` when it is missing or anything else. Only ever compared with a stamp taken of a
+    /// file this gem wrote; a different answer sends the caller down the checked path.
+    pub(crate) fn stamp(&self, rel: &Path) -> Option<Stamp> {
+        let st = fstatat(self.root.as_fd(), rel, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        is_type(&st, SFlag::S_IFREG).then_some(Stamp::new([
+            st.st_dev,
+            st.st_ino,
+            st.st_size as u64,
+            st.st_mtime as u64,
+            st.st_mtime_nsec as u64,
+            st.st_ctime as u64,
+            st.st_ctime_nsec as u64,
+        ]))
+    }
+
     /// Replaces (or creates) the file at `rel` with `contents`, creating missing directories: written
-    /// under a fresh `.<name>.<random>.bak` name (OOD skips those), fsynced, renamed into place.
-    pub(crate) fn write(&self, rel: &Path, contents: &[u8]) -> Result<()> {
+    /// under a fresh `.<name>.<random>.bak` name (OOD skips those), renamed into place, so a reader
+    /// sees the old file or the new one, never part of one. `durable` fsyncs before the rename: for
+    /// the manifest, not for cards (derived data: see `cards.rs`).
+    pub(crate) fn write(&self, rel: &Path, contents: &[u8], durable: bool) -> Result<()> {
         let (dir, name) = Self::split(rel)?;
         let name = name.to_str().ok_or_else(|| refuse(format_args!("path {} (not UTF-8)", rel.display())))?;
         let dir = self.dir(dir, true)?.expect("created");
@@ -410,7 +429,9 @@ impl DataRoot {
         let result = (|| {
             let mut f = File::from(fd);
             f.write_all(contents)?;
-            f.sync_all()?;
+            if durable {
+                f.sync_all()?;
+            }
             renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name).map_err(std::io::Error::from)
         })();
         if result.is_err() {

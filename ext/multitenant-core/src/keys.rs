@@ -32,6 +32,9 @@ const LINE_TAG: &str = "mtk1";
 pub struct Key {
     id: [u8; KEY_ID_LEN],
     secret: [u8; 32],
+    /// The encryption and MAC keys, derived once: every share opened with this key uses them.
+    enc: [u8; 32],
+    mac: [u8; 32],
 }
 
 impl fmt::Debug for Key {
@@ -50,7 +53,11 @@ impl Key {
     pub fn from_secret(secret: [u8; 32]) -> Key {
         let digest = Sha256::new().chain_update(b"multitenant key id").chain_update(secret).finalize();
         let id = digest[..KEY_ID_LEN].try_into().expect("a SHA-256 digest is 32 bytes");
-        Key { id, secret }
+        let hk = Hkdf::<Sha256>::new(Some(b"multitenant v1"), &secret);
+        let (mut enc, mut mac) = ([0u8; 32], [0u8; 32]);
+        hk.expand(b"enc", &mut enc).expect("32 bytes is a valid HKDF length");
+        hk.expand(b"mac", &mut mac).expect("32 bytes is a valid HKDF length");
+        Key { id, secret, enc, mac }
     }
 
     pub fn id(&self) -> [u8; KEY_ID_LEN] {
@@ -61,13 +68,9 @@ impl Key {
         hex(&self.id)
     }
 
-    /// Separate encryption and MAC keys (HKDF-SHA256, salt "multitenant v1").
+    /// Separate encryption and MAC keys (HKDF-SHA256, salt "multitenant v1"; info "enc", "mac").
     pub(crate) fn subkeys(&self) -> ([u8; 32], [u8; 32]) {
-        let hk = Hkdf::<Sha256>::new(Some(b"multitenant v1"), &self.secret);
-        let (mut enc, mut mac) = ([0u8; 32], [0u8; 32]);
-        hk.expand(b"enc", &mut enc).expect("32 bytes is a valid HKDF length");
-        hk.expand(b"mac", &mut mac).expect("32 bytes is a valid HKDF length");
-        (enc, mac)
+        (self.enc, self.mac)
     }
 
     /// `mtk1:<key id hex>:<base64url secret>`

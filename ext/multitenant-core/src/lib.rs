@@ -9,7 +9,8 @@ pub mod error;
 pub mod hostlist;
 pub mod keys;
 pub mod legacy;
-mod manifest;
+#[doc(hidden)] // public for the fuzz targets only (`manifest::parse`)
+pub mod manifest;
 pub mod message;
 pub mod secrets;
 pub mod slurm;

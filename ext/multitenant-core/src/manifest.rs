@@ -19,8 +19,24 @@ const LOCK: &str = ".lock";
 /// A manifest of thousands of cards is well under this; a bigger file is not one we wrote.
 const MAX_MANIFEST: u64 = 8 * 1024 * 1024;
 
+/// One version of one file: device, inode, size, modification and change times (s, ns). A file
+/// rewritten, replaced, truncated or touched has another stamp (the change time cannot be set back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp([u64; 7]);
+
+impl Stamp {
+    pub(crate) fn new(fields: [u64; 7]) -> Stamp {
+        Stamp(fields)
+    }
+
+    /// Whether the file was empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0[2] == 0
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct Entry {
+pub struct Entry {
     pub job_id: String,
     #[serde(default)]
     pub group: String,
@@ -32,10 +48,18 @@ pub(crate) struct Entry {
     pub created_at: u64,
     #[serde(default)]
     pub dismissed: bool,
+    /// Recorded before the card's files are written, cleared once they are: a run killed in between
+    /// leaves files this gem wrote that the next run may replace or take away.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+    /// The stamps of the session file and connection.yml as last written or checked: a card whose
+    /// two files still carry them is up to date without being read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamps: Option<(Stamp, Stamp)>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Manifest {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
     pub version: u32,
     pub cards: BTreeMap<String, Entry>,
 }
@@ -56,28 +80,34 @@ pub(crate) fn present(root: &DataRoot) -> Option<bool> {
     root.dir(Path::new(DIR), false).ok().map(|d| d.is_some())
 }
 
-/// The manifest and the bytes it was read from (empty when there is none yet). An unreadable one is
-/// an error, never an empty record: overwriting it would lose every card it tracks.
-pub(crate) fn read(root: &DataRoot) -> Result<(Manifest, Vec<u8>)> {
-    let Some(raw) = root.read(&file(), MAX_MANIFEST, true)? else { return Ok((Manifest::default(), Vec::new())) };
-    let mut m: Manifest = serde_json::from_slice(&raw).map_err(|e| {
+/// The manifest (empty when there is none yet). An unreadable one is an error, never an empty
+/// record: overwriting it would lose every card it tracks.
+pub(crate) fn read(root: &DataRoot) -> Result<Manifest> {
+    let Some(raw) = root.read(&file(), MAX_MANIFEST, true)? else { return Ok(Manifest::default()) };
+    parse(&raw).map_err(|e| {
         Error::Io(format!(
             "{}: unreadable ({e}): cards left as they are; move it aside to start over (the cards it lists then stay until removed by hand)",
             root.show(&file()).display()
         ))
-    })?;
-    m.version = 1;
-    Ok((m, raw))
+    })
 }
 
-/// Writes the manifest if it differs from `before`; returns whether it wrote. An empty manifest where
-/// there was none is not written.
-pub(crate) fn write(root: &DataRoot, m: &Manifest, before: &[u8]) -> Result<bool> {
-    let body = serde_json::to_vec_pretty(m).expect("manifest serializes");
-    if body == before || (before.is_empty() && m.cards.is_empty()) {
+/// The manifest in `raw` (the bytes of `cards.json`), as [`read`] takes it. Public only for the fuzz
+/// targets (`fuzz/`).
+pub fn parse(raw: &[u8]) -> serde_json::Result<Manifest> {
+    let mut m: Manifest = serde_json::from_slice(raw)?;
+    m.version = 1;
+    Ok(m)
+}
+
+/// Writes the manifest (synced: it is the record of what this gem may touch) if it differs from
+/// `recorded`, the one read under the lock; returns whether it wrote. An empty manifest where there
+/// was none is not written.
+pub(crate) fn write(root: &DataRoot, m: &Manifest, recorded: &Manifest) -> Result<bool> {
+    if m == recorded {
         return Ok(false);
     }
-    root.write(&file(), &body).map(|()| true)
+    root.write(&file(), &serde_json::to_vec(m).expect("manifest serializes"), true).map(|()| true)
 }
 
 /// One reconciliation at a time per user (two dashboard processes may start together): tries

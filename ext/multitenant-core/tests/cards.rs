@@ -918,3 +918,71 @@ fn a_failed_manifest_write_after_a_card_moved_puts_the_card_back_and_leaves_noth
     let left: Vec<_> = walk(&fx.opts.dataroot.join("batch_connect")).into_iter().filter(|p| p.is_file()).collect();
     assert!(left.is_empty(), "untracked card files left behind: {left:?}");
 }
+
+#[test]
+fn a_card_emptied_by_a_power_loss_is_rewritten_by_the_next_run() {
+    // Card files are not fsynced (derived data): after a power loss one may be empty. The next run
+    // sees its stamp changed, finds it is not OOD's JSON, and writes it again.
+    let fx = Fx::new();
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    let (db, conn) = (fs::read(fx.db(&id)).unwrap(), fs::read(fx.conn(&id)).unwrap());
+    fs::write(fx.db(&id), b"").unwrap();
+    let r = fx.run(&[found("42", "alice")]);
+    assert_eq!(r.updated, vec![id.clone()]);
+    assert_eq!(fs::read(fx.db(&id)).unwrap(), db);
+    fs::write(fx.conn(&id), b"").unwrap();
+    assert_eq!(fx.run(&[found("42", "alice")]).updated, vec![id.clone()]);
+    assert_eq!(fs::read(fx.conn(&id)).unwrap(), conn);
+    assert_eq!(fx.run(&[found("42", "alice")]).unchanged, vec![id]);
+}
+
+#[test]
+fn a_card_ood_rewrote_unmarked_is_checked_then_trusted_again() {
+    // OOD rewriting a session file without marking it (its stamp changes) costs one read, then the
+    // new stamp is recorded and the card is up to date again.
+    let fx = Fx::new();
+    let id = card_id("mtcluster", "42", "alice");
+    fx.run(&[found("42", "alice")]);
+    let mut db = json(&fx.db(&id));
+    db["created_at"] = Value::from(1_700_000_001u64);
+    fs::write(fx.db(&id), serde_json::to_vec(&db).unwrap()).unwrap();
+    assert_eq!(fx.run(&[found("42", "alice")]).unchanged, vec![id.clone()]);
+    assert_eq!(json(&fx.db(&id))["created_at"], 1_700_000_001u64);
+    let manifest = fx.opts.dataroot.join("multitenant/cards.json");
+    let before = fs::read(&manifest).unwrap();
+    assert_eq!(fx.run(&[found("42", "alice")]).unchanged, vec![id.clone()]);
+    assert_eq!(fs::read(&manifest).unwrap(), before, "nothing changed: nothing written");
+    // Marking it completed is still seen.
+    mark_completed_as_ood_does(&fx.db(&id));
+    assert_eq!(fx.run(&[found("42", "alice")]).dismissed, vec![id]);
+}
+
+#[test]
+fn new_cards_are_recorded_before_they_are_written_so_a_killed_run_leaves_nothing_stray() {
+    // A run killed after recording its new cards as pending, with one card's files written and the
+    // other's not: the next run takes the files as its own and finishes, or takes them away.
+    let fx = Fx::new();
+    let (a, b) = (card_id("mtcluster", "42", "alice"), card_id("mtcluster", "43", "alice"));
+    fx.run(&[found("42", "alice"), found("43", "alice")]);
+    let manifest = fx.opts.dataroot.join("multitenant/cards.json");
+    let mut m = json(&manifest);
+    for id in [&a, &b] {
+        let e = m["cards"][id.as_str()].as_object_mut().unwrap();
+        e.insert("pending".into(), Value::Bool(true));
+        e.remove("stamps");
+    }
+    fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    fs::remove_file(fx.db(&b)).unwrap();
+    fs::write(fx.conn(&a), b"half").unwrap();
+
+    // Job 43's share has ended meanwhile; job 42's is still there.
+    let r = fx.run(&[found("42", "alice")]);
+    assert_eq!(r.created, vec![a.clone()], "{r:?}");
+    assert!(r.removed.is_empty(), "a card never delivered is not reported removed: {r:?}");
+    assert!(fx.conn(&a).exists() && json(&fx.conn(&a))["jobid"] == "42");
+    assert!(!fx.conn(&b).exists() && !fx.db(&b).exists());
+    let m = json(&manifest);
+    assert_eq!(m["cards"].as_object().unwrap().keys().collect::<Vec<_>>(), vec![&a]);
+    assert!(m["cards"][a.as_str()].get("pending").is_none());
+}

@@ -136,15 +136,23 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
     let result = work.result.unwrap_or_else(|| Err(multitenant_core::Error::Io("discovery panicked".into())));
     let (viewer, d, report) = result.rb()?;
     let specs = multitenant_core::specs::specs(&d.found, work.cards.as_ref(), &viewer.name, qualified);
-    let cards = report.map(|r| {
-        json!({"created": r.created, "updated": r.updated, "removed": r.removed, "dismissed": r.dismissed,
-               "unchanged": r.unchanged, "held_back": r.held_back, "errors": r.errors})
-    });
     let u = &d.unknown;
     let unknown = json!({"all": u.all, "clusters": u.clusters, "groups": u.groups, "jobs": u.jobs});
-    let out = json!({"viewer": viewer.name, "specs": specs, "errors": d.errors, "warnings": d.warnings,
-                     "unknown": unknown, "cards": cards});
-    serde_magnus::serialize(ruby, &out)
+    // What reconciliation did: the ids created, updated, removed, dismissed and held back, and how
+    // many cards were already up to date.
+    let cards = report.as_ref().map(|r| {
+        json!({"created": r.created, "updated": r.updated, "removed": r.removed, "dismissed": r.dismissed,
+               "unchanged": r.unchanged.len(), "held_back": r.held_back, "errors": r.errors})
+    });
+    // Straight into Ruby objects (string keys), the specs without an intermediate copy.
+    let out = ruby.hash_new();
+    out.aset("viewer", viewer.name.as_str())?;
+    out.aset("specs", serde_magnus::serialize::<_, Value>(ruby, &specs)?)?;
+    out.aset("errors", serde_magnus::serialize::<_, Value>(ruby, &d.errors)?)?;
+    out.aset("warnings", serde_magnus::serialize::<_, Value>(ruby, &d.warnings)?)?;
+    out.aset("unknown", serde_magnus::serialize::<_, Value>(ruby, &unknown)?)?;
+    out.aset("cards", serde_magnus::serialize::<_, Value>(ruby, &cards)?)?;
+    Ok(out.as_value())
 }
 
 /// The scheduler for one target: its clusters.d entry's `job` settings; `MULTITENANT_SLURM_BIN` is

@@ -1,0 +1,115 @@
+# frozen_string_literal: true
+
+# Discovery at scale on recorded scheduler output: `rake bench:scale` (as root; needs the test users,
+# which `spec/cluster/testcluster up` creates; no Slurm daemon is used). squeue is an executable that
+# prints a recorded answer (N shares of mtowner for mtclass, N jobs of another WCKey and N plain jobs)
+# with the query's own random tokens put in, so everything else is the product as a dashboard runs it:
+# MultiTenant.discover in one Ruby process as mtmember. SIZES="25 100 500 2000 10000" RUNS=15.
+require "json"
+require "yaml"
+require "open3"
+require "fileutils"
+require "multitenant"
+
+LAB = "/var/tmp/multitenant-scale"
+RUNS = Integer(ENV.fetch("RUNS", "15"))
+SIZES = ENV.fetch("SIZES", "25 100 500 2000 10000").split.map { |s| Integer(s) }
+
+def sh!(*cmd)
+  out, err, status = Open3.capture3(*cmd)
+  raise "#{cmd.join(" ")}: #{err}" unless status.success?
+
+  out
+end
+
+FileUtils.rm_rf(LAB)
+FileUtils.mkdir_p(LAB, mode: 0o755)
+File.chmod(0o755, LAB)
+keys = MultiTenant::KeyDir.new(File.join(LAB, "keys"))
+keys.generate(group: "mtclass")
+key = keys.sealing_key("mtclass")
+# OOD's clusters.d entry that install writes for the cluster (the hidden dismiss copy).
+FileUtils.mkdir_p(File.join(LAB, "clusters.d"))
+File.write(File.join(LAB, "clusters.d/mtcluster-multitenant.yml"),
+           YAML.dump("v2" => { "metadata" => { "hidden" => true }, "job" => { "adapter" => "slurm" } }))
+
+# A recorded answer with placeholders for the two tokens, and a squeue that prints it with the
+# tokens of the query (the last argument is the -O format: JobID:<sep>,…,Name:<term>).
+def recorded(size, key)
+  dir = File.join(LAB, "n#{size}")
+  FileUtils.mkdir_p(File.join(dir, "bin"))
+  File.open(File.join(dir, "answer"), "w") do |f|
+    id = 2_000_000
+    size.times do |i|
+      id += 1
+      node = format("node%04d", i % 1000)
+      msg = { "session_id" => "0f8fad5b-d9cb-469f-a165-#{format("%012d", i)}", "app" => "Ollama_#{i}", "method" => "card",
+              "delivery" => "sys/multitenant-delivery_default",
+              "connection" => { "host" => node, "port" => "41234", "ollama_url" => "http://#{node}:41234" } }
+      name = MultiTenant::Envelope.seal(msg, key: key, group: "mtclass", job_id: id.to_s, owner: "mtowner", cluster: "mtcluster")
+      f.write("#{id}@F@mtowner@F@multitenant@F@mtcluster@F@0@F@#{node}@F@#{name}@T@\n")
+      id += 1
+      f.write("#{id}@F@mtmember@F@other@F@mtcluster@F@0@F@node0001@F@sys/dashboard/sys/bc_desktop@T@\n")
+      id += 1
+      f.write("#{id}@F@mtoutsider@F@*@F@mtcluster@F@0@F@node[0002-0004]@F@sleep@T@\n")
+    end
+  end
+  File.write(File.join(dir, "bin/squeue"), <<~SH)
+    #!/bin/sh
+    for a; do fmt=$a; done
+    sep=${fmt#JobID:}; sep=${sep%%,*}; term=${fmt##*Name:}
+    exec sed -e "s|@F@|$sep|g" -e "s|@T@|$term|g" #{File.join(dir, "answer")}
+  SH
+  File.chmod(0o755, File.join(dir, "bin/squeue"))
+  FileUtils.chmod_R("a+rX", dir)
+  dir
+end
+
+PROBE = <<~'RUBY'
+  require "multitenant"; require "json"; require "open3"; require "fileutils"; require "objspace"
+  dir, runs, keys = ARGV[0], Integer(ARGV[1]), ARGV[2]
+  def ms = Process.clock_gettime(Process::CLOCK_MONOTONIC) * 1000
+  def rss_kb = File.read("/proc/self/status")[/^VmRSS:\s+(\d+)/, 1].to_i
+  def median(list) = list.sort[list.size / 2]
+  config = MultiTenant::Config.new(key_dir: keys, bin_dir: File.join(dir, "bin"), clusters: { "mtcluster" => "mtcluster-multitenant" },
+                                   max_cards: 10_000, max_cards_per_owner: 10_000, timeout: 60,
+                                   clusters_dir: File.join(File.dirname(keys), "clusters.d"))
+  home = File.join(dir, "home")
+  FileUtils.mkdir_p(File.join(home, "warm"))
+  GC.start
+  before = { rss: rss_kb, mem: ObjectSpace.memsize_of_all }
+  first = MultiTenant.discover!(config: config, dataroot: File.join(home, "warm"))
+  GC.start
+  after = { rss: rss_kb, mem: ObjectSpace.memsize_of_all }
+  n = first.size
+  fmt = "JobID:@f@,UserName:@f@,WCKey:@f@,Cluster:@f@,RestartCnt:@f@,NodeList:@f@,Name:@x@"
+  t = { bare: [], specs: [], later: [], first: [] }
+  runs.times do |i|
+    s = ms; Open3.capture2(File.join(dir, "bin/squeue"), "--all", "--noheader", "--states=RUNNING", "-O", fmt); t[:bare] << ms - s
+    s = ms; MultiTenant.discover!(config: config); t[:specs] << ms - s
+    s = ms; MultiTenant.discover!(config: config, dataroot: File.join(home, "warm")); t[:later] << ms - s
+    root = FileUtils.mkdir_p(File.join(home, "first#{i}")).first
+    s = ms; MultiTenant.discover!(config: config, dataroot: root); t[:first] << ms - s
+    raise "cards: #{MultiTenant.cards}" unless MultiTenant.cards["created"].size == [n, 10_000].min
+  end
+  puts JSON.dump(n: n, **t.transform_values { |v| median(v) },
+                 retained_rss_kb: after[:rss] - before[:rss], retained_objspace_b: after[:mem] - before[:mem], peak_rss_kb: File.read("/proc/self/status")[/^VmHWM:\s+(\d+)/, 1].to_i)
+RUBY
+
+rows = SIZES.map do |size|
+  dir = recorded(size, key)
+  FileUtils.mkdir_p(File.join(dir, "home"))
+  FileUtils.chown("mtmember", nil, File.join(dir, "home"))
+  out = sh!("runuser", "-u", "mtmember", "--", RbConfig.ruby, "-I", File.expand_path("../lib", __dir__), "-e", PROBE, dir, RUNS.to_s, File.join(LAB, "keys"))
+  JSON.parse(out.lines.last).tap { |r| warn r.inspect }
+end
+
+puts "| shares (+ 2× as many other jobs) | recorded squeue (spawn + print) | discover, specs only | later start (cards present) | " \
+     "later − bare, per share | first start (empty data root) | first − later, per card | retained after discover, per share (RSS / ObjectSpace) |"
+puts "|---|---|---|---|---|---|---|---|"
+rows.each do |r|
+  n = r["n"]
+  puts format("| %d | %.1f ms | %.1f ms | %.1f ms | %.1f µs | %.1f ms | %.2f ms | %.1f KB / %.1f KB |", n, r["bare"], r["specs"], r["later"],
+              (r["later"] - r["bare"]) * 1000 / n, r["first"], (r["first"] - r["later"]) / n,
+              r["retained_rss_kb"].to_f / n, r["retained_objspace_b"] / 1024.0 / n)
+end
