@@ -12,13 +12,19 @@ module MultiTenant
       @warnings ||= []
     end
 
+    # Information from the last discovery (jobs in the first implementation's format while it is not
+    # read); each line is logged once per process, at info level.
+    def notes
+      @notes ||= []
+    end
+
     # What the last discovery did to the viewer's cards ({"created" => [ids], ...}), or nil.
     attr_reader :cards
 
     attr_writer :logger
 
     def logger
-      @logger ||= defined?(Rails) && Rails.respond_to?(:logger) && Rails.logger ? Rails.logger : Logger.new($stderr, progname: "multitenant")
+      @logger ||= defined?(Rails) && Rails.respond_to?(:logger) && Rails.logger ? Rails.logger : Logger.new($stderr)
     end
 
     # Finds the shares this user may open, fills MultiTenant.specs and reconciles the user's cards
@@ -34,9 +40,10 @@ module MultiTenant
       specs
     end
 
-    # One line per problem, whatever the message holds (Ruby's error highlighting adds lines; control characters go too).
-    def log(line)
-      logger.warn("multitenant: #{line.to_s.gsub(/[[:cntrl:]]+/, " ").strip}")
+    # One line per problem, whatever the message holds (Ruby's error highlighting adds lines; control
+    # characters go too), prefixed once with "multitenant: " (the default logger has no progname).
+    def log(line, level: :warn)
+      logger.public_send(level, "multitenant: #{line.to_s.gsub(/[[:cntrl:]]+/, " ").strip}")
     rescue StandardError
       nil
     end
@@ -50,9 +57,12 @@ module MultiTenant
       # What this run could not decide keeps the choice the last run offered.
       @specs = undecided(specs, result["unknown"]).merge(result["specs"])
       @warnings = [*why, *result["warnings"]]
+      @notes = result["notes"]
       unless strict
         log(why) if why
         result["warnings"].each { |line| log("scheduler said: #{line}") }
+        @noted = {} if !@noted || @noted.size > 100
+        @notes.each { |line| @noted[line] ||= log(line, level: :info) || true }
       end
       @cards = result["cards"]
       @errors = result["errors"] + (@cards ? @cards["errors"] : [])

@@ -207,7 +207,10 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     poll("legacy rename") { job_name(id).start_with?("sys/dashboard|") && running?(id) }
     off = discover_as("mtmember")
     expect(off["specs"]).to eq({})
-    expect(off["errors"]).to include(a_string_matching(/job #{id} \(mtowner\): name is in the legacy/))
+    # Not read by default: information, once, naming the setting; not a problem at every start.
+    expect(off["errors"]).to eq([])
+    expect(off["notes"]).to eq(["1 running job(s) publish in the first implementation's format, which is not read here " \
+                                "(mtowner: 1); MULTITENANT_LEGACY=true reads it while a site migrates"])
     on = discover_as("mtmember", legacy: true)
     expect(on["specs"].dig(id, "accounting", "mta")).to eq("Legacy_API")
   end

@@ -216,7 +216,7 @@ module ClusterHelpers
                                        host_domains: ENV["MULTITENANT_HOST_DOMAINS"])
       specs = MultiTenant.discover#{strict ? "!" : ""}(dataroot: #{dataroot.inspect}, config: config, now: #{now.inspect})
       puts JSON.generate("specs" => specs, "errors" => MultiTenant.errors, "cards" => MultiTenant.cards,
-                         "warnings" => MultiTenant.warnings)
+                         "warnings" => MultiTenant.warnings, "notes" => MultiTenant.notes)
     RUBY
     out, err, status = run_as(user, RbConfig.ruby, "-I", File.join(ROOT, "lib"), "-e", script, env: env)
     raise "discover as #{user} failed: #{err}" unless status.success?

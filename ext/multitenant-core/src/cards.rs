@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::dataroot::{DataRoot, FileState};
 use crate::discover::{Found, Unknown};
+use crate::envelope::hex;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Entry, Stamp};
 use crate::message::Method;
@@ -112,7 +113,7 @@ fn marked_completed(root: &DataRoot, rel: &Path) -> bool {
 /// Whether the card's session file is exactly as last written or checked (then OOD has not marked
 /// it: it marks a session by rewriting its file).
 fn db_as_recorded(root: &DataRoot, e: &Entry) -> bool {
-    e.stamps.as_ref().is_some_and(|(db, _)| root.stamp(&e.db).as_ref() == Some(db))
+    e.stamps.as_ref().is_some_and(|(db, _)| db_stamp(root, &e.db).as_ref() == Some(db))
 }
 
 /// The card's session id: a UUID-shaped hash of the job, stable across runs, never chosen by the
@@ -129,7 +130,7 @@ pub fn card_id(cluster: &str, job_id: &str, owner: &str) -> String {
     let mut b: [u8; 16] = d[..16].try_into().expect("32-byte digest");
     b[6] = (b[6] & 0x0f) | 0x80; // version 8: custom
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = hex(&b);
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
@@ -228,7 +229,7 @@ fn wanted<'a>(f: &'a Found, opts: &CardOptions) -> Result<(String, Wanted<'a>)> 
         h.update((field.len() as u64).to_be_bytes());
         h.update(field);
     }
-    let digest: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let digest = hex(&h.finalize()[..12]);
     let entry = Entry {
         job_id: f.job.id.clone(),
         group: f.share.group.clone(),
@@ -468,14 +469,13 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
         // The card stays (as it is, or updated): it keeps its place.
         *shown_by_owner.entry(owner.clone()).or_default() += 1;
         shown += 1;
-        let conn = e.output.join("connection.yml");
         // A session file that is not OOD's JSON, or an empty connection.yml (a power loss after an
         // unsynced write), is rewritten.
         if e.digest == w.entry.digest
             && session == Some(Session::Open)
-            && root.stamp(&conn).is_some_and(|s| !s.is_empty())
+            && conn_stamp(&root, &e.output).is_some_and(|s| !s.is_empty())
         {
-            e.stamps = stamps(&root, &e.db, &conn);
+            e.stamps = stamps(&root, &e.db, &e.output);
             report.unchanged.push(id);
             continue;
         }
@@ -637,18 +637,28 @@ fn write_card(root: &DataRoot, w: &Wanted, created_at: u64) -> Result<Option<(St
     let conn = w.entry.output.join("connection.yml");
     root.write(&conn, &w.connection_json(), false)?;
     root.write(&w.entry.db, &w.db_json(created_at), false)?;
-    Ok(stamps(root, &w.entry.db, &conn))
+    Ok(stamps(root, &w.entry.db, &w.entry.output))
 }
 
-fn stamps(root: &DataRoot, db: &Path, conn: &Path) -> Option<(Stamp, Stamp)> {
-    Some((root.stamp(db)?, root.stamp(conn)?))
+/// The stamps of a card's session file and connection.yml, each from the directory the cards share
+/// (`batch_connect/db`, the delivery app's `output`): two `fstatat` calls, no directory opened.
+fn stamps(root: &DataRoot, db: &Path, output: &Path) -> Option<(Stamp, Stamp)> {
+    Some((db_stamp(root, db)?, conn_stamp(root, output)?))
+}
+
+fn db_stamp(root: &DataRoot, db: &Path) -> Option<Stamp> {
+    root.stamp(db.parent()?, Path::new(db.file_name()?))
+}
+
+fn conn_stamp(root: &DataRoot, output: &Path) -> Option<Stamp> {
+    root.stamp(output.parent()?, &Path::new(output.file_name()?).join("connection.yml"))
 }
 
 /// Whether the card's two files are exactly as last written or checked: then it is up to date
 /// (OOD marks a session completed by rewriting its file, which changes its stamp).
 fn as_recorded(root: &DataRoot, e: &Entry) -> bool {
     e.stamps.as_ref().is_some_and(|(db, conn)| {
-        root.stamp(&e.db).as_ref() == Some(db) && root.stamp(&e.output.join("connection.yml")).as_ref() == Some(conn)
+        db_stamp(root, &e.db).as_ref() == Some(db) && conn_stamp(root, &e.output).as_ref() == Some(conn)
     })
 }
 

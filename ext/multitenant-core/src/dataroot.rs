@@ -47,6 +47,7 @@ use nix::fcntl::{open, openat, readlinkat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
+use crate::envelope::hex;
 use crate::error::{Error, Result};
 use crate::manifest::Stamp;
 
@@ -319,6 +320,10 @@ impl DataRoot {
     /// The checked directory at `rel` below the root; missing directories are created (mode 0700)
     /// when `create`, else `None`.
     pub(crate) fn dir(&self, rel: &Path, create: bool) -> Result<Option<Rc<OwnedFd>>> {
+        // The directories cards share are asked for once per card: found whole, not step by step.
+        if let Some(fd) = self.dirs.borrow().get(rel) {
+            return Ok(Some(fd.clone()));
+        }
         let mut cur = self.root.clone();
         let mut at = PathBuf::new();
         for c in rel.components() {
@@ -396,11 +401,13 @@ impl DataRoot {
         Ok(Some(buf))
     }
 
-    /// The stamp of the regular file at `rel` (no symlink at its end), in one `fstatat` from the data
-    /// root: `None` when it is missing or anything else. Only ever compared with a stamp taken of a
-    /// file this gem wrote; a different answer sends the caller down the checked path.
-    pub(crate) fn stamp(&self, rel: &Path) -> Option<Stamp> {
-        let st = fstatat(self.root.as_fd(), rel, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    /// The stamp of the regular file `rest` below the checked directory `dir` (no symlink at its
+    /// end), in one `fstatat` from that directory, which is opened once per run: `None` when it is
+    /// missing or anything else. Only ever compared with a stamp taken of a file this gem wrote; a
+    /// different answer sends the caller down the checked path.
+    pub(crate) fn stamp(&self, dir: &Path, rest: &Path) -> Option<Stamp> {
+        let dir = self.dir(dir, false).ok()??;
+        let st = fstatat(dir.as_fd(), rest, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
         is_type(&st, SFlag::S_IFREG).then_some(Stamp::new([
             st.st_dev,
             st.st_ino,
@@ -422,7 +429,7 @@ impl DataRoot {
         let dir = self.dir(dir, true)?.expect("created");
         let mut rnd = [0u8; 6];
         getrandom::fill(&mut rnd).map_err(|e| Error::Io(format!("no random numbers: {e}")))?;
-        let tmp = format!(".{name}.{}.bak", rnd.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let tmp = format!(".{name}.{}.bak", hex(&rnd));
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(dir.as_fd(), tmp.as_str(), flags, Mode::S_IRUSR | Mode::S_IWUSR)
             .map_err(|e| Error::Io(format!("writing {}: {}", self.show(rel).display(), e.desc())))?;

@@ -357,6 +357,8 @@ pub struct Discovery {
     pub errors: Vec<String>,
     /// Stderr lines of successful scheduler calls (deduplicated, at most [`MAX_ERRORS`]), to log.
     pub warnings: Vec<String>,
+    /// Information, not problems (jobs in the first implementation's format while it is not read).
+    pub notes: Vec<String>,
     /// What this run could not decide: its cards, dismissals and form choices stay.
     pub unknown: Unknown,
 }
@@ -497,14 +499,29 @@ pub fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discover
     d
 }
 
+/// Shares opened on one thread at most; more are opened on up to [`MAX_THREADS`] threads.
+const SERIAL_OPENS: usize = 128;
+const MAX_THREADS: usize = 4;
+
+/// A job whose name is to be opened: the lookups are done, what is left needs no lock and no I/O.
+struct Sealed {
+    job: Job,
+    group: String,
+    legacy: bool,
+}
+
 /// Decides, for each running job with the WCKey, whether it is a share `viewer` may open: the
 /// shares that opened go to `d.found`, one line per problem to `d.errors`, what could not be decided
-/// to `d.unknown`. Spawns nothing: the scheduler has answered already.
+/// to `d.unknown`. Spawns no process: the scheduler has answered already. The lookups (owners,
+/// keys) are made in order, once each; the names are then opened on up to [`MAX_THREADS`] threads
+/// when there are many (they need nothing but the keys), and decided in the scheduler's order.
 pub fn examine(d: &mut Discovery, jobs: Vec<Job>, viewer: &Viewer, opts: &Options) {
     let start = Instant::now();
     let now = opts.now.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |t| t.as_secs()));
     let mut cache = Cache::default();
     let total = jobs.len();
+    let mut sealed = Vec::new();
+    let mut legacy_ignored: BTreeMap<String, usize> = BTreeMap::new();
     for (n, job) in jobs.into_iter().enumerate() {
         if start.elapsed() > opts.budget {
             d.error(format!(
@@ -533,6 +550,12 @@ pub fn examine(d: &mut Discovery, jobs: Vec<Job>, viewer: &Viewer, opts: &Option
             }
             continue;
         };
+        let legacy = parsed.format == Format::Legacy;
+        if legacy && !opts.legacy {
+            // Read only while a site migrates: by default it is information, not a problem.
+            *legacy_ignored.entry(job.owner.clone()).or_default() += 1;
+            continue;
+        }
         // The publisher must be a member too: a share cannot speak for a group its owner is not in.
         let owner_gids =
             cache.owner_gids.entry(job.owner.clone()).or_insert_with(|| match User::from_name(&job.owner) {
@@ -554,42 +577,83 @@ pub fn examine(d: &mut Discovery, jobs: Vec<Job>, viewer: &Viewer, opts: &Option
                 continue;
             }
         }
-        let binding = Binding { job_id: &job.id, owner: &job.owner, cluster: &job.cluster, restarts: job.restarts };
-        let opened = match parsed.format {
-            Format::Legacy if opts.legacy => open_legacy(&job.name, binding),
-            Format::Legacy => Err(Error::LegacyDisabled),
-            _ => {
-                let keys = cache
-                    .keys
-                    .entry(group.clone())
-                    .or_insert_with(|| opts.key_dir.opening_keys(&group).map_err(|e| e.to_string()));
-                match keys {
-                    Ok(keys) => match open(&job.name, binding, keys) {
-                        // After a requeue the name is the previous run's until the new run publishes:
-                        // not shared yet, not a problem to report at every dashboard start.
-                        Err(Error::BadSeal) if sealed_by_an_earlier_run(&job, keys) => continue,
-                        opened => opened,
-                    },
-                    Err(e) => {
-                        d.error(format!("group {group}: {e}"));
-                        if !d.unknown.groups.contains(&group) {
-                            d.unknown.groups.push(group.clone());
-                        }
-                        continue;
-                    }
+        if !legacy {
+            let keys = cache
+                .keys
+                .entry(group.clone())
+                .or_insert_with(|| opts.key_dir.opening_keys(&group).map_err(|e| e.to_string()));
+            if let Err(e) = keys {
+                d.error(format!("group {group}: {e}"));
+                if !d.unknown.groups.contains(&group) {
+                    d.unknown.groups.push(group.clone());
                 }
+                continue;
             }
-        };
+        }
+        sealed.push(Sealed { job, group, legacy });
+    }
+    if !legacy_ignored.is_empty() {
+        d.notes.push(legacy_note(&legacy_ignored));
+    }
+
+    let open_one = |s: &Sealed| -> Option<Result<Share>> {
+        let job = &s.job;
+        let binding = Binding { job_id: &job.id, owner: &job.owner, cluster: &job.cluster, restarts: job.restarts };
+        if s.legacy {
+            return Some(open_legacy(&job.name, binding));
+        }
+        let Some(Ok(keys)) = cache.keys.get(&s.group) else { return None };
+        match open(&job.name, binding, keys) {
+            // After a requeue the name is the previous run's until the new run publishes: not shared
+            // yet, not a problem to report at every dashboard start.
+            Err(Error::BadSeal) if sealed_by_an_earlier_run(job, keys) => None,
+            opened => Some(opened),
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
+    let opened: Vec<Option<Result<Share>>> = if sealed.len() <= SERIAL_OPENS || threads < 2 {
+        sealed.iter().map(open_one).collect()
+    } else {
+        let chunk = sealed.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = sealed
+                .chunks(chunk)
+                .map(|part| scope.spawn(|| part.iter().map(open_one).collect::<Vec<_>>()))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|_| vec![Some(Err(Error::Io("opening shares panicked".into())))]))
+                .collect()
+        })
+    };
+
+    for (s, opened) in sealed.into_iter().zip(opened) {
+        let job = s.job;
         match opened {
-            Ok(share) if share.message.is_expired(now) => {}
-            Ok(share) if !share.message.allows(&viewer.name, viewer.uid) => {}
-            Ok(share) => match check_host(&job, &share, &opts.host_domains) {
+            None => {}
+            Some(Ok(share)) if share.message.is_expired(now) => {}
+            Some(Ok(share)) if !share.message.allows(&viewer.name, viewer.uid) => {}
+            Some(Ok(share)) => match check_host(&job, &share, &opts.host_domains) {
                 Ok(()) => d.found.push(Found { job, share }),
                 Err(e) => d.error(format!("job {} ({}): {e}", job.id, job.owner)),
             },
-            Err(e) => d.error(format!("job {} ({}): {e}", job.id, job.owner)),
+            Some(Err(e)) => d.error(format!("job {} ({}): {e}", job.id, job.owner)),
         }
     }
+}
+
+/// One line for the running jobs that publish in the first implementation's format while it is not
+/// read: how many, whose, and the setting that reads them.
+fn legacy_note(by_owner: &BTreeMap<String, usize>) -> String {
+    let n: usize = by_owner.values().sum();
+    let mut owners: Vec<String> = by_owner.iter().take(5).map(|(o, k)| format!("{o}: {k}")).collect();
+    if by_owner.len() > 5 {
+        owners.push("…".into());
+    }
+    format!(
+        "{n} running job(s) publish in the first implementation's format, which is not read here ({}); MULTITENANT_LEGACY=true reads it while a site migrates",
+        owners.join(", ")
+    )
 }
 
 #[cfg(test)]

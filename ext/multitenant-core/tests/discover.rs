@@ -324,3 +324,53 @@ fn a_direction_override_in_the_app_name_is_refused_at_discovery() {
         )]
     );
 }
+
+#[test]
+fn many_shares_are_opened_on_several_threads_and_decided_in_the_schedulers_order() {
+    // 600 jobs (past the serial limit): good shares, forged ones and expired ones interleaved. The
+    // result is the one a single thread gives: same shares, same order, one line per bad job in order.
+    let f = fixture();
+    let mut expired = ollama();
+    expired.expires_at = Some(1);
+    let jobs: Vec<_> = (0..600)
+        .map(|i| {
+            let id = (10_000 + i).to_string();
+            let name = match i % 3 {
+                0 => f.name(&f.group, &id, &f.me, "mtcluster", 0),
+                1 => f.name(&f.group, "999", &f.me, "mtcluster", 0),
+                _ => f.name_of(&expired, &f.group, &id, &f.me, "mtcluster", 0),
+            };
+            (id, f.me.clone(), "mtcluster", 0, name)
+        })
+        .collect();
+    let viewer = Viewer::current().unwrap();
+    let d = discover(&target(f.squeue(&jobs)), &viewer, &f.options());
+    let want: Vec<String> = (0..600).filter(|i| i % 3 == 0).map(|i| (10_000 + i).to_string()).collect();
+    assert_eq!(d.found.iter().map(|x| x.job.id.clone()).collect::<Vec<_>>(), want);
+    // At most MAX_ERRORS lines, the first ones in the scheduler's order.
+    assert_eq!(d.errors.len(), multitenant_core::discover::MAX_ERRORS + 1);
+    assert!(d.errors[0].starts_with("job 10001 ("), "{}", d.errors[0]);
+    assert!(d.errors[1].starts_with("job 10004 ("), "{}", d.errors[1]);
+}
+
+#[test]
+fn a_legacy_name_while_legacy_is_off_is_one_note_not_a_problem() {
+    let f = fixture();
+    let legacy = format!("sys/dashboard|{}|QUJDREVGR0g=", f.group);
+    let jobs = vec![
+        ("7001".to_string(), f.me.clone(), "mtcluster", 0, legacy.clone()),
+        ("7002".to_string(), f.me.clone(), "mtcluster", 0, legacy),
+        ("7003".to_string(), f.me.clone(), "mtcluster", 0, f.name(&f.group, "7003", &f.me, "mtcluster", 0)),
+    ];
+    let viewer = Viewer::current().unwrap();
+    let d = discover(&target(f.squeue(&jobs)), &viewer, &f.options());
+    assert_eq!(d.errors, Vec::<String>::new());
+    assert_eq!(d.found.len(), 1);
+    assert_eq!(
+        d.notes,
+        [format!(
+            "2 running job(s) publish in the first implementation's format, which is not read here ({}: 2); MULTITENANT_LEGACY=true reads it while a site migrates",
+            f.me
+        )]
+    );
+}

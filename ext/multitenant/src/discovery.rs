@@ -84,6 +84,15 @@ fn run(work: &mut Work) {
     work.result = Some(result);
 }
 
+/// Gives back to the system the heap a discovery freed (the scheduler's answer, the manifest): the
+/// dashboard keeps running for hours with only the specs in use, and glibc would keep the rest.
+fn give_back_freed_memory() {
+    // SAFETY: malloc_trim only returns free heap pages; it takes glibc's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 unsafe extern "C" fn trampoline(data: *mut c_void) -> *mut c_void {
     // SAFETY: `data` is the `&mut Work` passed below, alive for the whole call; no Ruby API is used.
     let work = unsafe { &mut *(data as *mut Work) };
@@ -93,6 +102,19 @@ unsafe extern "C" fn trampoline(data: *mut c_void) -> *mut c_void {
 }
 
 fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
+    let (out, shares) = discovery_outcome(ruby, config)?;
+    // A few shares free little; trimming walks the whole heap of a big dashboard process.
+    if shares >= TRIM_FROM {
+        give_back_freed_memory();
+    }
+    Ok(out)
+}
+
+/// Discoveries that found at least this many shares give the memory they freed back.
+const TRIM_FROM: usize = 200;
+
+/// The Ruby result of one discovery, and how many shares it found.
+fn discovery_outcome(ruby: &Ruby, config: Value) -> Result<(Value, usize), Error> {
     let c: Config = serde_magnus::deserialize(ruby, config)
         .map_err(|e| crate::error::to_ruby(multitenant_core::Error::Invalid(format!("discovery settings: {e}"))))?;
     let strategy: Strategy = c.strategy.parse().rb()?;
@@ -150,9 +172,10 @@ fn run_discovery(ruby: &Ruby, config: Value) -> Result<Value, Error> {
     out.aset("specs", serde_magnus::serialize::<_, Value>(ruby, &specs)?)?;
     out.aset("errors", serde_magnus::serialize::<_, Value>(ruby, &d.errors)?)?;
     out.aset("warnings", serde_magnus::serialize::<_, Value>(ruby, &d.warnings)?)?;
+    out.aset("notes", serde_magnus::serialize::<_, Value>(ruby, &d.notes)?)?;
     out.aset("unknown", serde_magnus::serialize::<_, Value>(ruby, &unknown)?)?;
     out.aset("cards", serde_magnus::serialize::<_, Value>(ruby, &cards)?)?;
-    Ok(out.as_value())
+    Ok((out.as_value(), d.found.len()))
 }
 
 /// The scheduler for one target: its clusters.d entry's `job` settings; `MULTITENANT_SLURM_BIN` is
