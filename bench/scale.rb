@@ -4,7 +4,8 @@
 # which `spec/cluster/testcluster up` creates; no Slurm daemon is used). squeue is an executable that
 # prints a recorded answer (N shares of mtowner for mtclass, N jobs of another WCKey and N plain jobs)
 # with the query's own random tokens put in, so everything else is the product as a dashboard runs it:
-# MultiTenant.discover in one Ruby process as mtmember. SIZES="25 100 500 2000 10000" RUNS=15.
+# MultiTenant.discover in one Ruby process as mtmember. SIZES lists shares:running jobs (the others
+# alternate between another WCKey and none); RUNS=15 rounds, median.
 require "json"
 require "yaml"
 require "open3"
@@ -13,7 +14,7 @@ require "multitenant"
 
 LAB = "/var/tmp/multitenant-scale"
 RUNS = Integer(ENV.fetch("RUNS", "15"))
-SIZES = ENV.fetch("SIZES", "25 100 500 2000 10000").split.map { |s| Integer(s) }
+SIZES = ENV.fetch("SIZES", "25:50 100:200 500:1000 2000:4000 2000:10000 2000:50000 10000:50000").split.map { |s| s.split(":").map { |x| Integer(x) } }
 
 def sh!(*cmd)
   out, err, status = Open3.capture3(*cmd)
@@ -35,23 +36,27 @@ File.write(File.join(LAB, "clusters.d/mtcluster-multitenant.yml"),
 
 # A recorded answer with placeholders for the two tokens, and a squeue that prints it with the
 # tokens of the query (the last argument is the -O format: JobID:<sep>,…,Name:<term>).
-def recorded(size, key)
-  dir = File.join(LAB, "n#{size}")
+def recorded(shares, total, key)
+  dir = File.join(LAB, "n#{shares}-#{total}")
   FileUtils.mkdir_p(File.join(dir, "bin"))
   File.open(File.join(dir, "answer"), "w") do |f|
     id = 2_000_000
-    size.times do |i|
+    every = total / shares
+    total.times do |j|
       id += 1
-      node = format("node%04d", i % 1000)
-      msg = { "session_id" => "0f8fad5b-d9cb-469f-a165-#{format("%012d", i)}", "app" => "Ollama_#{i}", "method" => "card",
-              "delivery" => "sys/multitenant-delivery_default",
-              "connection" => { "host" => node, "port" => "41234", "ollama_url" => "http://#{node}:41234" } }
-      name = MultiTenant::Envelope.seal(msg, key: key, group: "mtclass", job_id: id.to_s, owner: "mtowner", cluster: "mtcluster")
-      f.write("#{id}@F@mtowner@F@multitenant@F@mtcluster@F@0@F@#{node}@F@#{name}@T@\n")
-      id += 1
-      f.write("#{id}@F@mtmember@F@other@F@mtcluster@F@0@F@node0001@F@sys/dashboard/sys/bc_desktop@T@\n")
-      id += 1
-      f.write("#{id}@F@mtoutsider@F@*@F@mtcluster@F@0@F@node[0002-0004]@F@sleep@T@\n")
+      if (j % every).zero? && j / every < shares
+        i = j / every
+        node = format("node%04d", i % 1000)
+        msg = { "session_id" => "0f8fad5b-d9cb-469f-a165-#{format("%012d", i)}", "app" => "Ollama_#{i}", "method" => "card",
+                "delivery" => "sys/multitenant-delivery_default",
+                "connection" => { "host" => node, "port" => "41234", "ollama_url" => "http://#{node}:41234" } }
+        name = MultiTenant::Envelope.seal(msg, key: key, group: "mtclass", job_id: id.to_s, owner: "mtowner", cluster: "mtcluster")
+        f.write("#{id}@F@mtowner@F@multitenant@F@mtcluster@F@0@F@#{node}@F@#{name}@T@\n")
+      elsif j.odd?
+        f.write("#{id}@F@mtmember@F@other@F@mtcluster@F@0@F@node0001@F@sys/dashboard/sys/bc_desktop@T@\n")
+      else
+        f.write("#{id}@F@mtoutsider@F@*@F@mtcluster@F@0@F@node[0002-0004]@F@sleep@T@\n")
+      end
     end
   end
   File.write(File.join(dir, "bin/squeue"), <<~SH)
@@ -83,7 +88,7 @@ PROBE = <<~'RUBY'
   after = { rss: rss_kb, mem: ObjectSpace.memsize_of_all }
   n = first.size
   fmt = "JobID:@f@,UserName:@f@,WCKey:@f@,Cluster:@f@,RestartCnt:@f@,NodeList:@f@,Name:@x@"
-  t = { bare: [], specs: [], later: [], first: [] }
+  t = { bare: [], specs: [], later: [], first: [], raw: [] }
   runs.times do |i|
     s = ms; Open3.capture2(File.join(dir, "bin/squeue"), "--all", "--noheader", "--states=RUNNING", "-O", fmt); t[:bare] << ms - s
     s = ms; MultiTenant.discover!(config: config); t[:specs] << ms - s
@@ -91,25 +96,40 @@ PROBE = <<~'RUBY'
     root = FileUtils.mkdir_p(File.join(home, "first#{i}")).first
     s = ms; MultiTenant.discover!(config: config, dataroot: root); t[:first] << ms - s
     raise "cards: #{MultiTenant.cards}" unless MultiTenant.cards["created"].size == [n, 10_000].min
+    # The same files in the same layout by a bare loop (write, rename; no checks, no fsync): what the
+    # filesystem itself costs at this moment.
+    raw = FileUtils.mkdir_p(File.join(home, "raw#{i}", "batch_connect/db")).first
+    out = FileUtils.mkdir_p(File.join(home, "raw#{i}", "batch_connect/sys/multitenant-delivery_default/output")).first
+    body = "x" * 300
+    s = ms
+    [n, 10_000].min.times do |c|
+      d = File.join(out, "card#{c}")
+      Dir.mkdir(d)
+      File.write(File.join(d, ".c.tmp"), body); File.rename(File.join(d, ".c.tmp"), File.join(d, "connection.yml"))
+      File.write(File.join(raw, ".d#{c}.tmp"), body); File.rename(File.join(raw, ".d#{c}.tmp"), File.join(raw, "card#{c}"))
+    end
+    t[:raw] << ms - s
   end
   puts JSON.dump(n: n, **t.transform_values { |v| median(v) },
                  retained_rss_kb: after[:rss] - before[:rss], retained_objspace_b: after[:mem] - before[:mem], peak_rss_kb: File.read("/proc/self/status")[/^VmHWM:\s+(\d+)/, 1].to_i)
 RUBY
 
-rows = SIZES.map do |size|
-  dir = recorded(size, key)
+rows = SIZES.map do |shares, total|
+  dir = recorded(shares, total, key)
   FileUtils.mkdir_p(File.join(dir, "home"))
   FileUtils.chown("mtmember", nil, File.join(dir, "home"))
   out = sh!("runuser", "-u", "mtmember", "--", RbConfig.ruby, "-I", File.expand_path("../lib", __dir__), "-e", PROBE, dir, RUNS.to_s, File.join(LAB, "keys"))
-  JSON.parse(out.lines.last).tap { |r| warn r.inspect }
+  JSON.parse(out.lines.last).merge("total" => total).tap { |r| warn r.inspect }
 end
 
-puts "| shares (+ 2× as many other jobs) | recorded squeue (spawn + print) | discover, specs only | later start (cards present) | " \
-     "later − bare, per share | first start (empty data root) | first − later, per card | retained after discover, per share (RSS / ObjectSpace) |"
-puts "|---|---|---|---|---|---|---|---|"
+puts "| shares : running jobs | recorded squeue (spawn + print) | discover, specs only | later start (cards present) | " \
+     "later − bare, per share | first start (empty data root) | first − later, per card | bare loop, same files, per card | " \
+     "retained after discover, per share (RSS / ObjectSpace) |"
+puts "|---|---|---|---|---|---|---|---|---|"
 rows.each do |r|
   n = r["n"]
-  puts format("| %d | %.1f ms | %.1f ms | %.1f ms | %.1f µs | %.1f ms | %.2f ms | %.1f KB / %.1f KB |", n, r["bare"], r["specs"], r["later"],
-              (r["later"] - r["bare"]) * 1000 / n, r["first"], (r["first"] - r["later"]) / n,
+  cards = [n, 10_000].min
+  puts format("| %d : %d | %.1f ms | %.1f ms | %.1f ms | %.1f µs | %.1f ms | %.2f ms | %.2f ms | %.1f KB / %.1f KB |", n, r["total"], r["bare"], r["specs"], r["later"],
+              (r["later"] - r["bare"]) * 1000 / n, r["first"], (r["first"] - r["later"]) / cards, r["raw"] / cards,
               r["retained_rss_kb"].to_f / n, r["retained_objspace_b"] / 1024.0 / n)
 end

@@ -11,6 +11,16 @@
 //! decide or could not do is left as the last run left it: a share that is unknown, held back or whose
 //! write (card or manifest) failed never loses its card, and a card that moves keeps its old output
 //! until the manifest records the new one.
+//!
+//! Durability: cards are derived data, rewritten by the next discovery, which runs when the dashboard
+//! starts, before it shows a page. Each card file is written under a temporary name and renamed into
+//! place (a reader sees the old file or the new one) but not fsynced: an fsync per file would cost
+//! more than everything else a first start does. The manifest, the record of which files are ours,
+//! is fsynced; new cards are recorded in it as pending before their files are written, so a run
+//! killed at any point leaves no file the next run may not replace or take away. After a power loss a
+//! card file may be empty: its stamp (inode, size, times) no longer matches the manifest's, the next
+//! run reads it, and rewrites what is not OOD's JSON or is empty. A card whose stamps match is up to
+//! date without being read: two `fstatat` calls per card at a later start.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

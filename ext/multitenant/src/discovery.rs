@@ -169,7 +169,7 @@ fn discovery_outcome(ruby: &Ruby, config: Value) -> Result<(Value, usize), Error
     // Straight into Ruby objects (string keys), the specs without an intermediate copy.
     let out = ruby.hash_new();
     out.aset("viewer", viewer.name.as_str())?;
-    out.aset("specs", serde_magnus::serialize::<_, Value>(ruby, &specs)?)?;
+    out.aset("specs", crate::convert::specs_to_ruby(ruby, &specs)?)?;
     out.aset("errors", serde_magnus::serialize::<_, Value>(ruby, &d.errors)?)?;
     out.aset("warnings", serde_magnus::serialize::<_, Value>(ruby, &d.warnings)?)?;
     out.aset("notes", serde_magnus::serialize::<_, Value>(ruby, &d.notes)?)?;
