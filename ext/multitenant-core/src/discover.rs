@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use memchr::memmem::Finder;
 use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
 use crate::envelope::{check_cluster, open, parse, Binding, Format, Share};
@@ -65,19 +66,35 @@ fn token(tag: &str) -> Result<String> {
 /// `squeue -M` prints a `CLUSTER: <name>` line before the records when it prints a header (22.05 drops
 /// both with `--noheader`; other versions may not); text before the first field
 /// of a record up to a newline is such a header (a job id holds no newline) and is dropped.
-fn records<'a>(out: &'a str, sep: &str, term: &str, fields: usize) -> Vec<Vec<&'a str>> {
+fn records<'a, const N: usize>(out: &'a str, sep: &str, term: &str) -> Vec<[&'a str; N]> {
+    // The tokens are ASCII, so every match starts and ends on a character boundary.
     let end = format!("{term}\n");
-    out.split_inclusive(end.as_str())
-        .filter_map(|r| r.strip_suffix(end.as_str()))
-        .filter_map(|r| {
-            let mut parts: Vec<&str> = r.split(sep).collect();
-            if parts.len() != fields || parts.iter().any(|p| p.contains(term)) {
-                return None;
+    let (ends, seps, terms) = (Finder::new(end.as_bytes()), Finder::new(sep.as_bytes()), Finder::new(term.as_bytes()));
+    let mut records = Vec::new();
+    let mut start = 0;
+    'record: for at in ends.find_iter(out.as_bytes()) {
+        let record = &out[start..at];
+        start = at + end.len();
+        let mut parts = [""; N];
+        let (mut n, mut from) = (0, 0);
+        for p in seps.find_iter(record.as_bytes()) {
+            if n + 1 >= N {
+                continue 'record;
             }
-            parts[0] = parts[0].rsplit('\n').next().unwrap_or_default();
-            Some(parts)
-        })
-        .collect()
+            parts[n] = &record[from..p];
+            (n, from) = (n + 1, p + sep.len());
+        }
+        if n + 1 != N {
+            continue;
+        }
+        parts[n] = &record[from..];
+        if parts.iter().any(|p| terms.find(p.as_bytes()).is_some()) {
+            continue;
+        }
+        parts[0] = parts[0].rsplit('\n').next().unwrap_or_default();
+        records.push(parts);
+    }
+    records
 }
 
 fn valid_id(id: &str) -> bool {
@@ -110,8 +127,7 @@ pub fn named_format(sep: &str, term: &str) -> String {
 pub fn parse_squeue(out: &str, sep: &str, term: &str, wckey: &str, cluster: Option<&str>) -> Vec<Job> {
     let mut seen = HashSet::new();
     let mut jobs = Vec::new();
-    for r in records(out, sep, term, 7) {
-        let [id, owner, key, c, restarts, nodes, name] = r[..] else { continue };
+    for [id, owner, key, c, restarts, nodes, name] in records::<7>(out, sep, term) {
         let Ok(restarts) = restarts.parse::<u32>() else { continue };
         if key == wckey && valid_id(id) && is_user_name(owner) && cluster_ok(c, cluster) && seen.insert(id) {
             jobs.push(Job {
@@ -153,8 +169,7 @@ pub fn parse_named(
 ) -> (Vec<Job>, Vec<(String, String)>) {
     let mut seen = HashSet::new();
     let (mut jobs, mut undecided) = (Vec::new(), Vec::new());
-    for r in records(out, sep, term, 5) {
-        let [id, owner, restarts, nodes, name] = r[..] else { continue };
+    for [id, owner, restarts, nodes, name] in records::<5>(out, sep, term) {
         let Ok(restarts) = restarts.parse::<u32>() else { continue };
         let Some((o, cluster)) = accounted.get(id) else { continue };
         if o != owner {
@@ -668,7 +683,7 @@ mod tests {
                    3@fXYZ@mtmember@fXYZ@*personal@fXYZ@beta@fXYZ@0@fXYZ@a\n4|mtowner|multitenant|beta|0|fake@mtXYZ@\n\
                    5@fXYZ@eve@fXYZ@multi|tenant\n6|x@fXYZ@beta@fXYZ@0@fXYZ@n@mtXYZ@\n\
                    7@fXYZ@eve@fXYZ@multitenant@fXYZ@beta@fXYZ@0@fXYZ@guessed@fXYZ@x@mtXYZ@\n";
-        let r = records(out, sep, term, 6);
+        let r = records::<6>(out, sep, term);
         assert_eq!(r.len(), 3);
         assert_eq!(r[0], ["1", "mtowner", "multitenant", "beta", "0", "mt|g|1.abc|x y"]);
         assert_eq!(r[1][0], "3");
@@ -680,8 +695,8 @@ mod tests {
 
     #[test]
     fn records_without_all_fields_or_terminator_are_dropped() {
-        let r = records("1;a;b@T@\n2;only@T@\ntrailing;x;y", ";", "@T@", 3);
-        assert_eq!(r, vec![vec!["1", "a", "b"]]);
+        let r = records::<3>("1;a;b@T@\n2;only@T@\n3;a;b;c@T@\ntrailing;x;y", ";", "@T@");
+        assert_eq!(r, vec![["1", "a", "b"]]);
     }
 
     #[test]
