@@ -231,7 +231,17 @@ pub fn seal(msg: &Message, key: &Key, prefix: &str, group: &str, binding: Bindin
     binding.validate_run()?;
     msg.validate()?;
 
-    seal_bytes(&encode_plaintext(&msg.to_json()), key, prefix, group, binding).map_err(|e| match e {
+    let json = msg.to_json();
+    let plaintext = encode_plaintext(&json);
+    // Receivers inflate at most MAX_PLAINTEXT bytes (more is a bomb): content that compresses into a
+    // name but is longer would be refused by every member. A name too long anyway says so below.
+    if json.len() > MAX_PLAINTEXT && sealed_len(plaintext.len(), prefix, group) <= NAME_LIMIT {
+        return Err(Error::Invalid(format!(
+            "the message is {} bytes as JSON, over the {MAX_PLAINTEXT} bytes receivers read (more is refused as a compression bomb): shorten or drop connection values",
+            json.len()
+        )));
+    }
+    seal_bytes(&plaintext, key, prefix, group, binding).map_err(|e| match e {
         Error::TooLarge { size, limit, .. } => Error::TooLarge { size, limit, hint: size_hint(msg) },
         e => e,
     })

@@ -251,6 +251,24 @@ fn seal_refuses_invalid_input_with_the_reason() {
 }
 
 #[test]
+fn seal_refuses_content_receivers_would_refuse_as_a_bomb() {
+    let key = Key::generate().unwrap();
+    // 20 values of 1000 characters: each valid, and they deflate into a short name, but the JSON is
+    // over the 16 KiB a receiver inflates: every member would see "content inflates beyond".
+    let mut msg = ollama();
+    for i in 0..20 {
+        msg.connection.insert(format!("v{i}"), "a".repeat(1000));
+    }
+    let e = seal(&msg, &key, "mt", "g", JOB).unwrap_err();
+    assert_eq!(e.kind(), "invalid");
+    assert!(e.to_string().contains("over the 16384 bytes receivers read"), "{e}");
+    // 15 of them fit: sealed, and opened.
+    msg.connection.retain(|k, _| !k.starts_with('v') || k[1..].parse::<u32>().unwrap() < 15);
+    let name = seal(&msg, &key, "mt", "g", JOB).unwrap();
+    assert_eq!(open(&name, JOB, std::slice::from_ref(&key)).unwrap().message, msg);
+}
+
+#[test]
 fn hostile_names_never_panic() {
     let key = Key::generate().unwrap();
     let seeds = ["mt|g|1.", "mt|g|1.A", "mt|g|1.AAAAAAAAAAAAAAAA", "mt|g|1.////", "mt|g|1.é", "x|g|====", "x|g|A==="];
