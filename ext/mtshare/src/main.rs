@@ -15,6 +15,8 @@ use multitenant_core::{
 };
 use nix::unistd::{Uid, User};
 
+mod rename;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
@@ -451,19 +453,12 @@ fn publish(p: Publish) -> Result<(), Error> {
     Ok(())
 }
 
-/// `scontrol update JobId=<id> JobName=<name>`. A stderr line that reports an error means the job was
-/// not renamed, even when scontrol exits 0 (`slurm_update error: …`): the publisher must not say it
-/// published. Other stderr lines are passed on as warnings.
+/// `scontrol update JobId=<id> JobName=<name>`, sent again while slurmctld refuses it because it is still
+/// recording the job in accounting ([`rename::rename_job`]); warnings go to stderr.
 fn rename_job(job_id: &str, name: &str) -> Result<(), Error> {
-    let args = ["update", &format!("JobId={job_id}"), &format!("JobName={name}")];
-    let out = Scheduler::default().output("scontrol", &args)?;
-    if let Some(line) = out.warnings.iter().find(|l| l.to_ascii_lowercase().contains("error")) {
-        return Err(Error::Command { program: "scontrol".into(), reason: line.clone() });
-    }
-    for w in &out.warnings {
-        eprintln!("mtshare: warning: scontrol: {w}");
-    }
-    Ok(())
+    rename::rename_job(&Scheduler::default(), job_id, name, rename::Backoff::default(), |w| {
+        eprintln!("mtshare: warning: {w}")
+    })
 }
 
 fn unshare(u: Unshare) -> Result<(), Error> {
