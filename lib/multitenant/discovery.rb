@@ -52,8 +52,12 @@ module MultiTenant
     def discover!(dataroot: nil, per_cluster: false, config: nil, now: nil, strict: true)
       native!
       config ||= Config.from_env
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       config, why = accounting_visible(config)
-      result = Discovery._run(config.native(dataroot: dataroot, per_cluster: per_cluster, now: now))
+      native = config.native(dataroot: dataroot, per_cluster: per_cluster, now: now)
+      # One MULTITENANT_TIMEOUT bounds the whole start: what the PrivateData check took is taken off.
+      native["timeout"] = [native["timeout"] - (Process.clock_gettime(Process::CLOCK_MONOTONIC) - started), 0.1].max
+      result = Discovery._run(native)
       # What this run could not decide keeps the choice the last run offered.
       @specs = undecided(specs, result["unknown"]).merge(result["specs"])
       @warnings = [*why, *result["warnings"]]
@@ -82,7 +86,8 @@ module MultiTenant
       target = native["targets"].find { |t| !t["problem"] } || { "name" => nil }
       @accounting_private ||= {}
       hidden = @accounting_private.fetch([target, native["bin_dir"]]) do |key|
-        out = Discovery._command("sacctmgr", %w[show configuration], native.merge("targets" => [target]))
+        # At most a third of the timeout (it takes tens of ms): the query itself gets the rest.
+        out = Discovery._command("sacctmgr", %w[show configuration], native.merge("targets" => [target], "timeout" => [native["timeout"] / 3.0, 0.1].max))
         dbd = out.split(/^SlurmDBD configuration:.*$/, 2)[1].to_s
         @accounting_private[key] = dbd[/^PrivateData\s*=\s*(.*)$/, 1].to_s.split(",").map(&:strip).include?("jobs")
       rescue Error

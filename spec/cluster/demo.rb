@@ -113,7 +113,7 @@ puts sh!(File.join(LAB, "mtshare"), "inspect", name)
       puts "  job \#{job}: \"card_id\": null: \#{why}"
     end
     puts "MultiTenant.errors = \#{MultiTenant.errors.inspect}"
-    puts "cards: \#{MultiTenant.cards.reject { |_, v| v.empty? }.inspect}"
+    puts "cards: \#{MultiTenant.cards.reject { |_, v| v.respond_to?(:empty?) ? v.empty? : v.zero? }.inspect}"
     url = specs.dig(#{id.inspect}, "connection", "url")
     puts "GET \#{url} -> \#{Net::HTTP.get(URI(url)).chomp}" if url
   RUBY

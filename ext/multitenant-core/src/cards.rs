@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::dataroot::{DataRoot, FileState};
 use crate::discover::{Found, Unknown};
 use crate::envelope::hex;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::manifest::{self, Entry, Stamp};
 use crate::message::Method;
 
@@ -204,25 +204,27 @@ fn card_values(f: &Found) -> BTreeMap<&str, &str> {
     conn
 }
 
-fn wanted<'a>(f: &'a Found, opts: &CardOptions) -> Result<(String, Wanted<'a>)> {
+/// The card a share should have, or the one line that says why it gets none: the publisher's choice
+/// of delivery app names the job; a missing cluster mapping is a setting ("cards: …").
+fn wanted<'a>(f: &'a Found, opts: &CardOptions) -> std::result::Result<(String, Wanted<'a>), String> {
     let m = &f.share.message;
     if !opts.deliveries.contains(&m.delivery) {
-        return Err(Error::Invalid(format!(
-            "delivery app {} is not allowed for cards on this dashboard (MULTITENANT_DELIVERIES)",
-            m.delivery
-        )));
+        return Err(format!(
+            "job {} ({}): delivery app {} is not allowed for cards on this dashboard (MULTITENANT_DELIVERIES): a form choice only",
+            f.job.id, f.job.owner, m.delivery
+        ));
     }
     let ood_cluster = opts.cluster_map.get(&f.job.cluster).cloned().ok_or_else(|| {
-        Error::Invalid(format!(
-            "no OOD cluster for Slurm cluster {:?}: set MULTITENANT_CLUSTERS={}=<hidden dismiss cluster id> (rake install writes it)",
+        format!(
+            "cards: no OOD cluster for Slurm cluster {:?}: set MULTITENANT_CLUSTERS={}=<hidden dismiss cluster id> (rake install writes it)",
             f.job.cluster, f.job.cluster
-        ))
+        )
     })?;
     if !valid_cluster_id(&ood_cluster) {
-        return Err(Error::Invalid(format!(
-            "OOD cluster id {ood_cluster:?} for Slurm cluster {:?} is not a clusters.d name",
+        return Err(format!(
+            "cards: OOD cluster id {ood_cluster:?} for Slurm cluster {:?} is not a clusters.d name",
             f.job.cluster
-        )));
+        ));
     }
     let id = card_id(&f.job.cluster, &f.job.id, &f.job.owner);
     let output = output_dir(opts.per_cluster, &ood_cluster, &m.delivery, &id);
@@ -252,6 +254,7 @@ fn wanted<'a>(f: &'a Found, opts: &CardOptions) -> Result<(String, Wanted<'a>)> 
         dismissed: false,
         pending: false,
         stamps: None,
+        stale: None,
     };
     Ok((id, Wanted { entry, found: f, ood_cluster, title }))
 }
@@ -332,9 +335,8 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
             Ok((id, w)) => {
                 want.insert(id, w);
             }
-            // A missing mapping or a foreign delivery app is a setting, not a job's fault: say it once.
-            Err(e) => {
-                let line = format!("cards: {e}");
+            // A missing mapping is a setting, said once for all its shares.
+            Err(line) => {
                 if !report.errors.contains(&line) {
                     report.errors.push(line);
                 }
@@ -362,6 +364,15 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
     };
     let recorded = manifest.clone();
 
+    // Old outputs a move left (a killed or failed run): ours, and they go first.
+    for e in manifest.cards.values_mut() {
+        if let Some(old) = &e.stale {
+            if remove_output(&root, old, &mut report) {
+                e.stale = None;
+            }
+        }
+    }
+
     // Entries still pending were being written when a run was killed: the files are ours to replace.
     let ended: Vec<String> = manifest
         .cards
@@ -371,7 +382,8 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
         .collect();
     for id in ended {
         // A card that could not be taken away stays recorded, so the next run tries again.
-        if remove_card(&root, &id, &manifest.cards[&id], &mut report) {
+        let e = &manifest.cards[&id];
+        if remove_card(&root, &id, e, &mut report) && e.stale.is_none() {
             if !manifest.cards[&id].pending {
                 report.removed.push(id.clone());
             }
@@ -394,8 +406,9 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
 
     let start = Instant::now();
     let mut held = Held::default();
-    let mut creating = Vec::new();
-    let mut moved = Vec::new();
+    // Cards whose files this run writes anew: new ones, ones a killed run left pending, and moves.
+    let mut creating: Vec<(String, Wanted)> = Vec::new();
+    let mut moving = Vec::new();
     for (id, w) in order {
         let owner = w.entry.owner.clone();
         let budget_left = start.elapsed() < opts.write_budget;
@@ -428,6 +441,9 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
                     None => {
                         *shown_by_owner.entry(owner).or_default() += 1;
                         shown += 1;
+                        let mut w = w;
+                        // A pending card's files elsewhere (its output moved meanwhile) go too.
+                        w.entry.stale = pending.filter(|p| p.output != w.entry.output).map(|p| p.output.clone());
                         creating.push((id, w));
                     }
                 }
@@ -481,9 +497,10 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
         shown += 1;
         // A session file that is not OOD's JSON, or an empty connection.yml (a power loss after an
         // unsynced write), is rewritten.
+        let conn = e.output.join("connection.yml");
         if e.digest == w.entry.digest
             && session == Some(Session::Open)
-            && conn_stamp(&root, &e.output).is_some_and(|s| !s.is_empty())
+            && root.checked_stamp(&conn).is_some_and(|s| !s.is_empty())
         {
             e.stamps = stamps(&root, &e.db, &e.output);
             report.unchanged.push(id);
@@ -494,68 +511,84 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
             held.note(&mut report, id, &owner);
             continue;
         }
-        // The new card is written before the old one's output goes: a failed write keeps the old card.
-        // A card whose output moves keeps its old output (and what its session file said) until the
-        // manifest records the new one: else a failed manifest write would leave the new output
-        // untracked.
-        let old_db =
-            if e.output != w.entry.output { root.read(&e.db, MAX_DB_FILE, false).ok().flatten() } else { None };
+        if e.output != w.entry.output {
+            // A move (its OOD cluster id or delivery app changed): written as a new card that records
+            // the old output until it is gone; the old card shows until the new one is in place.
+            let mut w = w;
+            w.entry.created_at = e.created_at;
+            w.entry.stale = Some(e.output.clone());
+            moving.push(id.clone());
+            creating.push((id, w));
+            continue;
+        }
+        // Rewritten in place, each file whole: a failed write keeps the old card.
         match write_card(&root, &w, e.created_at) {
             Ok(stamped) => {
-                if e.output != w.entry.output {
-                    moved.push(Moved { id: id.clone(), old: e.clone(), old_db });
-                }
                 *e = Entry { created_at: e.created_at, stamps: stamped, ..w.entry };
                 report.updated.push(id);
             }
-            Err(err) => {
-                if e.output != w.entry.output {
-                    // Leave nothing untracked behind in the new place.
-                    let _ = root.remove(&w.entry.output.join("connection.yml"));
-                    root.remove_empty_dir(&w.entry.output);
-                }
-                report.errors.push(format!("card {id}: {err}"));
-            }
+            Err(err) => report.errors.push(format!("card {id}: {err}")),
         }
     }
 
-    // New cards: recorded as pending (and the record synced) before their files are written, so a run
-    // killed while writing them leaves nothing the next run may not touch.
-    let mut created_now = Vec::new();
+    // Cards written anew are recorded first, as pending (and the record synced), so a run killed while
+    // writing them leaves nothing the next run may not replace or take away.
+    let mut on_disk = recorded.clone();
     if !creating.is_empty() {
         for (id, w) in &creating {
             manifest.cards.insert(id.clone(), Entry { pending: true, ..w.entry.clone() });
         }
-        if let Err(err) = manifest::write(&root, &manifest, &recorded) {
-            report.errors.push(format!("{err}: no new card written this run"));
-            for (id, _) in &creating {
-                manifest.cards.remove(id);
+        match manifest::write(&root, &manifest, &on_disk) {
+            Ok(_) => on_disk = manifest.clone(),
+            Err(err) => {
+                report.errors.push(format!("{err}: no card written anew this run"));
+                for (id, _) in &creating {
+                    restore(&mut manifest, &recorded, id);
+                }
+                creating.clear();
             }
-            creating.clear();
         }
     }
     for (id, w) in creating {
+        let moved = moving.contains(&id);
         if start.elapsed() >= opts.write_budget {
             held.budget = true;
             held.note(&mut report, id.clone(), &w.entry.owner);
-            // Never written: nothing of it to keep.
-            manifest.cards.remove(&id);
+            // Not written: as it was before this run (a pending card's files stay recorded).
+            restore(&mut manifest, &recorded, &id);
             continue;
         }
-        match write_card(&root, &w, opts.now) {
+        match write_card(&root, &w, w.entry.created_at) {
             Ok(stamped) => {
                 let e = manifest.cards.get_mut(&id).expect("recorded as pending");
                 e.pending = false;
                 e.stamps = stamped;
-                created_now.push(id.clone());
-                report.created.push(id);
+                if let Some(old) = e.stale.clone() {
+                    if remove_output(&root, &old, &mut report) {
+                        e.stale = None;
+                    }
+                }
+                if moved {
+                    report.updated.push(id);
+                } else {
+                    report.created.push(id);
+                }
             }
             Err(err) => {
-                // Leave nothing behind; the entry stays pending until its files are surely gone.
-                if remove_card(&root, &id, &w.entry, &mut CardReport::default()) {
-                    manifest.cards.remove(&id);
-                }
                 report.errors.push(format!("card {id}: {err}"));
+                // A move keeps its old card (its session file is rewritten last); new output goes.
+                // What cannot be reached through checked directories was not written.
+                let there = |rel: &Path| root.checked_stamp(rel).is_some();
+                let conn = w.entry.output.join("connection.yml");
+                let gone = if moved {
+                    !there(&conn) || remove_output(&root, &w.entry.output, &mut CardReport::default())
+                } else {
+                    (!there(&conn) && !there(&w.entry.db))
+                        || remove_card(&root, &id, &w.entry, &mut CardReport::default())
+                };
+                if gone {
+                    restore(&mut manifest, &recorded, &id);
+                }
             }
         }
     }
@@ -563,39 +596,21 @@ pub fn reconcile(opts: &CardOptions, uid: u32, viewer: &str, found: &[Found], un
         report.errors.push(line);
     }
 
-    // Most dashboard starts change nothing: then nothing is written.
-    match manifest::write(&root, &manifest, &recorded) {
-        Ok(_) => {
-            // The manifest names the moved cards' new outputs: the old ones go.
-            for m in &moved {
-                let _ = root.remove(&m.old.output.join("connection.yml"));
-                root.remove_empty_dir(&m.old.output);
-            }
-        }
-        Err(err) => {
-            // Unrecorded files must not stay: take this run's new cards back, and the moved cards' new
-            // outputs (their old ones, still recorded, stay); the rest is redone next run.
-            for id in &created_now {
-                remove_card(&root, id, &manifest.cards[id], &mut CardReport::default());
-            }
-            for m in &moved {
-                take_back_move(&root, m, &manifest.cards[&m.id]);
-            }
-            report.created.retain(|id| !created_now.contains(id));
-            report.updated.retain(|id| !moved.iter().any(|m| &m.id == id));
-            let mut taken = Vec::new();
-            if !created_now.is_empty() {
-                taken.push("this run's new cards were taken back");
-            }
-            if !moved.is_empty() {
-                taken.push("cards it moved were put back");
-            }
-            let taken = if taken.is_empty() { String::new() } else { format!("; {}", taken.join(", ")) };
-            report.errors.push(format!("{err}{taken}"));
-        }
+    // Most dashboard starts change nothing: then nothing is written. If this write fails, the record on
+    // disk is the one above: the cards written this run stay pending, checked again next run.
+    if let Err(err) = manifest::write(&root, &manifest, &on_disk) {
+        report.errors.push(format!("{err}; the cards written this run stay recorded as pending"));
     }
     fold_card_errors(&mut report.errors);
     report
+}
+
+/// Puts the entry for `id` back as the run found it (or takes it out if there was none).
+fn restore(manifest: &mut manifest::Manifest, recorded: &manifest::Manifest, id: &str) {
+    match recorded.cards.get(id) {
+        Some(e) => manifest.cards.insert(id.to_string(), e.clone()),
+        None => manifest.cards.remove(id),
+    };
 }
 
 /// One cause met by many cards (a refused directory) is one line, not one per card.
@@ -621,26 +636,6 @@ fn fold_card_errors(errors: &mut Vec<String>) {
     });
 }
 
-/// A card whose output moved this run (its OOD cluster id or delivery app changed): its old entry
-/// and session file, kept until the manifest records the move.
-struct Moved {
-    id: String,
-    old: Entry,
-    old_db: Option<Vec<u8>>,
-}
-
-/// The manifest could not record a move: the card goes back to its old output (still recorded and
-/// still there) and session file, and the new output, which nothing records, goes.
-fn take_back_move(root: &DataRoot, m: &Moved, new: &Entry) {
-    // The session file names the output OOD reads: it is put back first. If that fails the new
-    // output still goes (an untracked file would stay for good); the next run redoes the update.
-    if let Some(db) = &m.old_db {
-        let _ = root.write(&m.old.db, db, false);
-    }
-    let _ = root.remove(&new.output.join("connection.yml"));
-    root.remove_empty_dir(&new.output);
-}
-
 /// Writes the card's two files (connection.yml first: the session file names it) and returns their
 /// stamps. Not fsynced: cards are derived data (module docs).
 fn write_card(root: &DataRoot, w: &Wanted, created_at: u64) -> Result<Option<(Stamp, Stamp)>> {
@@ -650,10 +645,10 @@ fn write_card(root: &DataRoot, w: &Wanted, created_at: u64) -> Result<Option<(St
     Ok(stamps(root, &w.entry.db, &w.entry.output))
 }
 
-/// The stamps of a card's session file and connection.yml, each from the directory the cards share
-/// (`batch_connect/db`, the delivery app's `output`): two `fstatat` calls, no directory opened.
+/// The stamps a card is recorded with: its session file and connection.yml, each reached through
+/// checked directories only.
 fn stamps(root: &DataRoot, db: &Path, output: &Path) -> Option<(Stamp, Stamp)> {
-    Some((db_stamp(root, db)?, conn_stamp(root, output)?))
+    Some((root.checked_stamp(db)?, root.checked_stamp(&output.join("connection.yml"))?))
 }
 
 fn db_stamp(root: &DataRoot, db: &Path) -> Option<Stamp> {
@@ -665,11 +660,27 @@ fn conn_stamp(root: &DataRoot, output: &Path) -> Option<Stamp> {
 }
 
 /// Whether the card's two files are exactly as last written or checked: then it is up to date
-/// (OOD marks a session completed by rewriting its file, which changes its stamp).
+/// (OOD marks a session completed by rewriting its file, which changes its stamp). Each stamp is
+/// taken in one `fstatat` from the directory the cards share (`batch_connect/db`, the delivery app's
+/// `output`); a match is the same device and inode as recorded, so the same file however reached.
 fn as_recorded(root: &DataRoot, e: &Entry) -> bool {
     e.stamps.as_ref().is_some_and(|(db, conn)| {
         db_stamp(root, &e.db).as_ref() == Some(db) && conn_stamp(root, &e.output).as_ref() == Some(conn)
     })
+}
+
+/// Takes a card's output (its connection.yml and directory) away; false (and the reason in `report`)
+/// when the file could not be removed.
+fn remove_output(root: &DataRoot, output: &Path, report: &mut CardReport) -> bool {
+    let ok = match root.remove(&output.join("connection.yml")) {
+        Ok(()) => true,
+        Err(err) => {
+            report.errors.push(format!("{}: {err}", root.show(output).display()));
+            false
+        }
+    };
+    root.remove_empty_dir(output);
+    ok
 }
 
 /// Takes a card's files away; false (and the reasons in `report`) when one could not be removed.
@@ -718,6 +729,7 @@ pub fn settle_completed(dataroot: &Path, uid: u32) -> CardReport {
             && remove_card(&root, id, e, &mut report)
         {
             e.dismissed = true;
+            e.pending = false;
             e.stamps = None;
             report.dismissed.push(id.clone());
         }

@@ -45,9 +45,8 @@ use std::rc::Rc;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat, readlinkat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
-use nix::unistd::{unlinkat, UnlinkatFlags};
+use nix::unistd::{fsync, unlinkat, UnlinkatFlags};
 
-use crate::envelope::hex;
 use crate::error::{Error, Result};
 use crate::manifest::Stamp;
 
@@ -98,6 +97,24 @@ fn refuse(what: impl std::fmt::Display) -> Error {
 
 fn is_type(st: &FileStat, t: SFlag) -> bool {
     st.st_mode & SFlag::S_IFMT.bits() == t.bits()
+}
+
+/// The temporary name a file is written under before it is renamed into place.
+fn temp_name(name: &str) -> String {
+    format!(".{name}.multitenant.bak")
+}
+
+fn stamp_of(dir: &OwnedFd, rest: &Path) -> Option<Stamp> {
+    let st = fstatat(dir.as_fd(), rest, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    is_type(&st, SFlag::S_IFREG).then_some(Stamp::new([
+        st.st_dev,
+        st.st_ino,
+        st.st_size as u64,
+        st.st_mtime as u64,
+        st.st_mtime_nsec as u64,
+        st.st_ctime as u64,
+        st.st_ctime_nsec as u64,
+    ]))
 }
 
 impl DataRoot {
@@ -401,35 +418,34 @@ impl DataRoot {
         Ok(Some(buf))
     }
 
-    /// The stamp of the regular file `rest` below the checked directory `dir` (no symlink at its
-    /// end), in one `fstatat` from that directory, which is opened once per run: `None` when it is
-    /// missing or anything else. Only ever compared with a stamp taken of a file this gem wrote; a
-    /// different answer sends the caller down the checked path.
+    /// The stamp of the regular file `rest` below the checked directory `dir`, in one `fstatat` from
+    /// that directory (opened once per run). `rest` may have several parts, and the kernel follows a
+    /// symlink among them: this is only for comparing with a stamp taken by [`Self::checked_stamp`]
+    /// (the same device and inode is the same file, however reached). `None`: missing, or not a file.
     pub(crate) fn stamp(&self, dir: &Path, rest: &Path) -> Option<Stamp> {
         let dir = self.dir(dir, false).ok()??;
-        let st = fstatat(dir.as_fd(), rest, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
-        is_type(&st, SFlag::S_IFREG).then_some(Stamp::new([
-            st.st_dev,
-            st.st_ino,
-            st.st_size as u64,
-            st.st_mtime as u64,
-            st.st_mtime_nsec as u64,
-            st.st_ctime as u64,
-            st.st_ctime_nsec as u64,
-        ]))
+        stamp_of(&dir, rest)
+    }
+
+    /// The stamp of the regular file at `rel`, reached through checked directories only (a symlink on
+    /// the way is refused as everywhere else): the stamp a card is recorded with.
+    pub(crate) fn checked_stamp(&self, rel: &Path) -> Option<Stamp> {
+        let (dir, name) = Self::split(rel).ok()?;
+        let dir = self.dir(dir, false).ok()??;
+        stamp_of(&dir, Path::new(name))
     }
 
     /// Replaces (or creates) the file at `rel` with `contents`, creating missing directories: written
-    /// under a fresh `.<name>.<random>.bak` name (OOD skips those), renamed into place, so a reader
-    /// sees the old file or the new one, never part of one. `durable` fsyncs before the rename: for
-    /// the manifest, not for cards (derived data: see `cards.rs`).
+    /// under `.<name>.multitenant.bak` (OOD skips those; one run at a time per user, so the name is this
+    /// run's, and a killed run's leftover is replaced) and renamed into place, so a reader sees the old
+    /// file or the new one, never part of one. `durable` fsyncs the file before the rename and the
+    /// directory after: for the manifest, not for cards (derived data: see `cards.rs`).
     pub(crate) fn write(&self, rel: &Path, contents: &[u8], durable: bool) -> Result<()> {
         let (dir, name) = Self::split(rel)?;
         let name = name.to_str().ok_or_else(|| refuse(format_args!("path {} (not UTF-8)", rel.display())))?;
         let dir = self.dir(dir, true)?.expect("created");
-        let mut rnd = [0u8; 6];
-        getrandom::fill(&mut rnd).map_err(|e| Error::Io(format!("no random numbers: {e}")))?;
-        let tmp = format!(".{name}.{}.bak", hex(&rnd));
+        let tmp = temp_name(name);
+        let _ = unlinkat(dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(dir.as_fd(), tmp.as_str(), flags, Mode::S_IRUSR | Mode::S_IWUSR)
             .map_err(|e| Error::Io(format!("writing {}: {}", self.show(rel).display(), e.desc())))?;
@@ -439,12 +455,16 @@ impl DataRoot {
             if durable {
                 f.sync_all()?;
             }
-            renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name).map_err(std::io::Error::from)
+            renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name).map_err(std::io::Error::from)?;
+            if durable {
+                fsync(dir.as_fd()).map_err(std::io::Error::from)?;
+            }
+            Ok(())
         })();
         if result.is_err() {
             let _ = unlinkat(dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
         }
-        result.map_err(|e| Error::Io(format!("writing {}: {e}", self.show(rel).display())))
+        result.map_err(|e: std::io::Error| Error::Io(format!("writing {}: {e}", self.show(rel).display())))
     }
 
     /// Opens (creating, mode 0600) the file at `rel` for writing without truncating it: the lock file.
@@ -466,6 +486,10 @@ impl DataRoot {
     pub(crate) fn remove(&self, rel: &Path) -> Result<()> {
         let (dir, name) = Self::split(rel)?;
         let Some(dir) = self.dir(dir, false)? else { return Ok(()) };
+        // A run killed while writing it left its temporary file: ours too.
+        if let Some(name) = name.to_str() {
+            let _ = unlinkat(dir.as_fd(), temp_name(name).as_str(), UnlinkatFlags::NoRemoveDir);
+        }
         match unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(Error::Io(format!("removing {}: {}", self.show(rel).display(), e.desc()))),

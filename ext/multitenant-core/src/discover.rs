@@ -633,11 +633,16 @@ pub fn examine(d: &mut Discovery, jobs: Vec<Job>, viewer: &Viewer, opts: &Option
         std::thread::scope(|scope| {
             let parts: Vec<_> = sealed
                 .chunks(chunk)
-                .map(|part| scope.spawn(|| part.iter().map(open_one).collect::<Vec<_>>()))
+                .map(|part| (part.len(), scope.spawn(|| part.iter().map(open_one).collect::<Vec<_>>())))
                 .collect();
+            // A part that panicked is an error for each of its jobs: results stay paired with jobs.
             parts
                 .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|_| vec![Some(Err(Error::Io("opening shares panicked".into())))]))
+                .flat_map(|(len, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        (0..len).map(|_| Some(Err(Error::Io("opening the share panicked".into())))).collect()
+                    })
+                })
                 .collect()
         })
     };

@@ -52,6 +52,10 @@ pub struct Entry {
     /// leaves files this gem wrote that the next run may replace or take away.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending: bool,
+    /// An output directory of this card's that a move left behind (its cluster id or delivery app
+    /// changed): ours to remove, recorded until it is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<PathBuf>,
     /// The stamps of the session file and connection.yml as last written or checked: a card whose
     /// two files still carry them is up to date without being read.
     #[serde(default, skip_serializing_if = "Option::is_none")]

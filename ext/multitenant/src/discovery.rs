@@ -88,6 +88,7 @@ fn run(work: &mut Work) {
 /// dashboard keeps running for hours with only the specs in use, and glibc would keep the rest.
 fn give_back_freed_memory() {
     // SAFETY: malloc_trim only returns free heap pages; it takes glibc's own locks.
+    #[cfg(target_env = "gnu")]
     unsafe {
         libc::malloc_trim(0);
     }
