@@ -52,12 +52,9 @@ module MultiTenant
     def discover!(dataroot: nil, per_cluster: false, config: nil, now: nil, strict: true)
       native!
       config ||= Config.from_env
-      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      config, why = accounting_visible(config)
-      native = config.native(dataroot: dataroot, per_cluster: per_cluster, now: now)
-      # One MULTITENANT_TIMEOUT bounds the whole start: what the PrivateData check took is taken off.
-      native["timeout"] = [native["timeout"] - (Process.clock_gettime(Process::CLOCK_MONOTONIC) - started), 0.1].max
-      result = Discovery._run(native)
+      config, why, silent = accounting_visible(config)
+      # slurmdbd gave no answer in a whole MULTITENANT_TIMEOUT: sacct would wait as long again.
+      result = silent ? unanswered(silent) : Discovery._run(config.native(dataroot: dataroot, per_cluster: per_cluster, now: now))
       # What this run could not decide keeps the choice the last run offered.
       @specs = undecided(specs, result["unknown"]).merge(result["specs"])
       @warnings = [*why, *result["warnings"]]
@@ -78,26 +75,36 @@ module MultiTenant
 
     # slurmdbd's own PrivateData=jobs makes `sacct --allusers` return only the caller's jobs, without an
     # error: strategy sacct would then find nothing. Discovery then asks squeue, as OOD's own pages do,
-    # and says why. [config to use, the warning or nil]; slurmdbd is asked once per process and settings.
+    # and says why. [config to use, the warning or nil, the reason when slurmdbd did not answer in time
+    # or nil]; slurmdbd is asked once per process and settings.
     def accounting_visible(config)
-      return [config, nil] unless config.strategy.to_s.start_with?("sacct")
+      return [config, nil, nil] unless config.strategy.to_s.start_with?("sacct")
 
       native = config.native(dataroot: nil, per_cluster: false)
       target = native["targets"].find { |t| !t["problem"] } || { "name" => nil }
       @accounting_private ||= {}
       hidden = @accounting_private.fetch([target, native["bin_dir"]]) do |key|
-        # At most a third of the timeout (it takes tens of ms): the query itself gets the rest.
-        out = Discovery._command("sacctmgr", %w[show configuration], native.merge("targets" => [target], "timeout" => [native["timeout"] / 3.0, 0.1].max))
+        out = Discovery._command("sacctmgr", %w[show configuration], native.merge("targets" => [target]))
         dbd = out.split(/^SlurmDBD configuration:.*$/, 2)[1].to_s
         @accounting_private[key] = dbd[/^PrivateData\s*=\s*(.*)$/, 1].to_s.split(",").map(&:strip).include?("jobs")
-      rescue Error
+      rescue SchedulerError => e
+        return [config, nil, "#{"cluster #{target["name"]}: " if target["name"]}#{e.message}"] if e.message.include?("no answer within")
+
         false # cannot tell: keep the site's choice
+      rescue Error
+        false
       end
-      return [config, nil] unless hidden
+      return [config, nil, nil] unless hidden
 
       settings = Config::DEFAULTS.keys.to_h { |k| [k, config.public_send(k)] }.merge(strategy: "squeue")
       [Config.new(**settings), "MULTITENANT_STRATEGY=sacct, but slurmdbd's PrivateData=jobs hides other users' jobs " \
-                               "from sacct: asking squeue instead (remove jobs from slurmdbd's PrivateData, or set MULTITENANT_STRATEGY=squeue)"]
+                               "from sacct: asking squeue instead (remove jobs from slurmdbd's PrivateData, or set MULTITENANT_STRATEGY=squeue)", nil]
+    end
+
+    # A discovery result for a run that asked nothing: nothing decided, one reason.
+    def unanswered(reason)
+      { "viewer" => Etc.getpwuid(Process.uid)&.name, "specs" => {}, "errors" => [reason], "warnings" => [], "notes" => [],
+        "unknown" => { "all" => true, "clusters" => [], "groups" => [], "jobs" => [] }, "cards" => nil }
     end
 
     # The shares in `shares` that `unknown` (from the native discovery) says this run could not decide.

@@ -29,8 +29,8 @@ pub struct Spec<'a> {
     /// user (the job's owner, as Slurm reports it), cluster (Slurm's name), ood_cluster (the OOD
     /// cluster id a card names, `MULTITENANT_CLUSTERS`, else the Slurm name), group, version ("1", "2"
     /// or "legacy"), key_id, expires_at (epoch seconds or null), card_id (the viewer's card, or null
-    /// when the viewer gets none: the owner's own share, a share that is not a card, or discovery run
-    /// without a data root).
+    /// when the viewer gets none: the owner's own share, a share that is not a card, a delivery app
+    /// or cluster the site does not card, or discovery run without a data root).
     pub info: Vec<(&'static str, Field<'a>)>,
     /// The first implementation's keys: mtu (the allow-list, comma-separated; "" when the whole group
     /// sees the share), mti (session id), mta (app), mtm (method), mtd (delivery app).
@@ -48,7 +48,12 @@ pub fn specs<'a>(found: &'a [Found], cards: Option<&'a CardOptions>, viewer: &st
         .map(|f| {
             let m = &f.share.message;
             let ood_cluster = cards.and_then(|c| c.cluster_map.get(&f.job.cluster)).unwrap_or(&f.job.cluster);
-            let carded = cards.is_some() && m.method == Method::Card && f.job.owner != viewer;
+            // A card only where reconciliation would write one (a delivery app the site allows, a
+            // mapped cluster): else the id would name a card that never exists.
+            let carded = cards
+                .is_some_and(|c| c.deliveries.contains(&m.delivery) && c.cluster_map.contains_key(&f.job.cluster))
+                && m.method == Method::Card
+                && f.job.owner != viewer;
             let opt = |v: Option<&'a str>| v.map_or(Field::Null, Field::Common);
             let mut connection: Vec<(&str, Field)> = m
                 .connection
