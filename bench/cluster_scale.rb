@@ -75,7 +75,8 @@ PROBE = <<~'RUBY'
   squeue, sacct = config.("squeue"), config.("sacct")
   home = File.join(lab, "home", n.to_s)
   warm = FileUtils.mkdir_p(File.join(home, "warm")).first
-  raise "found #{MultiTenant.discover(config: squeue, dataroot: warm).size}, not #{n}" unless MultiTenant.specs.size == n
+  found = MultiTenant.discover(config: squeue, dataroot: warm).size
+  raise "found #{found}, not #{n}: #{MultiTenant.errors}" unless found == n
   MultiTenant.discover(config: squeue, dataroot: warm) until MultiTenant.cards["held_back"].empty?
   ids = MultiTenant.specs.keys.join(",")
   f = "@f@"
