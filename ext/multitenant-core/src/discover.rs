@@ -173,7 +173,7 @@ pub fn parse_named(
         let Ok(restarts) = restarts.parse::<u32>() else { continue };
         let Some((o, cluster)) = accounted.get(id) else { continue };
         if o != owner {
-            if owner.bytes().all(|b| b.is_ascii_digit()) {
+            if !owner.is_empty() && owner.bytes().all(|b| b.is_ascii_digit()) {
                 undecided.push((cluster.clone(), id.to_string()));
             }
             continue;
@@ -702,6 +702,20 @@ mod tests {
     fn records_without_all_fields_or_terminator_are_dropped() {
         let r = records::<3>("1;a;b@T@\n2;only@T@\n3;a;b;c@T@\ntrailing;x;y", ";", "@T@");
         assert_eq!(r, vec![["1", "a", "b"]]);
+    }
+
+    #[test]
+    fn only_a_uid_for_the_owner_leaves_a_job_undecided() {
+        let accounted = BTreeMap::from([
+            ("7".to_string(), ("alice".to_string(), "hpc".to_string())),
+            ("8".to_string(), ("alice".to_string(), "hpc".to_string())),
+            ("9".to_string(), ("alice".to_string(), "hpc".to_string())),
+        ]);
+        let out = "7;1001;0;n1;a@T@\n8;;0;n1;b@T@\n9;mallory;0;n1;c@T@\n";
+        let (jobs, undecided) = parse_named(out, ";", "@T@", &accounted);
+        assert!(jobs.is_empty());
+        // Job 7's controller printed a uid: not known now. An empty owner or another name is no answer.
+        assert_eq!(undecided, vec![("hpc".to_string(), "7".to_string())]);
     }
 
     #[test]
