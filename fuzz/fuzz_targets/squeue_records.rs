@@ -186,7 +186,7 @@ fuzz_target!(|data: &[u8]| {
             let Ok(restarts) = r[2].parse::<u32>() else { continue };
             let Some((o, c)) = accounted.get(r[0]) else { continue };
             if o != r[1] {
-                if r[1].bytes().all(|b| b.is_ascii_digit()) {
+                if !r[1].is_empty() && r[1].bytes().all(|b| b.is_ascii_digit()) {
                     want_undecided.push((c.clone(), r[0].to_string()));
                 }
             } else if seen.insert(r[0]) {
