@@ -31,8 +31,18 @@ def sh!(*cmd, **opts)
   out
 end
 
-def wait_for(what, tries: 2400)
-  tries.times { return if yield; sleep 0.25 }
+# Polls until the block is true; a scheduler command that fails meanwhile (slurmctld busy with
+# thousands of ending jobs answers "Socket timed out") counts as not yet.
+def wait_for(what, tries: 4800)
+  tries.times do
+    return if begin
+      yield
+    rescue RuntimeError
+      false
+    end
+
+    sleep 0.25
+  end
   raise "timed out: #{what}"
 end
 
