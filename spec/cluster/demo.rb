@@ -106,11 +106,11 @@ puts sh!(File.join(LAB, "mtshare"), "inspect", name)
     specs = MultiTenant.discover(dataroot: #{dataroot.inspect}, config: config)
     puts "MultiTenant.specs = \#{JSON.pretty_generate(specs)}"
     specs.each do |job, s|
-      puts "  job \#{job}: \"mtu\": \"\" means no allow-list (every member of \#{s.dig("info", "group")} is shown the share)" if s.dig("accounting", "mtu") == ""
+      puts %(  job \#{job}: "mtu": "" means no allow-list (every member of \#{s.dig("info", "group")} is shown the share)) if s.dig("accounting", "mtu") == ""
       next unless s.dig("info", "card_id").nil?
 
-      why = s.dig("info", "user") == #{user.inspect} ? "this is #{user}'s own share: the owner has the session itself, so no card" : "no card for this share here (not a card share, or no data root)"
-      puts "  job \#{job}: \"card_id\": null: \#{why}"
+      why = s.dig("info", "user") == #{user.inspect} ? "this is #{user}'s own share: the owner has the session itself, so no card" : "no card for this share here (a form share, a delivery app or cluster not carded, or no data root)"
+      puts %(  job \#{job}: "card_id": null: \#{why})
     end
     puts "MultiTenant.errors = \#{MultiTenant.errors.inspect}"
     puts "cards: \#{MultiTenant.cards.reject { |_, v| v.respond_to?(:empty?) ? v.empty? : v.zero? }.inspect}"
