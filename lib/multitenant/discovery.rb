@@ -103,7 +103,12 @@ module MultiTenant
 
     # A discovery result for a run that asked nothing: nothing decided, one reason.
     def unanswered(reason)
-      { "viewer" => Etc.getpwuid(Process.uid)&.name, "specs" => {}, "errors" => [reason], "warnings" => [], "notes" => [],
+      viewer = begin
+        Etc.getpwuid(Process.uid).name
+      rescue ArgumentError
+        Process.uid.to_s # the passwd lookup failed too (LDAP down): the uid says who
+      end
+      { "viewer" => viewer, "specs" => {}, "errors" => [reason], "warnings" => [], "notes" => [],
         "unknown" => { "all" => true, "clusters" => [], "groups" => [], "jobs" => [] }, "cards" => nil }
     end
 
