@@ -11,25 +11,14 @@
 # HELD=46000 then adds that many held (pending) jobs of root beside the last size's running jobs and
 # measures again: squeue's answer is every job slurmctld holds (its --states filter is applied by the
 # client), so this is squeue at 50 000 jobs without 50 000 processes. MaxJobCount is raised for it.
-require "json"
+require_relative "support"
 require "yaml"
-require "open3"
-require "fileutils"
-require "multitenant"
 
-ROOT = File.expand_path("..", __dir__)
 LAB = "/var/tmp/multitenant-cluster-scale"
 RUNS = Integer(ENV.fetch("RUNS", "15"))
 SIZES = ENV.fetch("SIZES", "25 100 500 2000").split.map { |s| Integer(s) }
 HELD = Integer(ENV.fetch("HELD", "0"))
 TESTCLUSTER = File.join(ROOT, "spec/cluster/testcluster")
-
-def sh!(*cmd, **opts)
-  out, err, status = Open3.capture3(*cmd, **opts)
-  raise "#{cmd.join(" ")}: #{err}" unless status.success?
-
-  out
-end
 
 # Polls until the block is true; a scheduler command that fails meanwhile (slurmctld busy with
 # thousands of ending jobs answers "Socket timed out") counts as not yet.

@@ -3,22 +3,11 @@
 # Discovery cost on the real test cluster: `rake bench:discover` (as root; starts the cluster).
 # For 50 and 200 running jobs, half of them shared with mtclass, times MultiTenant.discover as a
 # member with each strategy, with and without cards, next to the bare scheduler commands it runs.
-require "json"
+require_relative "support"
 require "yaml"
-require "open3"
-require "fileutils"
-require "multitenant"
 
-ROOT = File.expand_path("..", __dir__)
 LAB = "/var/tmp/multitenant-bench"
 RUNS = Integer(ENV.fetch("RUNS", "20"))
-
-def sh!(*cmd, **opts)
-  out, err, status = Open3.capture3(*cmd, **opts)
-  raise "#{cmd.join(" ")}: #{err}" unless status.success?
-
-  out
-end
 
 def as(user, *cmd) = ["runuser", "-u", user, "--", *cmd]
 

@@ -18,13 +18,9 @@
 # RUNS=50, BURST=20, BURSTS=3 by default. MTSHARE=path times another mtshare build. STRACE=1 runs every
 # publish under `strace -f -tt -T` and prints the slow calls of each one over 500 ms. JSON=path also
 # writes every sample there.
+require_relative "support"
 require "etc"
-require "json"
-require "open3"
-require "fileutils"
-require "multitenant"
 
-ROOT = File.expand_path("..", __dir__)
 LAB = "/var/tmp/multitenant-bench-publish"
 RUNS = Integer(ENV.fetch("RUNS", "50"))
 BURST = Integer(ENV.fetch("BURST", "20"))
@@ -32,13 +28,6 @@ BURSTS = Integer(ENV.fetch("BURSTS", "3"))
 STRACE = ENV["STRACE"] == "1"
 SLOW_MS = 500
 CTLD_LOG = "/var/log/slurm/slurmctld.log"
-
-def sh!(*cmd, **opts)
-  out, err, status = Open3.capture3(*cmd, **opts)
-  raise "#{cmd.join(" ")}: #{err}" unless status.success?
-
-  out
-end
 
 def as(user, *cmd) = ["runuser", "-u", user, "--", "env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", *cmd]
 

@@ -6,22 +6,12 @@
 # with the query's own random tokens put in, so everything else is the product as a dashboard runs it:
 # MultiTenant.discover in one Ruby process as mtmember. SIZES lists shares:running jobs (the others
 # alternate between another WCKey and none); RUNS=15 rounds, median.
-require "json"
+require_relative "support"
 require "yaml"
-require "open3"
-require "fileutils"
-require "multitenant"
 
 LAB = "/var/tmp/multitenant-scale"
 RUNS = Integer(ENV.fetch("RUNS", "15"))
 SIZES = ENV.fetch("SIZES", "25:50 100:200 500:1000 2000:4000 2000:10000 2000:50000 10000:50000").split.map { |s| s.split(":").map { |x| Integer(x) } }
-
-def sh!(*cmd)
-  out, err, status = Open3.capture3(*cmd)
-  raise "#{cmd.join(" ")}: #{err}" unless status.success?
-
-  out
-end
 
 # What an earlier run left is removed at the end, not here: ext4 avoids reusing inodes freed in the last
 # minutes, so creating files right after deleting tens of thousands is far slower than a first start is.

@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::found;
+use common::{found, uid, walk};
 use multitenant_core::cards::{card_id, reconcile, CardOptions, DEFAULT_DELIVERIES};
 use multitenant_core::discover::{Found, Unknown};
 use multitenant_core::Method;
@@ -223,10 +223,6 @@ fn purge_removes_every_card_it_wrote_and_nothing_else() {
     assert_eq!(left, vec![std::ffi::OsString::from("own-session")]);
 }
 
-fn uid() -> u32 {
-    nix::unistd::Uid::effective().as_raw()
-}
-
 #[test]
 fn no_card_without_a_cluster_mapping_or_for_a_foreign_delivery_app() {
     let mut fx = Fx::new();
@@ -375,19 +371,6 @@ fn mode(p: &Path, m: u32) {
 
 fn count_files(dir: &Path) -> usize {
     walk(dir).len()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if fs::symlink_metadata(&p).unwrap().is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 impl Fx {

@@ -61,3 +61,23 @@ pub fn found(job_id: &str, owner: &str) -> Found {
     };
     Found { job, share }
 }
+
+/// The effective uid: the tests' data roots are the current user's.
+pub fn uid() -> u32 {
+    nix::unistd::Uid::effective().as_raw()
+}
+
+/// Every file below `dir` (symlinks not followed); none when it does not exist.
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    for e in rd {
+        let p = e.unwrap().path();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -10,17 +10,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::found;
+use common::{found, uid, walk};
 use multitenant_core::cards::{card_id, reconcile, CardOptions, CardReport, DEFAULT_DELIVERIES};
 use multitenant_core::discover::{Found, Unknown};
 use serde_json::Value;
 
 const VIEWER: &str = "bob";
 const OTHER: u32 = 65534;
-
-fn uid() -> u32 {
-    nix::unistd::Uid::effective().as_raw()
-}
 
 struct Fx {
     tmp: tempfile::TempDir,
@@ -112,20 +108,6 @@ impl Fx {
             .collect();
         self.card_files().into_iter().filter(|p| !recorded.contains(p)).collect()
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir(dir) else { return out };
-    for e in rd {
-        let p = e.unwrap().path();
-        if fs::symlink_metadata(&p).unwrap().is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn json(p: &Path) -> Value {

@@ -8,14 +8,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::found;
+use common::{found, uid, walk};
 use multitenant_core::cards::{card_id, reconcile, CardOptions, CardReport, DEFAULT_DELIVERIES};
 use multitenant_core::discover::{Found, Unknown};
 use nix::libc;
-
-fn uid() -> u32 {
-    nix::unistd::Uid::effective().as_raw()
-}
 
 fn fx(tmp: &Path, ood: &str) -> CardOptions {
     let dataroot = tmp.join("ondemand/data/sys/dashboard");
@@ -27,20 +23,6 @@ fn fx(tmp: &Path, ood: &str) -> CardOptions {
 
 fn run(opts: &CardOptions, found: &[Found]) -> CardReport {
     reconcile(opts, uid(), "bob", found, &Unknown::default())
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir(dir) else { return out };
-    for e in rd {
-        let p = e.unwrap().path();
-        if fs::symlink_metadata(&p).unwrap().is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn file_size_limit(bytes: Option<u64>) {
