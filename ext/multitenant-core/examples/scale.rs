@@ -3,7 +3,8 @@
 //! and decided, the specs built, and the viewer's cards reconciled into an empty data root (first
 //! start) and then again with every card present (later start). Caps are lifted: every share gets a
 //! card. Run as any user (the owner of the jobs is the current user, the viewer another name).
-//! `cargo run --release -p multitenant-core --example scale [N:M ...]` (default 2000:2000 10000:0 50000:0)
+//! `cargo run --release -p multitenant-core --example scale [N:M ...]` (default 2000:2000 10000:0 50000:0);
+//! `LATER=n` times n later starts (default 5), for a profiler.
 //! Results, with the machine and date, go in docs/benchmarks.md.
 
 #[path = "common/mod.rs"]
@@ -14,7 +15,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use multitenant_core::cards::{reconcile, CardOptions};
-use multitenant_core::discover::{examine, parse_squeue, squeue_format, Discovery, Options, Strategy, Viewer};
+use multitenant_core::discover::{examine, parse_squeue, Discovery, Options, Strategy, Viewer};
 use multitenant_core::hostlist::Domains;
 use multitenant_core::{seal, Binding, KeyDir, KeyTarget};
 
@@ -111,10 +112,9 @@ fn main() {
     }
 }
 
-/// squeue's answer, as the `Squeue` strategy asks for it: n shares, m jobs with another WCKey and m
+/// squeue's answer in the columns of `discover::squeue_format`, as the `Squeue` strategy asks for it: n shares, m jobs with another WCKey and m
 /// plain jobs, interleaved.
 fn answer(owner: &str, key: &multitenant_core::Key, n: usize, m: usize) -> String {
-    let _ = squeue_format(SEP, TERM);
     let mut out = String::new();
     let mut id = 1_000_000u64;
     let row = |out: &mut String, id: u64, wckey: &str, node: &str, name: &str| {
