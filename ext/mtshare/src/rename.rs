@@ -98,6 +98,14 @@ mod tests {
     /// Recorded from slurmctld 22.05.8 when the job's index stays unset for 5 s (stderr, exit 1).
     const REFUSED: &str = "Job update not available right now, the DB index is being set, try again in a bit for job 7";
 
+    /// Held for a whole test: a child forked by another test's thread while a fake scontrol is open
+    /// for writing would keep it so, and running it would fail with ETXTBSY ("Text file busy").
+    static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn spawning() -> std::sync::MutexGuard<'static, ()> {
+        SPAWN.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A scontrol that records its arguments, one call a line, and runs `body` ($n is this call's number).
     fn fake_scontrol(dir: &Path, body: &str) -> Scheduler {
         let calls = dir.join("calls");
@@ -123,6 +131,7 @@ mod tests {
 
     #[test]
     fn a_rename_refused_while_the_index_is_set_is_sent_again_until_applied() {
+        let _spawning = spawning();
         let dir = tempfile::tempdir().unwrap();
         let s = fake_scontrol(dir.path(), &format!("[ \"$n\" -le 2 ] && {{ echo '{REFUSED}' >&2; exit 1; }}; exit 0"));
         let mut warnings = Vec::new();
@@ -136,6 +145,7 @@ mod tests {
 
     #[test]
     fn a_rename_refused_past_the_bound_fails_with_slurms_reason() {
+        let _spawning = spawning();
         let dir = tempfile::tempdir().unwrap();
         let s = fake_scontrol(dir.path(), &format!("echo '{REFUSED}' >&2; exit 1"));
         let t = Instant::now();
@@ -151,6 +161,7 @@ mod tests {
 
     #[test]
     fn any_other_failure_is_not_sent_again() {
+        let _spawning = spawning();
         let dir = tempfile::tempdir().unwrap();
         let s = fake_scontrol(dir.path(), "echo 'Invalid job id specified for job 7' >&2; exit 1");
         let e = rename_job(&s, "7", "n", QUICK, |_| {}).unwrap_err();
@@ -166,6 +177,7 @@ mod tests {
 
     #[test]
     fn other_stderr_lines_are_warnings_of_a_single_rename() {
+        let _spawning = spawning();
         let dir = tempfile::tempdir().unwrap();
         let s = fake_scontrol(dir.path(), "echo 'scontrol: warning: something' >&2; exit 0");
         let mut warnings = Vec::new();
