@@ -21,6 +21,13 @@ module MultiTenant
     # The ollama command on the compute nodes (MULTITENANT_OLLAMA in the dashboard's env, else on PATH).
     def ollama = ENV.fetch("MULTITENANT_OLLAMA", "ollama")
 
+    # The vllm command on the compute nodes (MULTITENANT_VLLM in the dashboard's env, else on PATH).
+    def vllm = ENV.fetch("MULTITENANT_VLLM", "vllm")
+
+    # The Python on the compute nodes that runs the chat client, with the gradio and openai packages
+    # (MULTITENANT_CHAT_PYTHON in the dashboard's env, e.g. a venv's bin/python; else python3 on PATH).
+    def chat_python = ENV.fetch("MULTITENANT_CHAT_PYTHON", "python3")
+
     def key_dir = ENV["MULTITENANT_KEY_DIR"].to_s.strip.then { |d| d.empty? ? Config::DEFAULTS[:key_dir] : d }
 
     # The share group's choices: the user's groups that have a key, as [label, value]. Not OOD's
@@ -200,6 +207,20 @@ module MultiTenant
       share = shares.each_value.find { |s| s.dig("connection", "ollama_url") == url } unless url.empty?
       key = share&.dig("connection", "api_key")
       { url: url, key: key.is_a?(String) && !key.empty? ? key : nil }
+    end
+
+    # What a client app's job needs to use the OpenAI-compatible LLM the member chose in its form (the
+    # select's value is the share's openai_base_url, as MultiTenant.openai_options lists them, from an
+    # Ollama or a vLLM share): {base_url:, key:, model:}; base_url "" unless it is http(s), key nil when
+    # no share of this user has that base URL now (it ended) or it was made without the gate, model the
+    # share's llm_model (vLLM) or ollama_model (Ollama), nil when it names none.
+    def openai_access(base_url, shares = MultiTenant.specs)
+      base_url = http_url(base_url)
+      share = shares.each_value.find { |s| s.dig("connection", "openai_base_url") == base_url } unless base_url.empty?
+      conn = share ? share["connection"] : {}
+      key = conn["api_key"]
+      model = [conn["llm_model"], conn["ollama_model"]].find { |m| m.is_a?(String) && !m.strip.empty? }
+      { base_url: base_url, key: key.is_a?(String) && !key.empty? ? key : nil, model: model }
     end
 
     # An http(s) URL, or "" — for values a client app puts in its job's environment.

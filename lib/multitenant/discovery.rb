@@ -146,6 +146,12 @@ module MultiTenant
       options_for("ollama_url", shares).select { |_, url| !Apps.http_url(url).empty? }
     end
 
+    # The running OpenAI-compatible LLMs shared with this user (Ollama and vLLM shares both publish
+    # openai_base_url), for a chat client's select: only http(s) URLs.
+    def openai_options(shares = specs)
+      options_for("openai_base_url", shares).select { |_, url| !Apps.http_url(url).empty? }
+    end
+
     def printable(text) = text.to_s.scrub("").gsub(/[\p{C}\u{FFFE}\u{FFFF}]/, "")
   end
 end
