@@ -90,7 +90,10 @@ module MultiTenant
     end
 
     # sys/multitenant-delivery_default: a section per kind of share, then any other values.
-    def default(conn)
+    def default(conn) = %(<div class="multitenant">#{header(strings(conn))}#{body(conn)}</div>)
+
+    # The sections of a share's card, without the header: members' cards and the owner's own.
+    def body(conn)
       c = strings(conn)
       used = INTERNAL.dup
       parts = []
@@ -98,6 +101,10 @@ module MultiTenant
         model = c["ollama_model"]
         used += %w[ollama_url ollama_model openai_base_url api_key host port]
         parts.concat(gate?(c) ? llm_gated(c, url, model) : llm_open(url, model))
+      elsif (base = c["openai_base_url"]) && gate?(c) && http?(base)
+        # An OpenAI-compatible server that is not Ollama (vLLM): base URL, key and model.
+        used += %w[openai_base_url llm_model llm_engine api_key host port]
+        parts.concat(openai_gated(c, base, c["llm_model"]))
       end
       if c["db_engine"] || c["db_name"]
         keys = %w[db_engine host port db_name db_user db_password]
@@ -133,7 +140,7 @@ module MultiTenant
       end
       rest = c.except(*used)
       parts << section(parts.empty? ? "Connection" : "Other values", rows(rest.map { |k, v| [k, k.match?(SECRET) ? h(v) : link(v)] })) unless rest.empty?
-      %(<div class="multitenant">#{header(c)}#{parts.join}</div>)
+      parts.join
     end
 
     # A share behind the service gate (`mtshare gate`) carries its key as api_key: the gate lets in a
@@ -149,10 +156,8 @@ module MultiTenant
       base = c["openai_base_url"].to_s.empty? ? "#{url}/v1" : c["openai_base_url"]
       body = rows([["OpenAI base URL", link(base)], key_row(key), ["Ollama URL", link(url)], ["Model", h(model)]].reject { |_, v| v.empty? })
       if http?(base) && http?(url)
-        # export is a shell builtin: the key reaches no command line; curl reads its header from a file.
         # Behind a click, like the key itself: they hold it.
-        commands = code(%(export OPENAI_BASE_URL=#{sh(base)} OPENAI_API_KEY=#{sh(key)}\ncurl -s "$OPENAI_BASE_URL/models" -H @<(printf 'Authorization: Bearer %s\\n' "$OPENAI_API_KEY"))) +
-                   code(%(export OLLAMA_HOST=#{sh(url)} OLLAMA_API_KEY=#{sh(key)}))
+        commands = openai_commands(base, key) + code(%(export OLLAMA_HOST=#{sh(url)} OLLAMA_API_KEY=#{sh(key)}))
         body += "<details><summary>Shell commands (they hold the key)</summary>#{commands}</details>"
       end
       assistant = "<p>In VS Code (Cline or Continue) choose the <b>OpenAI Compatible</b> provider with base URL <code>#{h(base)}</code>, " \
@@ -160,6 +165,22 @@ module MultiTenant
                   "<code>ollama.Client(host=os.environ[\"OLLAMA_HOST\"], headers={\"Authorization\": \"Bearer \" + os.environ[\"OLLAMA_API_KEY\"]})</code>; " \
                   "the <code>ollama</code> command line cannot send a key.</p>"
       [section("LLM API", body), section("Code assistant", assistant)]
+    end
+
+    # export is a shell builtin: the key reaches no command line; curl reads its header from a file.
+    def openai_commands(base, key)
+      code(%(export OPENAI_BASE_URL=#{sh(base)} OPENAI_API_KEY=#{sh(key)}\ncurl -s "$OPENAI_BASE_URL/models" -H @<(printf 'Authorization: Bearer %s\\n' "$OPENAI_API_KEY")))
+    end
+
+    # An OpenAI-compatible share behind the gate (vLLM): what a member pastes into their tool.
+    def openai_gated(c, base, model)
+      key = c["api_key"]
+      body = rows([["OpenAI base URL", link(base)], key_row(key), ["Model", h(model)]].reject { |_, v| v.empty? })
+      body += "<details><summary>Shell commands (they hold the key)</summary>#{openai_commands(base, key)}</details>"
+      assistant = "<p>In VS Code (Cline or Continue) choose the <b>OpenAI Compatible</b> provider with base URL <code>#{h(base)}</code>, " \
+                  "the API key above#{model ? " and model <code>#{h(model)}</code>" : ""}. Python: <code>openai.OpenAI()</code> reads " \
+                  "<code>OPENAI_BASE_URL</code> and <code>OPENAI_API_KEY</code> from the environment.</p>"
+      [section("LLM API (OpenAI-compatible)", body), section("Code assistant", assistant)]
     end
 
     # An Ollama share without the gate (published before it, or by hand): anyone who reaches it uses it.
