@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "erb"
+require "etc"
 require "json"
 require "uri"
 require "shellwords"
@@ -205,6 +206,105 @@ module MultiTenant
              %(<button class="btn btn-primary" type="submit">Open</button></form>)
       form + %(<p class="small">From inside the cluster: <code>#{h(url)}</code> with the header <code>Authorization: Bearer</code> and this key:</p>) +
         rows([key_row(c["api_key"])])
+    end
+
+    # The owner's own card: a service app's info.html.erb, which OOD renders with the session's binding
+    # in every state at every refresh of the sessions page (OSC/ondemand v4.2.3 and v3.1.16
+    # apps/dashboard/app/models/batch_connect/session.rb `render_info_view`, app/views/batch_connect/
+    # sessions/card/_card_body.html.erb). It says what members' dashboards see — from the owner's own
+    # discovery (MultiTenant.specs, which holds the owner's shares too), not from what the form asked:
+    # what is shared, with which group and allow-list, until when, how many members see it now, how to
+    # stop sharing without ending the job, and the service's credentials for the owner's own use.
+    # job_id and cluster_id: the session's; job_name: the plain name OOD submitted the job with (put
+    # back on unshare); group_members: a group name => its member list (a test seam, Etc by default).
+    def owner(job_id:, cluster_id: nil, job_name: nil, shares: MultiTenant.specs, now: Time.now, user: nil, group_members: nil)
+      user ||= Etc.getpwuid(Process.uid).name
+      key, share = owned_share(shares, job_id.to_s, cluster_id.to_s, user)
+      unless share
+        # Not in this dashboard's last discovery: not published yet, no longer shared, or undecided.
+        why = MultiTenant.respond_to?(:errors) ? Array(MultiTenant.errors).first : nil
+        text = if why
+                 "Members may not see this job now: the last look at the queue said: #{why}"
+               else
+                 "Not shared now: members see nothing. A service is shared once it answers (its log says when); " \
+                   "after Stop sharing, members' cards go at their next refresh."
+               end
+        return %(<div class="multitenant mt-owner"><p class="mt-owner-status">#{h(text)}</p></div>)
+      end
+      info = share["info"] || {}
+      acc = share["accounting"] || {}
+      conn = share["connection"] || {}
+      group = info["group"].to_s
+      allow = acc["mtu"].to_s.split(",").reject(&:empty?)
+      expires = info["expires_at"]
+      expired = expires && expires.to_i <= now.to_i
+      audience = expired ? 0 : audience(group, allow, user, group_members)
+      table = [
+        ["Shared as", "#{h(acc["mta"])} (#{acc["mtm"] == "form" ? "a choice in other apps' forms only" : "a card on each member's dashboard and a choice in forms"})"],
+        ["With", allow.empty? ? "group #{h(group)}: every member" : "group #{h(group)}, shown only to #{h(allow.join(", "))} (not a lock: every member holds the group's key)"],
+        ["Until", expires ? "#{h(Time.at(expires.to_i).localtime.strftime("%Y-%m-%d %H:%M %Z"))}#{expired ? " (expired: members no longer see it)" : ""}" : "the job ends"],
+        ["Members who see it now", audience.nil? ? "unknown (group #{h(group)} is not known here)" : "#{audience} (#{allow.empty? ? "the group's listed members" : "allow-listed members of the group"}, you not counted)"]
+      ]
+      stop = stop_command(key, conn["jobid"] || job_id, info["cluster"], job_name)
+      %(<div class="multitenant mt-owner"><p class="mt-owner-status text-success">Shared now.</p>#{rows(table)}) +
+        section("Stop sharing (the job keeps running)",
+                "<p>Run this on a login node of the cluster: members' cards go at their next refresh. Whoever already holds the key " \
+                "can use the service until the job ends.</p>#{code(stop)}") + "</div>"
+    end
+
+    # A running service app's view.html.erb, for its owner: the service as members' cards show it, from
+    # the job's own connection.yml (conn_params, written mode 0600 by ood_core's create_yml: ood_core
+    # v0.31.1 lib/ood_core/batch_connect/template.rb), so it stays there after Stop sharing.
+    def own(conn)
+      c = strings(conn).reject { |_, v| v.strip.empty? }
+      return "" if c.except("host", "port").empty?
+
+      section("For your own use", body(c))
+    end
+
+    def owned_share(shares, job_id, cluster_id, user)
+      shares.find do |key, s|
+        info = s["info"] || {}
+        next false unless s.dig("connection", "jobid").to_s == job_id && info["user"] == user
+        # With several clusters (keys "<job id>@<cluster>") the session's OOD cluster must be the share's.
+        !key.to_s.include?("@") || cluster_id.empty? ||
+          [info["cluster"], info["ood_cluster"]].include?(cluster_id) ||
+          info["ood_cluster"].to_s == "#{cluster_id}-multitenant"
+      end
+    end
+
+    # How many members are shown the share: the group's member list as the name service gives it
+    # (getgrnam: users whose primary group it is are counted only when allow-listed, since listing them
+    # would mean enumerating every account), or the allow-listed members; the owner not counted. nil when
+    # the group is not known here.
+    def audience(group, allow, user, group_members)
+      lookup = group_members || ->(g) { Etc.getgrnam(g) }
+      entry = lookup.call(group)
+      return nil unless entry
+
+      members = entry.respond_to?(:mem) ? entry.mem : Array(entry)
+      return (members - [user]).uniq.size if allow.empty?
+
+      gid = entry.respond_to?(:gid) ? entry.gid : nil
+      allow.uniq.count do |name|
+        next false if name == user
+        next true if members.include?(name)
+
+        gid && (Etc.getpwnam(name).gid == gid rescue false) # rubocop:disable Style/RescueModifier
+      end
+    rescue ArgumentError, SystemCallError
+      nil
+    end
+
+    # The command that stops sharing from outside the job: mtshare unshare puts the plain name back.
+    # With several clusters, scontrol asks the share's own cluster.
+    def stop_command(key, job_id, cluster, job_name)
+      name = job_name.to_s.empty? ? "unshared" : job_name.to_s
+      if key.to_s.include?("@")
+        "scontrol -M #{sh(cluster)} update JobId=#{sh(job_id)} JobName=#{sh(name)}"
+      else
+        "#{sh(Apps.publisher)} unshare --job-id #{sh(job_id)} --name #{sh(name)}"
+      end
     end
 
     # sys/multitenant-delivery_debug: the share as JSON; secrets only behind a click.
