@@ -72,7 +72,7 @@ RSpec.describe "admin.rake", :cluster do
     rake("install", env: { "APPLY" => "1" })
     modes = Dir.glob("#{@ood}/apps/**/*").select { |f| File.file?(f) }.to_h { |f| [f.delete_prefix("#{@ood}/apps/"), File.stat(f).mode & 0o777] }
     scripts = modes.keys.grep(%r{/template/script\.sh\.erb\z})
-    expect(scripts.size).to eq(5)
+    expect(scripts.size).to eq(Dir[File.join(ROOT, "ood/apps/*/template/script.sh.erb")].size).and be >= 7
     expect(modes.slice(*scripts).values.uniq).to eq([0o755])
     expect(modes.except(*scripts).values.uniq).to eq([0o644])
 
@@ -92,10 +92,31 @@ RSpec.describe "admin.rake", :cluster do
     File.write(form, File.read(form).sub("  - mt_group\n", "  - auto_groups\n"))
     out, = rake("doctor")
     expect(problems(out)).to eq(["PROBLEM  OOD: #{form} offers auto_groups and submit.yml.erb sets no accounting_id, so the group would be " \
-                                 "submitted as the Slurm account: rake -f …/admin.rake install APPLY=1"])
+                                 "submitted as the Slurm account: rake -f …/admin.rake install APPLY=1",
+                                 "PROBLEM  OOD: 1 app file(s) in #{@ood}/apps differ from this gem's or are missing (multitenant-llm/form.yml.erb): " \
+                                 "rake -f …/admin.rake install APPLY=1"])
     submit = installed("multitenant-llm", "submit.yml.erb")
     File.write(submit, File.read(submit).sub("script:\n", "script:\n  accounting_id: \"<%= ENV['USER'] %>\"\n"))
-    expect(rake("doctor")[2]).to eq(0)
+    expect(problems(rake("doctor").first)).to eq(["PROBLEM  OOD: 2 app file(s) in #{@ood}/apps differ from this gem's or are missing " \
+                                                  "(multitenant-llm/form.yml.erb, multitenant-llm/submit.yml.erb): rake -f …/admin.rake install APPLY=1"])
+  end
+
+  it "doctor names app files an upgrade left behind or that were removed, and what the apps run on the compute nodes" do
+    rake("install", env: { "APPLY" => "1" })
+    FileUtils.rm_f(installed("multitenant-vllm", "info.html.erb"))
+    File.write(env_path, "#{File.read(env_path)}MULTITENANT_VLLM=vllm serve\nMULTITENANT_CHAT_PYTHON=/opt/chat/bin/python\nMULTITENANT_OLLAMA=/bin/true\n")
+    out, = rake("doctor")
+    expect(problems(out)).to eq(["PROBLEM  OOD: 1 app file(s) in #{@ood}/apps differ from this gem's or are missing (multitenant-vllm/info.html.erb): rake -f …/admin.rake install APPLY=1",
+                                 "PROBLEM  OOD: MULTITENANT_VLLM=vllm serve is not an absolute path without spaces, so the vLLM app cannot run it on the " \
+                                 "compute nodes: set MULTITENANT_VLLM to the command's absolute path in #{env_path}"])
+    expect(out).to include("ok       OOD: the chat app (a Python with gradio and openai) runs /opt/chat/bin/python on the compute nodes (not on this host, so not checked here)",
+                           "ok       OOD: the Ollama app runs /bin/true (here too: check the compute nodes see the same file)")
+    rake("install", env: { "APPLY" => "1" })
+    File.write(env_path, File.read(env_path).sub("MULTITENANT_VLLM=vllm serve\n", ""))
+    out, _, code = rake("doctor")
+    expect([code, problems(out)]).to eq([0, []])
+    expect(out).to include("ok       OOD: the installed apps are this gem's",
+                           "ok       OOD: the vLLM app runs `vllm` from the compute nodes' PATH (or its module); MULTITENANT_VLLM in #{env_path} names another")
   end
 
   it "doctor names a submit cluster that does not exist or is hidden, and a publisher that cannot run" do

@@ -329,6 +329,8 @@ module MultiTenant
         problems << "OOD: apps missing from #{apps_dir}: #{missing.join(", ")}: rake -f …/admin.rake install APPLY=1"
       end
       doctor_apps(problems)
+      doctor_app_files(problems, fine) if missing.empty?
+      doctor_app_settings(problems, fine)
       config.clusters.each_value do |id|
         # A missing, unreadable or non-Slurm entry is doctor_clusters' one line already.
         v2 = begin
@@ -397,6 +399,44 @@ module MultiTenant
         next if submit && File.read(submit).match?(/^\s*accounting_id\s*:/)
 
         problems << "OOD: #{form} offers auto_groups and #{File.basename(submit || "submit.yml.erb")} sets no accounting_id, so the group would be submitted as the Slurm account: rake -f …/admin.rake install APPLY=1"
+      end
+    end
+
+    # Installed apps that are not the gem's (an upgrade without install, or a file edited in place):
+    # OOD would run templates this version does not know.
+    def doctor_app_files(problems, fine)
+      stale = app_dirs.flat_map do |dir|
+        app = File.basename(dir)
+        Dir.glob("**/*", base: dir).select { |f| File.file?(File.join(dir, f)) }.reject do |f|
+          installed = File.join(apps_dir, app, f)
+          File.file?(installed) && File.binread(installed) == File.binread(File.join(dir, f))
+        end.map { |f| "#{app}/#{f}" }
+      end
+      if stale.empty?
+        fine << "OOD: the installed apps are this gem's"
+      else
+        problems << "OOD: #{stale.size} app file(s) in #{apps_dir} differ from this gem's or are missing (#{stale.first(3).join(", ")}#{stale.size > 3 ? ", …" : ""}): rake -f …/admin.rake install APPLY=1"
+      end
+    end
+
+    # What the service and client apps run on the compute nodes: the dashboard's settings, rendered into
+    # each job script (the job itself sees none of the dashboard's env: ood_core submits --export=NONE).
+    APP_COMMANDS = { "MULTITENANT_OLLAMA" => ["ollama", "the Ollama app"], "MULTITENANT_VLLM" => ["vllm", "the vLLM app"],
+                     "MULTITENANT_CHAT_PYTHON" => ["python3", "the chat app (a Python with gradio and openai)"] }.freeze
+
+    def doctor_app_settings(problems, fine)
+      env = dashboard_env
+      APP_COMMANDS.each do |var, (default, what)|
+        value = env[var].to_s.strip
+        if value.empty?
+          fine << "OOD: #{what} runs `#{default}` from the compute nodes' PATH (or its module); #{var} in #{env_file} names another"
+        elsif !value.start_with?("/") || value.match?(/[[:space:][:cntrl:]]/)
+          problems << "OOD: #{var}=#{value} is not an absolute path without spaces, so #{what} cannot run it on the compute nodes: set #{var} to the command's absolute path in #{env_file}"
+        elsif File.file?(value) && File.executable?(value)
+          fine << "OOD: #{what} runs #{value} (here too: check the compute nodes see the same file)"
+        else
+          fine << "OOD: #{what} runs #{value} on the compute nodes (not on this host, so not checked here)"
+        end
       end
     end
 

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "time"
+
 # The product in the REAL Open OnDemand dashboard (spec/ood/realood), at every OOD version we support,
 # on the real test cluster, as real users: each user has their own dashboard process, and starting one
 # is a "dashboard start".
@@ -102,6 +104,41 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         outsider = dashboard(version, "mtoutsider", env: NO_REFRESH).start
         expect(outsider.cards).to eq({})
         expect(owner.restart.cards.keys).to contain_exactly(board["id"], content["id"], llm["id"])
+      end
+
+      it "every app is in the real dashboard's menus; the owner's own card says what is shared, with whom, until when, to how many, and stops sharing without ending the job" do
+        owner = dashboard(version, "mtowner").start
+        home = owner.get("/").body
+        launchable = %w[llm vllm database dashboard content jupyter chat]
+        launchable.each { |app| expect(home).to include("/batch_connect/sys/multitenant-#{app}/session_contexts/new") }
+        expect(home).not_to match(%r{/batch_connect/sys/multitenant-delivery_})
+        expect(home).to include("Multitenant", "Share a service", "Use a shared service")
+
+        vllm = launch(owner, "multitenant-vllm", share_fields("vllm_model" => "org/tiny-model", "vllm_gpus" => "0", "vllm_max_model_len" => "4096",
+                                                              "vllm_max_num_seqs" => "8", "mt_allow" => "mtmember", "mt_expires_hours" => "2"))
+        wait_shared(vllm["job_id"])
+        # The owner's dashboard finds its own share at its next live refresh (TTL 5 s here).
+        card = poll("the owner's card to say the vLLM job is shared", timeout: 30) { owner.cards[vllm["id"]].then { |c| c if c&.include?("Shared now.") } }
+        expect(card).to include("vLLM (a card on each member", "group mtclass, shown only to mtmember")
+        expect(card).to match(%r{Members who see it now</th><td>1 })
+        until_at = Time.strptime(card[%r{<th>Until</th><td>(\d{4}-\d\d-\d\d \d\d:\d\d)}, 1], "%Y-%m-%d %H:%M").to_i
+        expect(until_at).to be_within(240).of(Time.now.to_i + 7200 - 60) # published a little before now, shown to the minute
+        # For the owner's own use: the base URL and key from the job's connection.yml, and they work.
+        base = card[%r{<th>OpenAI base URL</th><td><a href="(http://[^"]+/v1)"}, 1]
+        key = card[%r{<th>API key</th><td><details><summary>Show</summary><code>(\h{32})</code>}, 1]
+        models = Net::HTTP.get_response(URI("#{base}/models"), { "Authorization" => "Bearer #{key}" })
+        expect(JSON.parse(models.body)["data"].map { |m| m["id"] }).to eq(["org/tiny-model"])
+
+        member = dashboard(version, "mtmember", env: NO_REFRESH).start
+        expect(member.cards.values.join).to include("mtowner: vLLM")
+        # Stop sharing, as the card says, as the owner: the job runs on, no longer shared.
+        command = CGI.unescapeHTML(card[%r{<pre><code>([^<]*JobName=[^<]*)</code></pre>}, 1])
+        _, err, st = run_as("mtowner", *Shellwords.split(command))
+        expect(st).to be_success, err
+        expect(job_state(vllm["job_id"])).to eq("RUNNING")
+        expect(job_name(vllm["job_id"])).not_to start_with("mt|")
+        expect(member.restart.cards.values.join).not_to include("mtowner: vLLM")
+        poll("the owner's card to say it is no longer shared", timeout: 30) { owner.cards[vllm["id"]].to_s.include?("Not shared now") }
       end
 
       it "the Jupyter client's real form lists the LLM shared while the dashboard runs, and its job gets the URL in its environment" do
