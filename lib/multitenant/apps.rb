@@ -28,6 +28,12 @@ module MultiTenant
     # (MULTITENANT_CHAT_PYTHON in the dashboard's env, e.g. a venv's bin/python; else python3 on PATH).
     def chat_python = ENV.fetch("MULTITENANT_CHAT_PYTHON", "python3")
 
+    # The directory of the database server's programs on the compute nodes, for engine "postgresql"
+    # (initdb, postgres, psql: MULTITENANT_POSTGRES_BIN) or "mariadb" (mariadb-install-db, mariadbd,
+    # mariadb: MULTITENANT_MARIADB_BIN); "" when the site sets none (then PATH, a module of the engine's
+    # name, and the Debian locations).
+    def db_bin(engine) = ENV[engine == "mariadb" ? "MULTITENANT_MARIADB_BIN" : "MULTITENANT_POSTGRES_BIN"].to_s.strip
+
     def key_dir = ENV["MULTITENANT_KEY_DIR"].to_s.strip.then { |d| d.empty? ? Config::DEFAULTS[:key_dir] : d }
 
     # The share group's choices: the user's groups that have a key, as [label, value]. Not OOD's
@@ -64,6 +70,21 @@ module MultiTenant
       context.respond_to?(name) ? context.public_send(name).to_s.strip : ""
     end
 
+    # A whole number from the form within `range`, else nil: numbers reach a job only validated.
+    #   Apps.int(context, :vllm_gpus, 0..16)  # "2" => 2; "", "2.5", "1e3", "0x10", "-1", "$(id)" => nil
+    def int(context, name, range)
+      text = value(context, name)
+      number = text.match?(/\A\d{1,9}\z/) ? text.to_i : nil
+      number if number && range.cover?(number)
+    end
+
+    # A form value safe as one argument of the service's command (a model id, a path): no leading "-"
+    # (it would be read as an option), no spaces or control characters, at most 256 characters; else "".
+    def argument(context, name)
+      text = value(context, name)
+      text.match?(/\A[^\s\p{C}-][^\s\p{C}]{0,255}\z/) ? text : ""
+    end
+
     # `mtshare publish --group … --app … --method … --delivery … [--expires-in …]`, quoted; append
     # `--set key="$var"` pairs in the template.
     def publish(context, app:, delivery: nil)
@@ -95,9 +116,10 @@ module MultiTenant
       # Decimal whatever it looks like (bash reads 08 as bad octal), and at most 9 digits.
       case "${mt_ready_seconds}" in '' | *[!0-9]* | ??????????*) mt_ready_seconds=600 ;; esac
       mt_ready_seconds=$((10#${mt_ready_seconds}))
-      # mt_fail WHY: the one line that says why nothing was published; the job ends with status 1.
+      # mt_fail WHY: the one line that says why nothing was published (a client app, which publishes
+      # nothing, says what instead in $mt_outcome); the job ends with status 1.
       mt_fail() {
-        echo "multitenant: $1: not published"
+        echo "multitenant: $1: ${mt_outcome:-not published}"
         if declare -F clean_up >/dev/null; then clean_up 1; fi
         [ -n "${SCRIPT_PID:-}" ] && kill "${SCRIPT_PID}" 2>/dev/null
         exit 1
@@ -187,6 +209,20 @@ module MultiTenant
       sys.exit(0 if m in names or m + ":latest" in names else 1)' "${m}"
         else
           printf '%s' "${tags}" | tr -d ' \t\r\n' | grep -qF -e "\"name\":\"${m}\"" -e "\"name\":\"${m}:latest\""
+        fi
+      }
+      # mt_openai_lists URL MODEL: URL (an OpenAI-compatible /v1/models, as vLLM serves it) lists MODEL
+      # as one of its data[].id.
+      mt_openai_lists() {
+        local models
+        models="$(mt_curl -sS -f -m 5 "$1")" || return 1
+        if command -v python3 >/dev/null 2>&1; then
+          printf '%s' "${models}" | python3 -c 'import json, sys
+      ids = [x.get("id") for x in json.load(sys.stdin).get("data") or [] if isinstance(x, dict)]
+      if sys.argv[1] not in ids:
+          sys.exit("it lists " + (", ".join(map(str, ids)) or "no model yet"))' "$2"
+        else
+          printf '%s' "${models}" | tr -d ' \t\r\n' | grep -qF -e "\"id\":\"$2\""
         fi
       }
     SH

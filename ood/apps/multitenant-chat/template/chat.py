@@ -1,0 +1,70 @@
+"""A chat with a shared LLM, served by Gradio behind the job's gate (multitenant-chat).
+
+The openai package reads OPENAI_BASE_URL and OPENAI_API_KEY from the environment (before.sh sets them
+from the share; never on a command line). The model is MULTITENANT_LLM_MODEL, else the first one the
+server lists. Gradio serves on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT under GRADIO_ROOT_PATH (the path
+OOD's node proxy gives it), set by script.sh.
+"""
+import os
+import sys
+
+import gradio as gr
+import openai
+
+# A share made without the gate has no key; the openai package refuses to start without one.
+os.environ.setdefault("OPENAI_API_KEY", "none")
+client = openai.OpenAI()
+BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
+
+
+def model():
+    name = os.environ.get("MULTITENANT_LLM_MODEL", "").strip()
+    if name:
+        return name
+    listed = client.models.list().data
+    if not listed:
+        raise gr.Error(f"The LLM at {BASE_URL} lists no model yet: try again in a minute.")
+    return listed[0].id
+
+
+def text(content):
+    """A message's text, whatever shape Gradio's history gives it in."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or content.get("value") or "")
+    if isinstance(content, (list, tuple)):
+        return "".join(text(c) for c in content)
+    return ""
+
+
+def respond(message, history):
+    messages = [{"role": m["role"], "content": text(m.get("content"))} for m in history if m.get("role") in ("user", "assistant")]
+    messages.append({"role": "user", "content": text(message)})
+    try:
+        stream = client.chat.completions.create(model=model(), messages=messages, stream=True)
+        answer = ""
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                answer += chunk.choices[0].delta.content
+                yield answer
+    except openai.AuthenticationError:
+        raise gr.Error(f"The LLM at {BASE_URL} refused this share's key: the share has ended or been restarted. Start a new chat from the form.")
+    except openai.APIConnectionError:
+        raise gr.Error(f"The LLM at {BASE_URL} does not answer: its job may have ended.")
+    except openai.APIStatusError as e:
+        raise gr.Error(f"The LLM at {BASE_URL} answered HTTP {e.status_code}: {e.message}")
+
+
+def main():
+    if not BASE_URL:
+        sys.exit("multitenant-chat: OPENAI_BASE_URL is not set: choose a shared LLM in the form")
+    title = "Chat with " + (os.environ.get("MULTITENANT_LLM_MODEL") or "a shared LLM")
+    demo = gr.ChatInterface(respond, title=title, api_name="chat")
+    demo.queue().launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        server_port=int(os.environ["GRADIO_SERVER_PORT"]),
+                        root_path=os.environ.get("GRADIO_ROOT_PATH") or None, show_error=True, quiet=False)
+
+
+if __name__ == "__main__":
+    main()
