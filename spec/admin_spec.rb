@@ -107,8 +107,8 @@ RSpec.describe "admin.rake", :cluster do
     File.write(env_path, "#{File.read(env_path)}MULTITENANT_VLLM=vllm serve\nMULTITENANT_CHAT_PYTHON=/opt/chat/bin/python\nMULTITENANT_OLLAMA=/bin/true\n")
     out, = rake("doctor")
     expect(problems(out)).to eq(["PROBLEM  OOD: 1 app file(s) in #{@ood}/apps differ from this gem's or are missing (multitenant-vllm/info.html.erb): rake -f …/admin.rake install APPLY=1",
-                                 "PROBLEM  OOD: MULTITENANT_VLLM=vllm serve is not an absolute path without spaces, so the vLLM app cannot run it on the " \
-                                 "compute nodes: set MULTITENANT_VLLM to the command's absolute path in #{env_path}"])
+                                 "PROBLEM  OOD: MULTITENANT_VLLM=vllm serve is not an absolute path, so the vLLM app cannot run it on the " \
+                                 "compute nodes: set MULTITENANT_VLLM to an absolute path in #{env_path}"])
     expect(out).to include("ok       OOD: the chat app (a Python with gradio and openai) runs /opt/chat/bin/python on the compute nodes (not on this host, so not checked here)",
                            "ok       OOD: the Ollama app runs /bin/true (here too: check the compute nodes see the same file)")
     rake("install", env: { "APPLY" => "1" })

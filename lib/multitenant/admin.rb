@@ -422,7 +422,9 @@ module MultiTenant
     # What the service and client apps run on the compute nodes: the dashboard's settings, rendered into
     # each job script (the job itself sees none of the dashboard's env: ood_core submits --export=NONE).
     APP_COMMANDS = { "MULTITENANT_OLLAMA" => ["ollama", "the Ollama app"], "MULTITENANT_VLLM" => ["vllm", "the vLLM app"],
-                     "MULTITENANT_CHAT_PYTHON" => ["python3", "the chat app (a Python with gradio and openai)"] }.freeze
+                     "MULTITENANT_CHAT_PYTHON" => ["python3", "the chat app (a Python with gradio and openai)"],
+                     "MULTITENANT_POSTGRES_BIN" => ["initdb", "the database app's PostgreSQL (a directory of initdb, postgres, psql)"],
+                     "MULTITENANT_MARIADB_BIN" => ["mariadbd", "the database app's MariaDB (a directory of mariadb-install-db, mariadbd, mariadb)"] }.freeze
 
     def doctor_app_settings(problems, fine)
       env = dashboard_env
@@ -430,9 +432,9 @@ module MultiTenant
         value = env[var].to_s.strip
         if value.empty?
           fine << "OOD: #{what} runs `#{default}` from the compute nodes' PATH (or its module); #{var} in #{env_file} names another"
-        elsif !value.start_with?("/") || value.match?(/[[:space:][:cntrl:]]/)
-          problems << "OOD: #{var}=#{value} is not an absolute path without spaces, so #{what} cannot run it on the compute nodes: set #{var} to the command's absolute path in #{env_file}"
-        elsif File.file?(value) && File.executable?(value)
+        elsif !value.start_with?("/") || value.match?(/[[:cntrl:]]/)
+          problems << "OOD: #{var}=#{value} is not an absolute path, so #{what} cannot run it on the compute nodes: set #{var} to an absolute path in #{env_file}"
+        elsif var.end_with?("_BIN") ? File.directory?(value) : (File.file?(value) && File.executable?(value))
           fine << "OOD: #{what} runs #{value} (here too: check the compute nodes see the same file)"
         else
           fine << "OOD: #{what} runs #{value} on the compute nodes (not on this host, so not checked here)"
