@@ -17,5 +17,5 @@ Gem::Specification.new do |spec|
     patterns.flat_map { |p| Dir.glob(p, File::FNM_DOTMATCH, base: __dir__) }.reject { |f| File.directory?(File.join(__dir__, f)) }
   end
   spec.files = glob.call("lib/**/*.rb", "ext/**/*.{rs,rb,toml}", "docs/**/*", "ood/**/*", "vendor/**/*", ".cargo/config.toml") +
-               %w[Cargo.toml Cargo.lock README.md Rakefile admin.rake multitenant.gemspec rustfmt.toml]
+               %w[Cargo.toml Cargo.lock LICENSE README.md Rakefile admin.rake multitenant.gemspec rustfmt.toml]
 end
