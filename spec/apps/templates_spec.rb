@@ -9,6 +9,7 @@ require "yaml"
 RSpec.describe "service and client app templates" do
   SERVICES = {
     "multitenant-llm" => { "ollama_model" => "gpt-oss:20b" },
+    "multitenant-vllm" => { "vllm_model" => "openai/gpt-oss-20b", "vllm_gpus" => "1", "vllm_max_model_len" => "", "vllm_max_num_seqs" => "" },
     "multitenant-database" => { "db_engine" => "postgresql", "db_name" => "msba" },
     "multitenant-dashboard" => { "app_title" => "Lab dashboard", "app_command" => "python3 -m http.server $port" },
     "multitenant-content" => { "content_title" => "Week 3", "content_format" => "markdown", "content" => "# Read\n\n* chapter 3" }
@@ -17,6 +18,8 @@ RSpec.describe "service and client app templates" do
 
   def app_file(app, path) = File.join(ROOT, "ood/apps", app, path)
   def render(app, path, context = nil) = ERB.new(File.read(app_file(app, path))).result(context ? binding_for(context) : TOPLEVEL_BINDING)
+  # submit.yml.erb as OOD renders it (BatchConnect::App#submit_opts): in the session context itself.
+  def render_submit(app, context) = ERB.new(File.read(app_file(app, "submit.yml.erb")), trim_mode: "-").result(OpenStruct.new(context).instance_eval { binding })
 
   def binding_for(context)
     ctx = OpenStruct.new(context)
@@ -39,7 +42,7 @@ RSpec.describe "service and client app templates" do
       File.write(fake, "#!/bin/sh\nprintf '%s\\n' \"$@\" > #{dir}/args\n")
       stubs = File.join(dir, "bin")
       FileUtils.mkdir_p(stubs)
-      tags = %({"models": [{"name": "m", "model": "m"}]})
+      tags = %({"models": [{"name": "m", "model": "m"}], "data": [{"id": "m", "object": "model"}]})
       stub = lambda do |name, body|
         File.write(File.join(stubs, name), "#!/bin/sh\nprintf '%s\\n' \"$* PGPASSWORD=${PGPASSWORD:+set} MYSQL_PWD=${MYSQL_PWD:+set}\" >> #{dir}/#{name}.log\n#{body}\n")
         File.chmod(0o755, File.join(stubs, name))
@@ -57,6 +60,7 @@ RSpec.describe "service and client app templates" do
         export PATH=#{stubs}:$PATH MULTITENANT_READY_SECONDS=#{ready ? 600 : 1}
         sleep 30 & SCRIPT_PID=$!
         host=node1 port=4242 inner_port=4243 MULTITENANT_GATE_KEY=0123456789abcdef0123456789abcdef ollama_url=http://node1:4242 ollama_model=m url=http://node1:4242/ db_dir=#{dir} mt_llm_dir=#{dir}
+        vllm_url=http://node1:4242 vllm_model=m
         #{ready ? 'touch "$db_dir/ready" "$mt_llm_dir/pulled"' : ""}
         db_engine=#{engine} db_name=msba db_user=msba_user db_password=S3cretPw jdbc_url=jdbc:postgresql://node1:4242/msba
         content_format=markdown content_file=#{dir}/content
@@ -77,10 +81,14 @@ RSpec.describe "service and client app templates" do
   # Runs a whole job as OOD's basic template does (ood_core batch_connect/template.rb, base_script):
   # before.sh, script.sh in the background as SCRIPT_PID, after.sh, then waits on the script; clean_up
   # stops the script's children. `stubs` are commands put first on PATH ({name => shell body}); the
-  # publisher records its arguments and, for the LLM, what the published URL listed at that moment.
-  # Returns {out:, code:, args:, tags_at_publish:}; a job that publishes is stopped once it has.
-  def run_job(app, context, host:, env: {}, stubs: {}, timeout: 60)
+  # publisher records its arguments and, for the LLMs, what the published URL listed at that moment.
+  # The app's other template files (chat.py) are beside the scripts, as OOD copies them. Returns {out:,
+  # code:, args:, tags_at_publish:, models_at_publish:}; a job that publishes is stopped once it has. A
+  # client app publishes nothing: with a block, the block runs once after.sh is done, with the job's
+  # connection.yml (as OOD's create_yml writes it) and directory, and the job is stopped after it.
+  def run_job(app, context, host:, env: {}, stubs: {}, timeout: 60, &while_running)
     Dir.mktmpdir do |dir|
+      Dir[app_file(app, "template/*")].reject { |f| f.end_with?(".erb") }.each { |f| FileUtils.cp(f, dir) }
       bin = File.join(dir, "bin")
       FileUtils.mkdir_p(bin)
       stubs.each do |name, body|
@@ -93,10 +101,13 @@ RSpec.describe "service and client app templates" do
         [ "$1" = gate ] && exec #{Shellwords.escape(MultiTenant.publisher_path)} "$@"
         [ -n "${ollama_url}" ] && printf 'header = "Authorization: Bearer %s"\\n' "${MULTITENANT_GATE_KEY}" |
           curl --noproxy '*' -s -K - "${ollama_url}/api/tags" > #{dir}/tags_at_publish
+        [ -n "${vllm_url}" ] && printf 'header = "Authorization: Bearer %s"\\n' "${MULTITENANT_GATE_KEY}" |
+          curl --noproxy '*' -s -K - "${vllm_url}/v1/models" > #{dir}/models_at_publish
         printf '%s\\n' "$@" > #{dir}/args.tmp && mv #{dir}/args.tmp #{dir}/args
       SH
       File.chmod(0o755, fake)
-      rendered = with_env("MULTITENANT_PUBLISHER" => fake, "MULTITENANT_OLLAMA" => env["MULTITENANT_OLLAMA"]) do
+      settings = env.slice("MULTITENANT_OLLAMA", "MULTITENANT_VLLM", "MULTITENANT_CHAT_PYTHON", "MULTITENANT_NODE_PROXY")
+      rendered = with_env(settings.merge("MULTITENANT_PUBLISHER" => fake)) do
         %w[before script after].to_h { |t| [t, render(app, "template/#{t}.sh.erb", context)] }
       end
       rendered.each { |t, text| File.write(File.join(dir, "#{t}.sh"), text) }
@@ -111,6 +122,7 @@ RSpec.describe "service and client app templates" do
         ./script.sh &
         SCRIPT_PID=$!
         source ./after.sh
+        (umask 077; printf 'host: %s\\nport: %s\\npassword: %s\\n' "$host" "$port" "${password:-}" > connection.yml.tmp && mv connection.yml.tmp connection.yml)
         echo "connection.yml written"
         wait ${SCRIPT_PID} || clean_up 1
         clean_up
@@ -122,24 +134,34 @@ RSpec.describe "service and client app templates" do
       out_w.close
       reader = Thread.new { out_r.read }
       code = nil
+      conn = File.join(dir, "connection.yml")
       deadline = Time.now + timeout
-      until code || File.exist?(File.join(dir, "args")) || Time.now > deadline
+      until code || File.exist?(File.join(dir, "args")) || (while_running && File.exist?(conn)) || Time.now > deadline
         _, st = Process.waitpid2(pid, Process::WNOHANG)
         code = st&.exitstatus
         sleep 0.1
       end
       published = File.exist?(File.join(dir, "args"))
-      unless code
-        sleep 0.3 if published
-        Process.kill("TERM", -pid) rescue nil # rubocop:disable Style/RescueModifier
-        Process.wait(pid)
+      ready = while_running && !code && File.exist?(conn)
+      begin
+        while_running.call(YAML.safe_load(File.read(conn)), dir) if ready
+      ensure
+        unless code
+          sleep 0.3 if published
+          Process.kill("TERM", -pid) rescue nil # rubocop:disable Style/RescueModifier
+          Process.wait(pid)
+        end
+        out = reader.value.lines(chomp: true)
+        # A failure in the block shows what the job said.
+        warn("#{app}'s job said:", *out) if $!
       end
-      { out: reader.value.lines(chomp: true), code: code, timed_out: !code && !published,
+      at = ->(f) { File.exist?(File.join(dir, f)) ? JSON.parse(File.read(File.join(dir, f))) : nil }
+      { out: out, code: code, timed_out: !code && !published && !ready,
         args: published ? File.read(File.join(dir, "args")).split("\n") : nil,
-        tags_at_publish: File.exist?(File.join(dir, "tags_at_publish")) ? JSON.parse(File.read(File.join(dir, "tags_at_publish"))) : nil,
+        tags_at_publish: at.call("tags_at_publish"), models_at_publish: at.call("models_at_publish"),
         files: Dir[File.join(bin, "*.{args,log,mode}")].to_h { |f| [File.basename(f), File.read(f)] } }
     ensure
-      FileUtils.rm_rf(env["TMPDIR"] ? Dir[File.join(tmp, "multitenant-{db,llm}.*")] : tmp) if tmp
+      FileUtils.rm_rf(env["TMPDIR"] ? Dir[File.join(tmp, "multitenant-{db,llm,chat}.*")] : tmp) if tmp
     end
   end
 
@@ -164,9 +186,9 @@ RSpec.describe "service and client app templates" do
       end
 
       it "submits with the WCKey" do
-        submit = YAML.safe_load(render(app, "submit.yml.erb", context_for(app)))
+        submit = YAML.safe_load(render_submit(app, context_for(app)))
         expect(submit.dig("batch_connect", "template")).to eq("basic")
-        expect(submit.dig("script", "native")).to eq(["--wckey=multitenant"])
+        expect(submit.dig("script", "native")).to eq(["--wckey=multitenant", *("--gres=gpu:1" if app == "multitenant-vllm")])
       end
 
       it "renders job scripts bash can parse" do
@@ -218,7 +240,7 @@ RSpec.describe "service and client app templates" do
     end
   end
 
-  %w[multitenant-llm multitenant-database multitenant-dashboard].each do |app|
+  %w[multitenant-llm multitenant-vllm multitenant-database multitenant-dashboard].each do |app|
     it "#{app}: publishes nothing when the service never answers at the published host and port, says so in one line, and the job fails" do
       out = []
       status = {}
@@ -239,6 +261,88 @@ RSpec.describe "service and client app templates" do
     status = {}
     expect(published_args("multitenant-llm", context_for("multitenant-llm"), status: status)).not_to be_nil
     expect(status[:logs]["curl"].lines.map(&:split)).to all(include("http://node1:4242/api/tags"))
+  end
+
+  describe "multitenant-vllm" do
+    VLLM_KEYS = %w[host port openai_base_url llm_model llm_engine].freeze
+
+    it "publishes the OpenAI base URL, the model and the engine as exact arguments, the key from the environment" do
+      status = {}
+      args = published_args("multitenant-vllm", context_for("multitenant-vllm"), status: status)
+      expect(args).to eq(%w[publish --group mtclass --app vLLM --method card --delivery sys/multitenant-delivery_default
+                            --set host=node1 --set port=4242 --set openai_base_url=http://node1:4242/v1 --set llm_model=m --set llm_engine=vllm
+                            --env api_key=MULTITENANT_GATE_KEY])
+      expect(status[:logs]["curl"].lines.map(&:split)).to all(include("http://node1:4242/v1/models"))
+    end
+
+    # What submit.yml.erb asks of Slurm, rendered as OOD renders it.
+    def native(gpus) = YAML.safe_load(render_submit("multitenant-vllm", context_for("multitenant-vllm", "vllm_gpus" => gpus))).dig("script", "native")
+
+    it "requests --gres=gpu:N only for a whole number of GPUs from 1 to 16; anything else requests none" do
+      expect(native("1")).to eq(["--wckey=multitenant", "--gres=gpu:1"])
+      expect(native("16")).to eq(["--wckey=multitenant", "--gres=gpu:16"])
+      expect(native("04")).to eq(["--wckey=multitenant", "--gres=gpu:4"])
+      ["0", "", "17", "-1", "1.5", "1e1", "0x2", "2 --exclusive", "2\"\n    - \"--uid=0", EVIL].each do |bad|
+        expect(native(bad)).to eq(["--wckey=multitenant"]), bad.inspect
+      end
+    end
+
+    # Runs before.sh and script.sh with a stand-in vllm that records its arguments and whether it got the
+    # gate's key; the gate a stand-in that waits, so the recording is done before script.sh ends.
+    def vllm_run(extra)
+      Dir.mktmpdir do |dir|
+        stub = File.join(dir, "vllm")
+        File.write(stub, %(#!/bin/sh\nprintf '%s\\n' "$@" > #{dir}/argv\necho "key:${MULTITENANT_GATE_KEY:+set}" >> #{dir}/argv\n))
+        gate = File.join(dir, "mtshare")
+        File.write(gate, "#!/bin/sh\nexec sleep 5\n")
+        FileUtils.chmod(0o755, [stub, gate])
+        ctx = context_for("multitenant-vllm", extra)
+        before, script = with_env("MULTITENANT_VLLM" => stub, "MULTITENANT_PUBLISHER" => gate) do
+          %w[before script].map { |t| render("multitenant-vllm", "template/#{t}.sh.erb", ctx) }
+        end
+        File.write(File.join(dir, "script.sh"), script)
+        out, status = Open3.capture2e("bash", "-c", "host=node1\n#{before}\nbash ./script.sh", chdir: dir)
+        next [nil, out] unless status.success? && File.exist?(File.join(dir, "argv"))
+
+        [File.read(File.join(dir, "argv")).split("\n"), out]
+      end
+    end
+
+    it "serves the model on loopback under its own name, with --max-model-len, --max-num-seqs and --tensor-parallel-size only from validated whole numbers" do
+      argv, out = vllm_run("vllm_model" => %(org/tiny<i>"&'$(id)</i>), "vllm_gpus" => "2", "vllm_max_model_len" => "4096", "vllm_max_num_seqs" => "08")
+      expect(argv).to eq(["serve", %(org/tiny<i>"&'$(id)</i>), "--host", "127.0.0.1", "--port", argv[5], "--served-model-name", %(org/tiny<i>"&'$(id)</i>),
+                          "--max-model-len", "4096", "--max-num-seqs", "8", "--tensor-parallel-size", "2", "key:"]), out
+      expect(Integer(argv[5])).to be > 1024
+      argv, out = vllm_run("vllm_gpus" => "1")
+      expect(argv).to eq(["serve", "openai/gpt-oss-20b", "--host", "127.0.0.1", "--port", argv[5], "--served-model-name", "openai/gpt-oss-20b", "key:"]), out
+      FileUtils.rm_f("/tmp/mt-pwned")
+      ["0", "-4096", "4096 --trust-remote-code", "1e5", "40.5", "99999999999", "$(touch /tmp/mt-pwned)", EVIL].each do |bad|
+        argv, out = vllm_run("vllm_gpus" => bad, "vllm_max_model_len" => bad, "vllm_max_num_seqs" => bad)
+        expect(argv).to eq(["serve", "openai/gpt-oss-20b", "--host", "127.0.0.1", "--port", argv[5], "--served-model-name", "openai/gpt-oss-20b", "key:"]), "#{bad.inspect}: #{out}"
+      end
+      expect(File.exist?("/tmp/mt-pwned")).to be(false)
+    end
+
+    it "refuses a model that vllm would read as an option, or with spaces, in one line, before anything runs" do
+      ["--trust-remote-code", "org/m --trust-remote-code", "", "org/\tm"].each do |bad|
+        argv, out = vllm_run("vllm_model" => bad)
+        expect(argv).to be_nil
+        expect(out.lines(chomp: true)).to eq(["multitenant: the model must be a Hugging Face model id or a directory (no spaces, not starting with -): not published"]), bad.inspect
+      end
+    end
+
+    it "lists its fields in its form, and OOD's connection.yml gets what the owner's view shows" do
+      form = YAML.safe_load(render("multitenant-vllm", "form.yml.erb"))
+      expect(form["form"]).to eq(%w[mt_group vllm_model vllm_gpus vllm_max_model_len vllm_max_num_seqs mt_allow mt_method mt_delivery mt_expires_hours bc_num_hours])
+      expect(form.dig("attributes", "vllm_model", "value")).to eq("openai/gpt-oss-20b")
+      expect(form.dig("attributes", "vllm_gpus")).to include("value" => 1, "min" => 0, "max" => 16, "widget" => "number_field")
+      expect(form.dig("attributes", "vllm_max_model_len", "value")).to be_nil
+      expect(form.dig("attributes", "vllm_max_num_seqs", "value")).to be_nil
+      manifest = YAML.safe_load(File.read(app_file("multitenant-vllm", "manifest.yml")))
+      expect(manifest).to include("name" => "Shared LLM (vLLM)", "subcategory" => "Share a service")
+      submit = YAML.safe_load(render_submit("multitenant-vllm", context_for("multitenant-vllm")))
+      expect(submit.dig("batch_connect", "conn_params")).to include("openai_base_url", "llm_model", "api_key")
+    end
   end
 
   it "multitenant-database: logs in over TCP at the published host and port as the shared role, the password in the environment" do
@@ -264,7 +368,7 @@ RSpec.describe "service and client app templates" do
   Dir[File.join(ROOT, "ood/apps/*/template/*.erb")].sort.each do |path|
     it "#{path.delete_prefix("#{ROOT}/")} puts no secret on a command line" do
       # ${VAR:+word} gives word, never VAR's value.
-      lines = File.readlines(path).map { |l| l.gsub(/\$\{\w+:\+/, "${") }.grep(/\$\{?((db_)?password|MULTITENANT_GATE_KEY|mt_key|OLLAMA_API_KEY)\b/)
+      lines = File.readlines(path).map { |l| l.gsub(/\$\{\w+:\+/, "${") }.grep(/\$\{?((db_)?password|MULTITENANT_GATE_KEY|mt_key|OLLAMA_API_KEY|OPENAI_API_KEY|api_key)\b/)
       expect(lines.reject { |l| l.match?(/\A\s*(export [A-Za-z_]+=|[A-Za-z_]+=|printf '%s\\n' |if ! \[\[ )/) }).to eq([])
     end
   end
@@ -279,7 +383,7 @@ RSpec.describe "service and client app templates" do
     expect(args.each_cons(2).to_a).to include(["--set", "host=node1"])
   end
 
-  (SERVICES.keys + ["multitenant-jupyter"]).each do |app|
+  (SERVICES.keys + %w[multitenant-jupyter multitenant-chat]).each do |app|
     it "#{app}: its script.sh template is executable, as OOD gives the rendered script.sh the template's mode" do
       expect(File.stat(app_file(app, "template/script.sh.erb")).mode & 0o777).to eq(0o755)
       index = `git -C #{ROOT} ls-files -s -- ood/apps/#{app}/template/script.sh.erb 2>/dev/null`
@@ -382,6 +486,40 @@ RSpec.describe "service and client app templates" do
       expect(job[:out].grep(/multitenant:/)).to eq([])
     end
 
+    FAKE_VLLM = File.join(ROOT, "spec/ood/fake-vllm")
+
+    it "multitenant-vllm: a slow load is published only once the published URL lists the model; vllm listens on loopback, without the key, the gate on every interface" do
+      ip = outward_ip
+      model = %(org/tiny<i>"&'</i>)
+      Dir.mktmpdir do |rec|
+        t = Time.now
+        job = run_job("multitenant-vllm", context_for("multitenant-vllm", "vllm_model" => model, "vllm_max_model_len" => "4096"), host: ip,
+                                                                                                                                  env: { "MULTITENANT_VLLM" => FAKE_VLLM, "FAKE_VLLM_LOAD" => "slow:3", "FAKE_VLLM_ARGS" => "#{rec}/args" })
+        expect(job[:args]).not_to be_nil, job[:out].join("\n")
+        expect(Time.now - t).to be >= 3
+        inner = job[:out].join("\n")[/Starting vLLM API server on http:\/\/127\.0\.0\.1:(\d+)/, 1]
+        expect(inner).not_to be_nil, job[:out].join("\n")
+        expect(job[:out]).to include(a_string_matching(/\Amtshare gate: listening on 0\.0\.0\.0:\d+, forwarding to 127\.0\.0\.1:#{inner}/))
+        port = job[:args].grep(/\Aport=/).first.delete_prefix("port=")
+        expect(job[:args].each_cons(2).to_a).to include(["--set", "llm_model=#{model}"], ["--set", "openai_base_url=http://#{ip}:#{port}/v1"],
+                                                        ["--set", "llm_engine=vllm"], ["--env", "api_key=MULTITENANT_GATE_KEY"])
+        expect(job[:models_at_publish]["data"].map { |m| [m["id"], m["max_model_len"]] }).to eq([[model, 4096]])
+        recorded = JSON.parse(File.read("#{rec}/args"))
+        expect(recorded["argv"]).to eq(["serve", model, "--host", "127.0.0.1", "--port", inner, "--served-model-name", model, "--max-model-len", "4096"])
+        expect(recorded["env"]["MULTITENANT_GATE_KEY"]).to be(false)
+        expect(job[:out].grep(/multitenant:/)).to eq([])
+      end
+    end
+
+    it "multitenant-vllm: a load that fails (no internet) publishes nothing, says so in one line, and the job fails" do
+      job = run_job("multitenant-vllm", context_for("multitenant-vllm", "vllm_model" => "org/tiny"), host: outward_ip,
+                                                                                                    env: { "MULTITENANT_VLLM" => FAKE_VLLM, "FAKE_VLLM_LOAD" => "fail" })
+      expect(job[:args]).to be_nil
+      expect(job[:code]).to eq(1)
+      expect(job[:out].grep(NOT_PUBLISHED)).to match([a_string_matching(/\Amultitenant: .*org\/tiny.*: the service ended first \(its output is above\): not published\z/)]), job[:out].join("\n")
+      expect(job[:out]).to include(a_string_starting_with("OSError: We couldn't connect to 'https://huggingface.co'"), "vllm serve org/tiny ended with status 1 (its output is above)")
+    end
+
     it "multitenant-dashboard: a command that serves on loopback is published behind the gate; one on every interface (around the gate) is not" do
       ip = outward_ip
       ctx = ->(cmd) { context_for("multitenant-dashboard", "app_command" => cmd) }
@@ -429,14 +567,14 @@ RSpec.describe "service and client app templates" do
     end
 
     it "every app's port is one the kernel hands out (OOD's find_port only without python3)" do
-      %w[multitenant-database multitenant-dashboard multitenant-jupyter multitenant-llm].each do |app|
-        before = render(app, "template/before.sh.erb", { "ollama_host" => "", "db_engine" => "postgresql", "db_name" => "x" })
+      %w[multitenant-database multitenant-dashboard multitenant-jupyter multitenant-llm multitenant-vllm multitenant-chat].each do |app|
+        before = render(app, "template/before.sh.erb", { "ollama_host" => "", "llm_base_url" => "", "db_engine" => "postgresql", "db_name" => "x", "vllm_model" => "m" })
         port = lambda do |path|
           # OOD's find_port, here: 1 on the node's name, 2 on loopback.
           out, = Open3.capture2({ "PATH" => path }, "/bin/bash", "-c", "find_port() { [ \"$1\" = 127.0.0.1 ] && echo 2 || echo 1; }; host=node1\n#{before.lines.take_while { |l| !l.start_with?("export port") }.join}\nprintf '%s %s' \"$port\" \"${inner_port:-}\"")
           out.split(" ")
         end
-        gated = %w[multitenant-dashboard multitenant-llm].include?(app)
+        gated = %w[multitenant-dashboard multitenant-llm multitenant-vllm multitenant-chat].include?(app)
         kernel = port.call(ENV.fetch("PATH"))
         expect(kernel.map { |p| Integer(p) }).to all(be > 2), app
         expect(kernel.size).to eq(gated ? 2 : 1), app
