@@ -1,6 +1,8 @@
 # frozen_string_literal: true
 
 require "ostruct"
+require "securerandom"
+require "net/http"
 require "socket"
 require "yaml"
 
@@ -264,8 +266,6 @@ RSpec.describe "service and client app templates" do
   end
 
   describe "multitenant-vllm" do
-    VLLM_KEYS = %w[host port openai_base_url llm_model llm_engine].freeze
-
     it "publishes the OpenAI base URL, the model and the engine as exact arguments, the key from the environment" do
       status = {}
       args = published_args("multitenant-vllm", context_for("multitenant-vllm"), status: status)
@@ -601,6 +601,171 @@ RSpec.describe "service and client app templates" do
       expect(run.call("javascript:alert(1)")).to eq("")
       expect(run.call("http://x/$(touch /tmp/mt-pwned)")).to eq("")
       expect(File.exist?("/tmp/mt-pwned")).to be(false)
+    end
+  end
+
+  describe "multitenant-chat" do
+    CHAT_KEY = "ab" * 16
+    CHAT_PYTHON = "/var/tmp/multitenant-chat-venv/bin/python"
+    after { MultiTenant.instance_variable_set(:@specs, {}) if defined?(MultiTenant) }
+
+    def shares(base = "http://node1:4000/v1", key: CHAT_KEY, model: "org/tiny")
+      MultiTenant.instance_variable_set(:@specs, { "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => "vLLM" },
+                                                             "connection" => { "openai_base_url" => base, "api_key" => key, "llm_model" => model }.compact } })
+    end
+
+    it "lists the OpenAI-compatible LLMs shared with the user, hostile labels and URLs included, as valid YAML" do
+      nasty = %(vLLM "x": [y] #{EVIL}\u007f\u0085\uFFFE\u200B\n- ["injected", "http://evil"])
+      MultiTenant.instance_variable_set(:@specs, {
+        "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => nasty }, "connection" => { "openai_base_url" => "http://node1:4000/v1" } },
+        "13" => { "info" => { "user" => "bob" }, "accounting" => { "mta" => "Ollama_API" }, "connection" => { "ollama_url" => "http://node2:4000", "openai_base_url" => "http://node2:4000/v1" } },
+        "14" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "PostgreSQL" }, "connection" => { "db_name" => "x" } },
+        "15" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "javascript:alert(1)" } }
+      })
+      form = YAML.safe_load(render("multitenant-chat", "form.yml.erb"))
+      expect(form["form"]).to eq(%w[llm_base_url bc_num_hours])
+      options = form.dig("attributes", "llm_base_url", "options")
+      expect(options.map(&:last)).to eq(["http://node1:4000/v1", "http://node2:4000/v1"])
+      expect(options[0][0]).to start_with("alice: vLLM \"x\": [y]")
+      expect(options[0][0]).not_to match(/[\u007f\u0085\uFFFE\u200B\n]/)
+      expect(options[1][0]).to eq("bob: Ollama_API (job 13)")
+    end
+
+    it "says when no LLM is shared, and still renders when the gem did not load" do
+      form = YAML.safe_load(render("multitenant-chat", "form.yml.erb"))
+      expect(form.dig("attributes", "llm_base_url", "options")).to eq([["No shared LLM is running for you", ""]])
+      expect(form.dig("attributes", "llm_base_url", "help")).to include("refreshes on its own within about a minute")
+      hide_const("MultiTenant::Apps")
+      hide_const("MultiTenant")
+      form = with_env("MULTITENANT_SUBMIT_CLUSTER" => nil) { YAML.safe_load(render("multitenant-chat", "form.yml.erb")) }
+      expect(form["cluster"]).to eq("cluster")
+      expect(form.dig("attributes", "llm_base_url", "options")).to eq([["No shared LLM is running for you", ""]])
+    end
+
+    it "has a manifest under Use a shared service and submits no WCKey (it publishes nothing), with the key for its view" do
+      manifest = YAML.safe_load(File.read(app_file("multitenant-chat", "manifest.yml")))
+      expect(manifest).to include("name" => "Chat with a shared LLM", "category" => "Multitenant", "subcategory" => "Use a shared service", "role" => "batch_connect")
+      submit = YAML.safe_load(render_submit("multitenant-chat", { "llm_base_url" => "" }))
+      expect(submit).to eq("batch_connect" => { "template" => "basic", "conn_params" => ["password"] })
+    end
+
+    # Runs before.sh and script.sh as the job would, with a stand-in Python that records its arguments and
+    # environment, and a stand-in gate that waits: {argv:, env:, out:, code:}.
+    def chat_run(base, env: {})
+      Dir.mktmpdir do |dir|
+        py = File.join(dir, "python")
+        File.write(py, "#!/bin/sh\nprintf '%s\\n' \"$@\" > #{dir}/argv\nenv > #{dir}/env\n")
+        gate = File.join(dir, "mtshare")
+        File.write(gate, "#!/bin/sh\nexec sleep 5\n")
+        FileUtils.chmod(0o755, [py, gate])
+        before, script = with_env(env.merge("MULTITENANT_CHAT_PYTHON" => py, "MULTITENANT_PUBLISHER" => gate)) do
+          %w[before script].map { |t| render("multitenant-chat", "template/#{t}.sh.erb", { "llm_base_url" => base }) }
+        end
+        File.write(File.join(dir, "script.sh"), script)
+        File.chmod(0o755, File.join(dir, "script.sh"))
+        out, status = Open3.capture2e({ "OPENAI_API_KEY" => nil, "OPENAI_BASE_URL" => nil }, "bash", "-c", "export host=node1\n#{before}\n./script.sh", chdir: dir)
+        read = ->(f) { File.exist?(File.join(dir, f)) ? File.read(File.join(dir, f)) : nil }
+        { argv: read.call("argv")&.split("\n"), env: read.call("env")&.lines(chomp: true)&.to_h { |l| l.split("=", 2) }, out: out, code: status.exitstatus, dir: dir }
+      end
+    end
+
+    it "gives the chat the chosen LLM's base URL, key and model in its environment, and no key on its command line" do
+      shares
+      run = chat_run("http://node1:4000/v1")
+      expect(run[:argv]).to eq(["./chat.py"]), run[:out]
+      expect(run[:env]).to include("OPENAI_BASE_URL" => "http://node1:4000/v1", "OPENAI_API_KEY" => CHAT_KEY, "MULTITENANT_LLM_MODEL" => "org/tiny",
+                                   "GRADIO_SERVER_NAME" => "127.0.0.1", "GRADIO_ROOT_PATH" => "/rnode/node1/#{run[:env]["port"]}")
+      # The chat's own gate key stays with the gate: Gradio is not given it.
+      expect(run[:env].keys).not_to include("MULTITENANT_GATE_KEY", "password")
+      expect(Integer(run[:env]["GRADIO_SERVER_PORT"])).not_to eq(Integer(run[:env]["port"]))
+      expect(run[:out]).to include("Chatting with the shared LLM at http://node1:4000/v1 (org/tiny) (with the share key)")
+      expect(run[:out]).not_to include(CHAT_KEY)
+    end
+
+    it "serves Gradio under the node proxy's path the dashboard uses (MULTITENANT_NODE_PROXY), as the Open button links to it" do
+      shares
+      expect(chat_run("http://node1:4000/v1", env: { "MULTITENANT_NODE_PROXY" => "node" })[:env]["GRADIO_ROOT_PATH"]).to match(%r{\A/node/node1/\d+\z})
+      expect(chat_run("http://node1:4000/v1", env: { "MULTITENANT_NODE_PROXY" => "direct" })[:env]["GRADIO_ROOT_PATH"]).to eq("")
+      expect(chat_run("http://node1:4000/v1", env: { "MULTITENANT_NODE_PROXY" => "bogus" })[:env]["GRADIO_ROOT_PATH"]).to match(%r{\A/rnode/node1/\d+\z})
+    end
+
+    it "exports only an http(s) base URL, quoted; without one it says so in one line and the job ends" do
+      odd = "http://node1:4000/v1?c=$(touch${IFS}/tmp/mt-pwned);id&d=!x"
+      shares(odd, model: %(m"$(touch /tmp/mt-pwned)'))
+      FileUtils.rm_f("/tmp/mt-pwned")
+      run = chat_run(odd)
+      expect(run[:env]).to include("OPENAI_BASE_URL" => odd, "OPENAI_API_KEY" => CHAT_KEY, "MULTITENANT_LLM_MODEL" => %(m"$(touch /tmp/mt-pwned)'))
+      ["", "javascript:alert(1)", "file:///etc/passwd", "http://x/$(touch /tmp/mt-pwned) y"].each do |bad|
+        run = chat_run(bad)
+        expect(run[:code]).to eq(1)
+        expect(run[:argv]).to be_nil
+        expect(run[:out].lines(chomp: true)).to eq(["multitenant: no shared LLM was chosen (or its URL is not http(s)): choose one in the form"]), bad.inspect
+      end
+      expect(File.exist?("/tmp/mt-pwned")).to be(false)
+    end
+
+    it "runs without OPENAI_API_KEY when no share has that base URL now (it ended), and the chat says what it uses" do
+      shares("http://node9:4000/v1")
+      run = chat_run("http://node1:4000/v1")
+      expect(run[:env]).to include("OPENAI_BASE_URL" => "http://node1:4000/v1", "MULTITENANT_LLM_MODEL" => "")
+      expect(run[:env]).not_to have_key("OPENAI_API_KEY")
+    end
+
+    def view(conn, env: {}) = with_env(env) { ERB.new(File.read(app_file("multitenant-chat", "view.html.erb")), trim_mode: "-").result(OpenStruct.new(conn).instance_eval { binding }) }
+
+    it "view: Open posts the session's key to its gate's login through OOD's node proxy, escaped, and never puts it in a URL" do
+      html = view({ "host" => "node1", "port" => "4000", "password" => CHAT_KEY })
+      expect(html).to include(%(<form method="post" action="/rnode/node1/4000/?multitenant-login"), %(name="multitenant_key" value="#{CHAT_KEY}"), ">Open</button>")
+      expect(html.lines.grep(/\S/).size).to eq(1)
+      expect(view({ "host" => "node1", "port" => "4000", "password" => CHAT_KEY }, env: { "MULTITENANT_NODE_PROXY" => "direct" })).to include(%(action="http://node1:4000/?multitenant-login"))
+      expect(view({ "host" => "node1", "port" => "4000", "password" => CHAT_KEY }, env: { "MULTITENANT_NODE_PROXY" => "node" })).to include(%(action="/node/node1/4000/?multitenant-login"))
+      hostile = view({ "host" => %(node1"><script>x</script>), "port" => "4000", "password" => %("><script>y</script>) })
+      expect(hostile).not_to include("<script>")
+      hide_const("MultiTenant::View")
+      expect(view({ "host" => "node1", "port" => "4000", "password" => %("><b>) })).to include(%(action="/rnode/node1/4000/?multitenant-login"), %(value="&quot;&gt;&lt;b&gt;"))
+    end
+
+    # One chat message through the chat's gate with its key, by Gradio's HTTP API (gradio 6.31: POST
+    # /gradio_api/call/<endpoint>, then its event stream): the complete event's answer.
+    def gradio_chat(url, key, message)
+      uri = URI("#{url}gradio_api/call/chat")
+      Net::HTTP.start(uri.host, uri.port, nil, read_timeout: 60) do |http|
+        post = Net::HTTP::Post.new(uri, "Content-Type" => "application/json", "Authorization" => "Bearer #{key}")
+        post.body = JSON.generate("data" => [message])
+        res = http.request(post)
+        raise "POST #{uri}: HTTP #{res.code}: #{res.body}" unless res.code == "200"
+
+        events = http.request(Net::HTTP::Get.new(URI("#{uri}/#{JSON.parse(res.body).fetch("event_id")}"), "Authorization" => "Bearer #{key}")).body
+        done = events.split("\n\n").find { |e| e.start_with?("event: complete\n") } or raise "no complete event: #{events}"
+        JSON.parse(done.split("\ndata: ", 2).last).first
+      end
+    end
+
+    it "whole job with real Gradio: the member's message goes through the chat's gate to the shared vLLM's gate and back; no key, no chat" do
+      unless File.executable?(CHAT_PYTHON)
+        raise "CI=true: #{CHAT_PYTHON} is missing: run script/setup" if ENV["CI"] == "true"
+
+        skip "#{CHAT_PYTHON} is missing: script/setup makes it"
+      end
+      llm_key = SecureRandom.hex(16)
+      llm_port, inner = 2.times.map { TCPServer.new("127.0.0.1", 0).then { |s| s.addr[1].tap { s.close } } }
+      vllm = Process.spawn(FAKE_VLLM, "serve", "org/tiny", "--host", "127.0.0.1", "--port", inner.to_s, out: File::NULL, err: File::NULL)
+      gate = Process.spawn({ "MULTITENANT_GATE_KEY" => llm_key }, MultiTenant.publisher_path, "gate", "--listen", "127.0.0.1:#{llm_port}", "--upstream", "127.0.0.1:#{inner}",
+                           out: File::NULL, err: File::NULL)
+      base = "http://127.0.0.1:#{llm_port}/v1"
+      shares(base, key: llm_key)
+      job = run_job("multitenant-chat", { "llm_base_url" => base }, host: "127.0.0.1", env: { "MULTITENANT_CHAT_PYTHON" => CHAT_PYTHON }, timeout: 120) do |conn, _|
+        url = "http://127.0.0.1:#{conn["port"]}/"
+        expect(conn["password"]).to match(/\A\h{32}\z/)
+        expect(gradio_chat(url, conn["password"], "hello through two gates")).to eq("fake vllm says: hello through two gates")
+        expect { gradio_chat(url, "0" * 32, "hi") }.to raise_error(/HTTP 401/)
+        expect { gradio_chat(url, llm_key, "hi") }.to raise_error(/HTTP 401/)
+      end
+      expect(job[:timed_out]).to be(false), job[:out].join("\n")
+      expect(job[:out].grep(/multitenant:/)).to eq([])
+    ensure
+      [gate, vllm].compact.each { |pid| Process.kill("TERM", pid) rescue nil } # rubocop:disable Style/RescueModifier
+      [gate, vllm].compact.each { |pid| Process.wait(pid) rescue nil } # rubocop:disable Style/RescueModifier
     end
   end
 end
