@@ -35,6 +35,12 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
       path = File.join(ROOT, "ood/apps", app, file)
       File.exist?(path) ? ERB.new(File.read(path)).result(b) : ""
     end
+    # The app's other template files (chat.py) beside script.sh, as OOD copies them into the job's directory.
+    files = lambda do
+      Dir[File.join(ROOT, "ood/apps", app, "template/*")].reject { |f| f.end_with?(".erb") }.map do |f|
+        %(cat > "${mt_job_dir}/#{File.basename(f)}" <<'MT_FILE_END'\n#{File.read(f)}MT_FILE_END)
+      end.join("\n")
+    end
     <<~SH
       #!/bin/bash
       host=#{host}
@@ -49,6 +55,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
       #{render.call("template/script.sh.erb")}
       MT_SCRIPT_END
       chmod 700 "${mt_job_dir}/script.sh"
+      #{files.call}
       "${mt_job_dir}/script.sh" &
       SCRIPT_PID=$!
       #{render.call("template/after.sh.erb")}
@@ -61,7 +68,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
   FIND_PORT = %(ruby -rsocket -e 's = TCPServer.new("127.0.0.1", 0); print s.addr[1]; s.close')
 
   # Submits the app's job as mtowner, the way OOD would; waits until it published itself or, with
-  # publishes: false, until it ended. render_env: the dashboard's settings when OOD renders the
+  # publishes: false, until it ended, or with publishes: :ready (a client app), until after.sh is done. render_env: the dashboard's settings when OOD renders the
   # templates; env: the job's environment. host: OOD's $host (its default: host=$(hostname)); a share's
   # host must be a node of its job, so by default the test cluster's node (this host, resolving to
   # 127.0.0.1 here: testcluster).
@@ -81,14 +88,20 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     path = File.join(lab, "#{app}-#{@launches}-job.sh")
     File.write(path, script)
     File.chmod(0o755, path)
-    native = YAML.safe_load(ERB.new(File.read(File.join(ROOT, "ood/apps", app, "submit.yml.erb"))).result).dig("script", "native")
+    # As OOD renders it (BatchConnect::App#submit_opts): in the session context itself.
+    submit = ERB.new(File.read(File.join(ROOT, "ood/apps", app, "submit.yml.erb")), trim_mode: "-").result(OpenStruct.new(context).instance_eval { binding })
+    native = YAML.safe_load(submit).dig("script", "native") || []
     out, err, = run_as(user, "sbatch", "--parsable", *native, "-o", log, "--chdir", lab, path,
                        env: { "MULTITENANT_KEY_DIR" => key_dir }.merge(env))
     id = out.strip
     expect(id).to match(/\A\d+\z/), err
     (@jobs ||= []) << id
     @log = log
-    if publishes
+    if publishes == :ready
+      poll("#{app} to be ready", timeout: timeout) do
+        File.read(log).include?("connection.yml written") || (Open3.capture2("squeue", "-h", "-j", id).first.strip.empty? && raise("#{app} ended:\n#{File.read(log)}"))
+      end
+    elsif publishes
       poll("#{app} to publish itself", timeout: timeout) do
         job_name(id).start_with?("mt|mtclass|") || (Open3.capture2("squeue", "-h", "-j", id).first.strip.empty? && raise("#{app} ended:\n#{File.read(log)}"))
       end
@@ -411,6 +424,114 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
       end
       # ollama itself answers on loopback only: nobody reaches it around the gate.
       expect { TCPSocket.new(ip, Integer(inner)).close }.to raise_error(Errno::ECONNREFUSED)
+    end
+  end
+  context "the vLLM app with a stand-in vllm, and a member's chat with it" do
+    VLLM = { "mt_group" => "mtclass", "vllm_model" => "org/tiny", "vllm_gpus" => "0", "vllm_max_model_len" => "4096", "vllm_max_num_seqs" => "",
+             "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }.freeze
+    FAKE_VLLM = { "MULTITENANT_VLLM" => File.join(ROOT, "spec/ood/fake-vllm") }.freeze
+    CHAT_PYTHON = "/var/tmp/multitenant-chat-venv/bin/python"
+
+    # A chat completion as a member's program asks it, streamed: [HTTP status, the text of the chunks, the raw body].
+    def streamed_chat(base, key, model, text)
+      uri = URI("#{base}/chat/completions")
+      req = Net::HTTP::Post.new(uri, "Content-Type" => "application/json", "Authorization" => "Bearer #{key}")
+      req.body = JSON.generate("model" => model, "stream" => true, "messages" => [{ "role" => "user", "content" => text }])
+      Net::HTTP.start(uri.host, uri.port, nil, read_timeout: 30) do |http|
+        res = http.request(req)
+        events = res.body.to_s.split("\n\n").map { |e| e.delete_prefix("data: ") }
+        content = events.reject { |e| e == "[DONE]" }.filter_map { |e| JSON.parse(e).dig("choices", 0, "delta", "content") rescue nil }.join # rubocop:disable Style/RescueModifier
+        [res.code, content, events]
+      end
+    end
+
+    # One chat message by Gradio's HTTP API (gradio 6.31: POST /gradio_api/call/<endpoint>, then its
+    # event stream), with the key as a Bearer token: the complete event's answer.
+    def gradio_chat(url, key, message)
+      uri = URI("#{url}gradio_api/call/chat")
+      Net::HTTP.start(uri.host, uri.port, nil, read_timeout: 60) do |http|
+        post = Net::HTTP::Post.new(uri, "Content-Type" => "application/json", "Authorization" => "Bearer #{key}")
+        post.body = JSON.generate("data" => [message])
+        res = http.request(post)
+        raise "POST #{uri}: HTTP #{res.code}: #{res.body}" unless res.code == "200"
+
+        events = http.request(Net::HTTP::Get.new(URI("#{uri}/#{JSON.parse(res.body).fetch("event_id")}"), "Authorization" => "Bearer #{key}")).body
+        done = events.split("\n\n").find { |e| e.start_with?("event: complete\n") } or raise "no complete event: #{events}"
+        JSON.parse(done.split("\ndata: ", 2).last).first
+      end
+    end
+
+    # The environment of the running process of `user` whose command line matches `pattern`, read as root.
+    def environ_of(user, pattern)
+      uid = Etc.getpwnam(user).uid
+      pid = Dir["/proc/[0-9]*"].find do |d|
+        File.stat(d).uid == uid && File.binread("#{d}/cmdline").tr("\0", " ").strip.match?(pattern)
+      rescue SystemCallError
+        false
+      end
+      raise "no process of #{user} matches #{pattern.inspect}" unless pid
+
+      File.binread("#{pid}/environ").split("\0").to_h { |kv| kv.split("=", 2) }
+    end
+
+    it "publishes nothing when the model's load fails, says so in one line, and the job fails" do
+      id = launch("multitenant-vllm", VLLM, publishes: false, render_env: FAKE_VLLM, env: { "FAKE_VLLM_LOAD" => "fail" })
+      text = expect_not_published(id, "org/tiny")
+      expect(text).to include("OSError: We couldn't connect to 'https://huggingface.co'", "vllm serve org/tiny ended with status 1")
+    end
+
+    it "shares vLLM behind its gate once the model is listed; a member's chat job reaches it with the share's key: member → gate → Gradio → openai → vLLM's gate → vllm" do
+      unless File.executable?(CHAT_PYTHON)
+        raise "CI=true: #{CHAT_PYTHON} is missing: run script/setup" if ENV["CI"] == "true"
+
+        skip "#{CHAT_PYTHON} is missing: script/setup makes it"
+      end
+      id = nil
+      watched = watch_cmdlines { id = launch("multitenant-vllm", VLLM, render_env: FAKE_VLLM, env: { "FAKE_VLLM_LOAD" => "slow:3" }) }
+      specs = discover_as("mtmember")["specs"]
+      conn = specs.fetch(id)["connection"]
+      base = conn["openai_base_url"]
+      key = conn["api_key"]
+      expect(base).to match(%r{\Ahttp://#{Regexp.escape(node_of("mtcluster"))}:\d+/v1\z})
+      expect(conn).to include("llm_model" => "org/tiny", "llm_engine" => "vllm", "host" => node_of("mtcluster"), "port" => base[/:(\d+)\/v1\z/, 1])
+      expect(specs.fetch(id)["accounting"]).to include("mta" => "vLLM")
+      expect_no_secret_seen(watched, %r{spec/ood/fake-vllm serve org/tiny --host 127\.0\.0\.1 --port \d+ --served-model-name org/tiny --max-model-len 4096 \z}, key)
+
+      models = JSON.parse(gate_get("#{base}/models", key: key).body)
+      expect(models["data"].map { |m| [m["id"], m["max_model_len"]] }).to eq([["org/tiny", 4096]])
+      expect(gate_get("#{base}/models").code).to eq("401")
+      expect(gate_get("#{base}/models", key: "0" * 32).code).to eq("401")
+      code, content, events = streamed_chat(base, key, "org/tiny", "hello from mtmember")
+      expect([code, content, events.last]).to eq(["200", "fake vllm says: hello from mtmember", "[DONE]"])
+      expect(streamed_chat(base, nil, "org/tiny", "hi").first).to eq("401")
+
+      # The member's chat, offered the share in its form as the member's own discovery lists it.
+      MultiTenant.instance_variable_set(:@specs, specs)
+      choice = MultiTenant.openai_options.find { |_, url| url == base }
+      expect(choice).not_to be_nil, MultiTenant.openai_options.inspect
+      chat = nil
+      watched = watch_cmdlines do
+        chat = launch("multitenant-chat", { "llm_base_url" => choice.last, "bc_num_hours" => "1" }, publishes: :ready, user: "mtmember",
+                                                                                                    render_env: { "MULTITENANT_CHAT_PYTHON" => CHAT_PYTHON }, timeout: 120)
+      end
+      log = File.read(@log)
+      port = log[/mtshare gate: listening on 0\.0\.0\.0:(\d+)/, 1]
+      expect(port).not_to be_nil, log
+      python = environ_of("mtmember", %r{/chat\.py\z})
+      expect(python).to include("OPENAI_BASE_URL" => base, "OPENAI_API_KEY" => key, "MULTITENANT_LLM_MODEL" => "org/tiny")
+      expect(python.keys).not_to include("MULTITENANT_GATE_KEY", "password")
+      chat_key = environ_of("mtmember", /mtshare gate --listen 0\.0\.0\.0:#{port} /)["MULTITENANT_GATE_KEY"]
+      expect_no_secret_seen(watched, %r{/chat\.py \z}, key, chat_key)
+
+      url = "http://#{node_of("mtcluster")}:#{port}/"
+      expect(gate_get(url).code).to eq("401")
+      expect(gate_get(url, key: key).code).to eq("401")
+      expect(gate_get(url, key: chat_key).code).to eq("200")
+      expect(gradio_chat(url, chat_key, "hello through both gates")).to eq("fake vllm says: hello through both gates")
+      expect { gradio_chat(url, key, "hi") }.to raise_error(/HTTP 401/)
+      expect(running?(chat)).to be(true)
+    ensure
+      MultiTenant.instance_variable_set(:@specs, {})
     end
   end
   it "the Jupyter client app hands the chosen LLM's URL and key to the notebook's environment, and its token and the key to no command line" do
