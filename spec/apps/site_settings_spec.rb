@@ -30,6 +30,19 @@ RSpec.describe "the apps' site settings" do
     end
   end
 
+  it "the database app's setting stays ahead of a module that puts its own directory first" do
+    Dir.mktmpdir do |dir|
+      site, mod = %w[site module].map { |d| File.join(dir, d).tap { |p| FileUtils.mkdir_p(p) } }
+      [site, mod].each { |d| File.write(File.join(d, "initdb"), "#!/bin/sh\n").then { File.chmod(0o755, File.join(d, "initdb")) } }
+      script = ERB.new(File.read(File.join(ROOT, "ood/apps/multitenant-database/template/script.sh.erb"))).result(binding)
+      head = script.lines.take_while { |l| !l.start_with?("mkdir") }.join # up to where the server is made
+      job = "module() { PATH=#{mod}:$PATH; }\n#{before_sh("postgresql", "MULTITENANT_POSTGRES_BIN" => site)}\n" \
+            "bash -c #{Shellwords.escape("module() { PATH=#{mod}:$PATH; }\n#{head}\ncommand -v initdb")}"
+      out, err, st = Open3.capture3("bash", "-c", "host=node1; find_port() { echo 4242; }\n#{job}")
+      expect([st.success?, out.strip]).to eq([true, File.join(site, "initdb")]), err
+    end
+  end
+
   it "without a setting, the database app leaves PATH as the site's module system and Debian's locations make it" do
     expect(before_sh("postgresql", "MULTITENANT_POSTGRES_BIN" => nil)).not_to include("export PATH")
   end

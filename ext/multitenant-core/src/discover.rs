@@ -652,7 +652,9 @@ pub fn examine(d: &mut Discovery, jobs: Vec<Job>, viewer: &Viewer, opts: &Option
         match opened {
             None => {}
             Some(Ok(share)) if share.message.is_expired(now) => {}
-            Some(Ok(share)) if !share.message.allows(&viewer.name, viewer.uid) => {}
+            // The allow-list chooses which members are shown the share; its owner always is (their
+            // own card says what they share, and their own forms may use it).
+            Some(Ok(share)) if !share.message.allows(&viewer.name, viewer.uid) && job.owner != viewer.name => {}
             Some(Ok(share)) => match check_host(&job, &share, &opts.host_domains) {
                 Ok(()) => d.found.push(Found { job, share }),
                 Err(e) => d.error(format!("job {} ({}): {e}", job.id, job.owner)),

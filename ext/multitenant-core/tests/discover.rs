@@ -389,3 +389,14 @@ fn a_legacy_name_while_legacy_is_off_is_one_note_not_a_problem() {
         )]
     );
 }
+
+#[test]
+fn an_allow_list_without_the_owner_still_shows_the_owner_their_own_share() {
+    let f = fixture();
+    let mut m = ollama();
+    m.allow = Some(vec!["someone-else".into()]);
+    let own = discover_one(&f, &m, "node[010-020]");
+    assert_eq!(own.found.len(), 1, "{:?}", own.errors);
+    // Other members off the list still are not shown it: spec/integration/discovery_spec.rb
+    // "honours the allow-list and expiry".
+}
