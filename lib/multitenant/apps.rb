@@ -239,7 +239,7 @@ module MultiTenant
     # http(s), key the share's gate key, nil when no share of this user has that URL now (it ended) or
     # it was made without the gate.
     def llm_access(url, shares = MultiTenant.specs)
-      url = http_url(url)
+      url = http_only(url)
       share = shares.each_value.find { |s| s.dig("connection", "ollama_url") == url } unless url.empty?
       key = share&.dig("connection", "api_key")
       { url: url, key: key.is_a?(String) && !key.empty? ? key : nil }
@@ -251,12 +251,19 @@ module MultiTenant
     # no share of this user has that base URL now (it ended) or it was made without the gate, model the
     # share's llm_model (vLLM) or ollama_model (Ollama), nil when it names none.
     def openai_access(base_url, shares = MultiTenant.specs)
-      base_url = http_url(base_url)
+      base_url = http_only(base_url)
       share = shares.each_value.find { |s| s.dig("connection", "openai_base_url") == base_url } unless base_url.empty?
       conn = share ? share["connection"] : {}
       key = conn["api_key"]
       model = [conn["llm_model"], conn["ollama_model"]].find { |m| m.is_a?(String) && !m.strip.empty? }
       { base_url: base_url, key: key.is_a?(String) && !key.empty? ? key : nil, model: model }
+    end
+
+    # The value as the share published it (and the form offered it) when it is an http(s) URL, else "":
+    # compared with the shares as it is, since a URL parsed and printed again may differ from its text.
+    def http_only(url)
+      url = url.to_s.strip
+      http_url(url).empty? ? "" : url
     end
 
     # An http(s) URL, or "" — for values a client app puts in its job's environment.

@@ -73,4 +73,16 @@ RSpec.describe MultiTenant::Apps do
     ctx = Struct.new(:mt_group, :auto_groups).new("mtclass", "other")
     expect(Shellwords.split(described_class.publish(ctx, app: "A"))[1..3]).to eq(%w[publish --group mtclass])
   end
+
+  it ".openai_access and .llm_access find the chosen share by its URL as published, odd characters included, and give its key and model" do
+    key = "0123456789abcdef0123456789abcdef"
+    odd = "http://node1:4000/v1/a'b(c)%7e"
+    shares = { "1" => { "connection" => { "openai_base_url" => odd, "llm_model" => "org/m", "api_key" => key, "ollama_url" => "#{odd}x" } },
+               "2" => { "connection" => { "openai_base_url" => "http://node2:1/v1", "ollama_model" => "tiny:1b" } } }
+    expect(described_class.openai_access(" #{odd} ", shares)).to eq(base_url: odd, key: key, model: "org/m")
+    expect(described_class.openai_access("http://node2:1/v1", shares)).to eq(base_url: "http://node2:1/v1", key: nil, model: "tiny:1b")
+    expect(described_class.llm_access("#{odd}x", shares)).to eq(url: "#{odd}x", key: key)
+    expect(described_class.openai_access("javascript:alert(1)", shares)).to eq(base_url: "", key: nil, model: nil)
+    expect(described_class.openai_access("http://ended:1/v1", shares)).to eq(base_url: "http://ended:1/v1", key: nil, model: nil)
+  end
 end
