@@ -222,7 +222,10 @@ module MultiTenant
       key, share = owned_share(shares, job_id.to_s, cluster_id.to_s, user)
       unless share
         # Not in this dashboard's last discovery: not published yet, no longer shared, or undecided.
-        why = MultiTenant.respond_to?(:errors) ? Array(MultiTenant.errors).first : nil
+        # Only a line about this job, or about no one job (the queue, a group's key): a line about another
+        # job (any user's, and its text partly theirs) is not why this one is unseen.
+        mine = /\Ajob #{Regexp.escape(job_id.to_s)} \(#{Regexp.escape(user)}\):/
+        why = MultiTenant.respond_to?(:errors) ? Array(MultiTenant.errors).find { |e| e.to_s.match?(mine) || !e.to_s.match?(/\Ajob \S+ \(/) } : nil
         text = if why
                  "Members may not see this job now: the last look at the queue said: #{why}"
                else

