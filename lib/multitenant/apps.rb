@@ -240,7 +240,7 @@ module MultiTenant
     # it was made without the gate.
     def llm_access(url, shares = MultiTenant.specs)
       url = http_only(url)
-      share = shares.each_value.find { |s| s.dig("connection", "ollama_url") == url } unless url.empty?
+      share = chosen(shares, "ollama_url", url)
       key = share&.dig("connection", "api_key")
       { url: url, key: key.is_a?(String) && !key.empty? ? key : nil }
     end
@@ -252,11 +252,26 @@ module MultiTenant
     # share's llm_model (vLLM) or ollama_model (Ollama), nil when it names none.
     def openai_access(base_url, shares = MultiTenant.specs)
       base_url = http_only(base_url)
-      share = shares.each_value.find { |s| s.dig("connection", "openai_base_url") == base_url } unless base_url.empty?
+      share = chosen(shares, "openai_base_url", base_url)
       conn = share ? share["connection"] : {}
       key = conn["api_key"]
       model = [conn["llm_model"], conn["ollama_model"]].find { |m| m.is_a?(String) && !m.strip.empty? }
       { base_url: base_url, key: key.is_a?(String) && !key.empty? ? key : nil, model: model }
+    end
+
+    # The share whose connection value `field` is `url`, nil for "". A URL is its publisher's text, which
+    # any member may copy into a share of theirs: one whose host (which discovery checked is a node of its
+    # job) is the URL's comes first.
+    def chosen(shares, field, url)
+      return nil if url.empty?
+
+      matches = shares.each_value.select { |s| s.dig("connection", field) == url }
+      host = begin
+        URI.parse(url).host
+      rescue URI::InvalidURIError
+        nil
+      end
+      matches.find { |s| host && s.dig("connection", "host") == host } || matches.first
     end
 
     # The value as the share published it (and the form offered it) when it is an http(s) URL, else "":

@@ -74,6 +74,17 @@ RSpec.describe MultiTenant::Apps do
     expect(Shellwords.split(described_class.publish(ctx, app: "A"))[1..3]).to eq(%w[publish --group mtclass])
   end
 
+  it ".openai_access and .llm_access: another share claiming the same URL (a URL is the publisher's text) does not take the key's place" do
+    key = "0123456789abcdef0123456789abcdef"
+    url = "http://node1:4000"
+    # Listed first: a share of another member, on another node, naming node1's URL with no key or its own.
+    forged = { "connection" => { "host" => "node9", "openai_base_url" => "#{url}/v1", "ollama_url" => url, "api_key" => "f" * 32, "llm_model" => "evil" } }
+    real = { "connection" => { "host" => "node1", "openai_base_url" => "#{url}/v1", "ollama_url" => url, "api_key" => key, "llm_model" => "org/m" } }
+    shares = { "9" => forged, "1" => real }
+    expect(described_class.openai_access("#{url}/v1", shares)).to eq(base_url: "#{url}/v1", key: key, model: "org/m")
+    expect(described_class.llm_access(url, shares)).to eq(url: url, key: key)
+  end
+
   it ".openai_access and .llm_access find the chosen share by its URL as published, odd characters included, and give its key and model" do
     key = "0123456789abcdef0123456789abcdef"
     odd = "http://node1:4000/v1/a'b(c)%7e"
