@@ -119,6 +119,15 @@ RSpec.describe "admin.rake", :cluster do
                            "ok       OOD: the vLLM app runs `vllm` from the compute nodes' PATH (or its module); MULTITENANT_VLLM in #{env_path} names another")
   end
 
+  it "doctor names an app setting that is here but the wrong kind: a program where a directory is meant, and the reverse" do
+    rake("install", env: { "APPLY" => "1" })
+    File.write(env_path, "#{File.read(env_path)}MULTITENANT_POSTGRES_BIN=/bin/true\nMULTITENANT_VLLM=/usr/bin\n")
+    out, = rake("doctor")
+    expect(problems(out)).to eq(["PROBLEM  OOD: MULTITENANT_VLLM=/usr/bin is a directory here, not a program: set MULTITENANT_VLLM to the program in #{env_path}",
+                                 "PROBLEM  OOD: MULTITENANT_POSTGRES_BIN=/bin/true is a file here, not a directory: set MULTITENANT_POSTGRES_BIN to the directory " \
+                                 "that holds initdb in #{env_path}"])
+  end
+
   it "doctor names a submit cluster that does not exist or is hidden, and a publisher that cannot run" do
     rake("install", env: { "APPLY" => "1" })
     installed_env = File.read(env_path)

@@ -436,6 +436,11 @@ module MultiTenant
           problems << "OOD: #{var}=#{value} is not an absolute path, so #{what} cannot run it on the compute nodes: set #{var} to an absolute path in #{env_file}"
         elsif var.end_with?("_BIN") ? File.directory?(value) : (File.file?(value) && File.executable?(value))
           fine << "OOD: #{what} runs #{value} (here too: check the compute nodes see the same file)"
+        elsif var.end_with?("_BIN") && File.exist?(value)
+          # On PATH a file is no directory: the job would run whatever else PATH has.
+          problems << "OOD: #{var}=#{value} is a file here, not a directory: set #{var} to the directory that holds #{default} in #{env_file}"
+        elsif File.directory?(value)
+          problems << "OOD: #{var}=#{value} is a directory here, not a program: set #{var} to the program in #{env_file}"
         else
           fine << "OOD: #{what} runs #{value} on the compute nodes (not on this host, so not checked here)"
         end
