@@ -87,6 +87,8 @@ RSpec.describe "the apps, ready for the Open OnDemand app catalogue" do
       paths = appverse["shared_paths"]
       expect(paths).to be_an(Array).and(include("lib/", "ext/"))
       expect(paths.reject { |p| File.exist?(File.join(ROOT, p)) }).to eq([])
+      # What the gem's code uses beside the apps (admin install points the card cluster's scancel at ood/bin).
+      expect(paths).to include(*Dir.children(File.join(ROOT, "ood")).reject { |d| d == "apps" }.map { |d| "ood/#{d}/" })
     end
 
     it "lists every app directory exactly once, and nothing else" do
