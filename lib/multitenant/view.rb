@@ -289,7 +289,9 @@ module MultiTenant
       return (members - [user]).uniq.size if allow.empty?
 
       gid = entry.respond_to?(:gid) ? entry.gid : nil
-      allow.uniq.count do |name|
+      # An entry may be a uid (the core's Message#allows): counted as that user.
+      names = allow.map { |a| a.match?(/\A\d{1,10}\z/) ? (Etc.getpwuid(a.to_i).name rescue a) : a } # rubocop:disable Style/RescueModifier
+      names.uniq.count do |name|
         next false if name == user
         next true if members.include?(name)
 

@@ -65,6 +65,13 @@ RSpec.describe "the owner's own card on a service app" do
     expect(owner(shares: { "42" => share }, group_members: ->(_) {})).to include("unknown (group class101 is not known here)")
   end
 
+  it "counts an allow-list entry given as a uid (discovery lets that member see it) as that member" do
+    daemon = Etc.getpwnam("daemon")
+    members = ->(_) { OpenStruct.new(mem: [me, daemon.name], gid: 4242) }
+    expect(owner(shares: { "42" => share(allow: daemon.uid.to_s) }, group_members: members)).to match(%r{Members who see it now</th><td>1 })
+    expect(owner(shares: { "42" => share(allow: "#{daemon.uid},#{daemon.name}") }, group_members: members)).to match(%r{Members who see it now</th><td>1 })
+  end
+
   it "says until when, and that nobody sees an expired share" do
     soon = Time.now.to_i + 3600
     expect(owner(shares: { "42" => share(expires_at: soon) }, group_members: ->(_) { [] })).to include(Time.at(soon).localtime.strftime("%Y-%m-%d %H:%M"))
