@@ -78,11 +78,13 @@ module MultiTenant
       number if number && range.cover?(number)
     end
 
-    # A form value safe as one argument of the service's command (a model id, a path): no leading "-"
-    # (it would be read as an option), no spaces or control characters, at most 256 characters; else "".
+    # A form value safe as one argument of the service's command (a Hugging Face model id such as
+    # "Qwen/Qwen2.5-7B-Instruct", or a path to a model directory): letters, digits and "_ . / + = -", not
+    # starting with "-" (an option) or "+ =", at most 256 characters; else "". Also a plain YAML scalar as
+    # it is, since ood_core writes connection.yml values unquoted (create_yml, echo -e).
     def argument(context, name)
       text = value(context, name)
-      text.match?(/\A[^\s\p{C}-][^\s\p{C}]{0,255}\z/) ? text : ""
+      text.match?(%r{\A[A-Za-z0-9_./][A-Za-z0-9_./+=-]{0,255}\z}) ? text : ""
     end
 
     # `mtshare publish --group … --app … --method … --delivery … [--expires-in …]`, quoted; append

@@ -1,5 +1,8 @@
 # frozen_string_literal: true
 
+require "ostruct"
+require "yaml"
+
 # MultiTenant::Apps helpers that the app forms call in the dashboard.
 RSpec.describe MultiTenant::Apps do
   around do |example|
@@ -95,5 +98,16 @@ RSpec.describe MultiTenant::Apps do
     expect(described_class.llm_access("#{odd}x", shares)).to eq(url: "#{odd}x", key: key)
     expect(described_class.openai_access("javascript:alert(1)", shares)).to eq(base_url: "", key: nil, model: nil)
     expect(described_class.openai_access("http://ended:1/v1", shares)).to eq(base_url: "http://ended:1/v1", key: nil, model: nil)
+  end
+
+  it ".argument keeps model ids and paths as typed, and nothing that is an option, shell or YAML syntax in connection.yml" do
+    ok = ["openai/gpt-oss-20b", "Qwen/Qwen2.5-7B-Instruct", "/scratch/models/llama-3.1-8b", "./m", "m_1+v=2"]
+    ok.each do |m|
+      expect(described_class.argument(OpenStruct.new(vllm_model: m), :vllm_model)).to eq(m)
+      expect(YAML.safe_load("llm_model: #{m}")).to eq("llm_model" => m)
+    end
+    ["-x", "--trust-remote-code", "a b", "a\\nport: 1", "a\nb", "*a", "!a", "[a", "a'b", "@a", "a:", "`id`", "$(id)", "x" * 257, ""].each do |m|
+      expect(described_class.argument(OpenStruct.new(vllm_model: m), :vllm_model)).to eq(""), m.inspect
+    end
   end
 end
