@@ -42,11 +42,11 @@ task :list do
   abort a.list_problems.map { |p| "multitenant: problem: #{p}" }.join("\n") unless a.list_problems.empty?
 end
 
-desc "Decode one share: JOB=<id>, or NAME=<job name> JOB_ID=<id> OWNER=<user>"
+desc "Decode one share: JOB=<id> (JOB=<id>@<cluster> with several clusters), or NAME=<job name> JOB_ID=<id> OWNER=<user> CLUSTER=<Slurm cluster> [RESTARTS=<n>]"
 task(:decode) { say.(admin.().decode(job_id: ENV["JOB"] || ENV["JOB_ID"], name: ENV["NAME"], owner: ENV["OWNER"],
                                          cluster: ENV["CLUSTER"], restarts: ENV["RESTARTS"])) }
 
-desc "Install the apps, the initializer, the env lines and the dismiss cluster entries (dry run unless APPLY=1; MULTITENANT_PUBLISHER=, MULTITENANT_SUBMIT_CLUSTER= override the env values)"
+desc "Install the apps, the initializer, the env lines and the dismiss cluster entries (dry run unless APPLY=1; MULTITENANT_PUBLISHER=, MULTITENANT_SUBMIT_CLUSTER=, MULTITENANT_KEY_DIR= set the env values)"
 task(:install) { say.(admin.().install(apply: ENV["APPLY"] == "1")) }
 
 desc "Remove every card multitenant wrote for USER_NAME=name (DATAROOT= overrides ~/$OOD_DATAROOT or ~/ondemand/data/sys/dashboard)"

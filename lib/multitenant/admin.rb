@@ -78,7 +78,12 @@ module MultiTenant
         return ["kept key #{d[:kept].id} in #{d[:path]}; dropped #{d[:dropped]} older key(s): shares sealed with them no longer open"]
       end
 
-      path = key_dir.generate(group: group, site: site, rotate: rotate)
+      path = begin
+        key_dir.generate(group: group, site: site, rotate: rotate)
+      rescue Error => e
+        # The core names mtshare's flags; here they are this task's settings.
+        raise e.class, e.message.gsub("--rotate", "ROTATE=1").gsub("--drop-old", "DROP_OLD=1")
+      end
       note = site ? " — readable by every user: it only hides shares from casual view" : ""
       ["wrote #{path}#{note}"]
     end
@@ -145,6 +150,14 @@ module MultiTenant
 
     def doctor_keys(problems, fine)
       dir = config.key_dir.to_s
+      # This shell's MULTITENANT_KEY_DIR is checked here, but the dashboard reads its env file only.
+      shell = @env["MULTITENANT_KEY_DIR"].to_s.strip
+      board = dashboard_env["MULTITENANT_KEY_DIR"].to_s.strip
+      board = Config::DEFAULTS[:key_dir] if board.empty?
+      if !shell.empty? && File.expand_path(shell) != File.expand_path(board)
+        problems << "keys: this shell's MULTITENANT_KEY_DIR=#{shell} is not the dashboard's (#{board}, from #{env_file}), so the dashboard " \
+                    "would not find the keys checked here: MULTITENANT_KEY_DIR=#{shell} rake -f …/admin.rake install APPLY=1"
+      end
       unless File.directory?(dir)
         return problems << "keys: #{dir} does not exist: rake -f …/admin.rake keygen GROUP=<group>"
       end
