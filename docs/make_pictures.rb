@@ -35,7 +35,7 @@ why = RealOOD.ready!("4.2", key_dir)
 abort(why) if why
 %w[mtowner mtmember].each { |u| wipe_dataroot(u) }
 owner = dashboard("4.2", "mtowner").start
-# Newest first on the sessions page: the vLLM card on top, then the Ollama one.
+# The owner's sessions page shows its own newest first: the vLLM card on top.
 board = launch(owner, "multitenant-dashboard", share_fields("app_title" => "Lab dashboard", "app_command" => "python3 -m http.server --bind 127.0.0.1 $port"))
 llm = launch(owner, "multitenant-llm", share_fields("ollama_model" => "gpt-oss:20b"))
 vllm = launch(owner, "multitenant-vllm", share_fields("vllm_model" => "openai/gpt-oss-20b", "vllm_gpus" => "0", "mt_allow" => "mtmember", "mt_expires_hours" => "8"))
