@@ -269,6 +269,89 @@ RSpec.describe "admin.rake", :cluster do
     expect([code, err]).to eq([1, "multitenant: no running job 999999 with --wckey=multitenant\n"])
   end
 
+  # A job of `owner` that publishes in the first implementation's format (discovery_spec's recipe: gzip,
+  # then AES-256-CBC with key and IV from the job id and owner), on `cluster` (nil: the default one).
+  def legacy_share(owner: "mtowner", cluster: nil, app: "Legacy_API")
+    args = ["--wckey=multitenant", "-J", "legacy", "-o", "/dev/null", "--chdir", lab, "--wrap", "sleep 900"]
+    id = if cluster
+           sbatch_on(cluster, owner, *args)
+         else
+           out, err, = run_as(owner, "sbatch", "--parsable", *args)
+           raise "sbatch failed: #{err}" unless out.strip.match?(/\A\d+\z/)
+
+           ((@jobs ||= []) << out.strip).last
+         end
+    text = "{'mtu':'','mti':'0f8fad5b-d9cb-469f-a165-70867728950e','mta':'#{app}','mtm':'card','mtd':'sys/multitenant-delivery_default'}" \
+           "|{'host':'#{node_of(cluster || "mtcluster")}'}"
+    hex = ->(t, n) { t.unpack1("H*").ljust(n, "0") }
+    env = { "M" => text, "K" => hex.call("#{id}#{owner}", 64), "I" => hex.call("#{id}#{id}", 32) }
+    enc, = Open3.capture2(env, "bash", "-c", %(printf %s "$M" | gzip | openssl enc -aes-256-cbc -e -a -A -K "$K" -iv "$I"))
+    run_as(owner, "scontrol", *(cluster ? ["-M", cluster] : []), "update", "JobId=#{id}", "JobName=sys/dashboard|mtclass|#{enc.strip}")
+    name = -> { cluster ? job_name_on(cluster, id) : job_name(id) }
+    poll("legacy rename of #{id}") { name.call.start_with?("sys/dashboard|") && (cluster ? running_on?(cluster, id) : running?(id)) }
+    id
+  end
+
+  def legacy_lines(out) = out.lines.map(&:chomp).grep(/\A(ok|PROBLEM)\s+legacy:/)
+
+  it "doctor and list say so when no running job publishes in the first implementation's format, whatever MULTITENANT_LEGACY says" do
+    current = submit_share(owner: "mtowner", args: ["--set", "host=n1"])
+    # An earlier example's legacy job may still be ending.
+    poll("no running legacy job") { !Open3.capture2("squeue", "-h", "-t", "R", "-O", "Name:").first.include?("sys/dashboard|") }
+    none = "legacy: no running job publishes in the first implementation's format: MULTITENANT_LEGACY can be off"
+    out, = rake("doctor", env: { "MULTITENANT_LEGACY" => "false" })
+    expect(legacy_lines(out)).to eq(["ok       #{none}"])
+    out, = rake("doctor", env: { "MULTITENANT_LEGACY" => "true" })
+    expect(legacy_lines(out)).to eq(["ok       #{none} (it is on: remove it from #{env_path}, then restart the dashboards)"])
+    %w[true false].each do |legacy|
+      out, _, code = rake("list", env: { "MULTITENANT_LEGACY" => legacy })
+      expect(code).to eq(0)
+      expect(out.lines.map(&:split)).to include([current, "mtcluster", "mtowner", "mtclass", "Ollama_API", "2", job_name(current).size.to_s, "yes"])
+      expect(out.lines.grep(/legacy/)).to eq([])
+    end
+  end
+
+  it "doctor and list name whose running jobs publish in the first implementation's format, on every mapped cluster: " \
+     "information while MULTITENANT_LEGACY is on, a problem while it is off" do
+    current = submit_share(owner: "mtowner", args: ["--set", "host=n1"])
+    here = legacy_share
+    # Nothing mapped yet: the plain commands' cluster.
+    out, _, code = rake("doctor", env: { "MULTITENANT_LEGACY" => "0" })
+    expect(code).to eq(1)
+    expect(legacy_lines(out)).to eq(["PROBLEM  legacy: 1 running job(s) publish in the first implementation's format (mtowner: 1), which the " \
+                                     "dashboards do not read (MULTITENANT_LEGACY is off): their owners move to `mtshare publish`, or set " \
+                                     "MULTITENANT_LEGACY=true in #{env_path} while they do"])
+
+    File.write(File.join(@ood, "etc/config/clusters.d/beta.yml"), { "v2" => { "metadata" => { "title" => "Beta" },
+                                                                              "job" => { "adapter" => "slurm", "cluster" => "mtbeta" } } }.to_yaml)
+    rake("install", env: { "APPLY" => "1" })
+    expect(File.read(env_path)).to include("MULTITENANT_CLUSTERS=mtbeta=beta-multitenant,mtcluster=hpc-multitenant\n")
+    there = legacy_share(owner: "mtdefault", cluster: "mtbeta")
+    count = "2 running job(s) publish in the first implementation's format (mtdefault: 1, mtowner: 1)"
+
+    out, _, code = rake("doctor", env: { "MULTITENANT_LEGACY" => "true" })
+    expect(legacy_lines(out)).to eq(["ok       legacy: #{count}; MULTITENANT_LEGACY is on and reads them, so the migration window must stay " \
+                                     "open until their owners move to `mtshare publish` or the jobs end"])
+    expect([code, problems(out)]).to eq([0, []])
+    out, _, code = rake("doctor", env: { "MULTITENANT_LEGACY" => "false" })
+    expect([code, problems(out)]).to eq([1, ["PROBLEM  legacy: #{count}, which the dashboards do not read (MULTITENANT_LEGACY is off): " \
+                                             "their owners move to `mtshare publish`, or set MULTITENANT_LEGACY=true in #{env_path} while they do"]])
+
+    { "true" => "yes (legacy format, read while MULTITENANT_LEGACY is on)", "false" => "no (legacy format, MULTITENANT_LEGACY is off)" }.each do |legacy, opens|
+      out, _, code = rake("list", env: { "MULTITENANT_LEGACY" => legacy })
+      expect(code).to eq(0)
+      rows = out.lines.map(&:split)
+      expect(rows).to include([here, "mtcluster", "mtowner", "mtclass", "Legacy_API", "legacy", job_name(here).size.to_s, *opens.split],
+                              [there, "mtbeta", "mtdefault", "mtclass", "Legacy_API", "legacy", job_name_on("mtbeta", there).size.to_s, *opens.split],
+                              [current, "mtcluster", "mtowner", "mtclass", "Ollama_API", "2", job_name(current).size.to_s, "yes"])
+      then_ = legacy == "true" ? "MULTITENANT_LEGACY is on: keep it on until then" : "the dashboards do not read them (MULTITENANT_LEGACY is off)"
+      expect(out.lines.last).to eq("legacy: #{count}: their owners move to `mtshare publish`; #{then_}\n")
+      expect(out.lines.grep(/\Alegacy:/).size).to eq(1)
+    end
+  ensure
+    cancel_cluster_jobs
+  end
+
   it "keygen writes a key with the right owner and mode, and refuses to overwrite it" do
     dir = File.join(@ood, "keys")
     out, _, code = rake("keygen", env: { "MULTITENANT_KEY_DIR" => dir, "GROUP" => "mtclass" })

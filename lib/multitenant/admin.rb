@@ -95,7 +95,8 @@ module MultiTenant
       check = ->(ok, good, bad) { ok ? fine << good : problems << bad }
       targets = Clusters.targets(config).reject { |t| t["problem"] }
       targets.each { |t| doctor_slurm(t, targets.size > 1, problems, fine, check) }
-      doctor_clusters(problems, fine)
+      listed = doctor_clusters(problems, fine)
+      doctor_legacy(listed, problems, fine)
       doctor_keys(problems, fine)
       doctor_key_acls(problems, fine)
       doctor_ood(problems, fine)
@@ -134,17 +135,71 @@ module MultiTenant
     end
 
     # Each cluster discovery searches, reached as OOD reaches it: a mapping it cannot use is a problem.
+    # Returns what they listed ({"jobs", "errors"} as Discovery._jobs; "unasked" counts the clusters
+    # that could not be asked), for doctor_legacy.
     def doctor_clusters(problems, fine)
+      listed = { "jobs" => [], "errors" => [], "unasked" => 0 }
       Clusters.targets(config).each do |t|
-        next problems << "OOD: #{t["problem"]}" if t["problem"]
-        next unless t["name"]
+        if t["problem"]
+          listed["unasked"] += 1
+          next problems << "OOD: #{t["problem"]}"
+        end
 
-        errors = Discovery._jobs(config.native(dataroot: nil, per_cluster: false).merge("targets" => [t]))["errors"]
+        got = Discovery._jobs(config.native(dataroot: nil, per_cluster: false).merge("targets" => [t]))
+        listed["jobs"].concat(got["jobs"])
+        errors = got["errors"]
+        listed["errors"].concat(errors)
         next problems << "Slurm: #{errors.first}" unless errors.empty?
+        next unless t["name"]
 
         fine << "Slurm: cluster #{t["name"]} answers#{" (-M #{t["cluster"]})" if t["cluster"]}#{" via #{t["submit_host"]}" if t["submit_host"]}"
       rescue Error => e
-        problems << "Slurm: cluster #{t["name"]}: #{e.message}"
+        listed["errors"] << e.message
+        problems << "Slurm: #{"cluster #{t["name"]}: " if t["name"]}#{e.message}"
+      end
+      listed
+    end
+
+    # Running jobs that still publish in the first implementation's format, by owner ({owner => count},
+    # owners in name order, as discovery's note counts them), from a Discovery._jobs listing.
+    def legacy_owners(jobs)
+      jobs.each_with_object(Hash.new(0)) do |job, by_owner|
+        next unless job["name"].include?("|")
+
+        by_owner[job["owner"]] += 1 if Envelope.parse(job["name"])["version"] == "legacy"
+      rescue Error
+        next # not a name of either format: list says so
+      end.sort.to_h
+    end
+
+    # "2 running job(s) … (alice: 1, bob: 1)": how many, and whose (the first ten owners).
+    def legacy_count(by_owner)
+      owners = by_owner.first(10).map { |o, n| "#{o}: #{n}" }
+      owners << "#{by_owner.size - 10} more owner(s): rake -f …/admin.rake list names them" if by_owner.size > 10
+      "#{by_owner.values.sum} running job(s) publish in the first implementation's format (#{owners.join(", ")})"
+    end
+
+    # The migration window (README: Migrate from the first implementation): whether any running job on
+    # the clusters discovery searches still publishes in the first implementation's format, whatever
+    # MULTITENANT_LEGACY says, so the admin knows when it can be turned off.
+    def doctor_legacy(listed, problems, fine)
+      by_owner = legacy_owners(listed["jobs"])
+      if by_owner.empty?
+        unless listed["errors"].empty? && listed["unasked"].zero?
+          return fine << "legacy: no running job publishes in the first implementation's format on the clusters that answered; " \
+                         "the others could not be asked (see the problems below)"
+        end
+
+        return fine << "legacy: no running job publishes in the first implementation's format: MULTITENANT_LEGACY can be off" \
+                       "#{config.legacy ? " (it is on: remove it from #{env_file}, then restart the dashboards)" : ""}"
+      end
+
+      if config.legacy
+        fine << "legacy: #{legacy_count(by_owner)}; MULTITENANT_LEGACY is on and reads them, so the migration window must stay " \
+                "open until their owners move to `mtshare publish` or the jobs end"
+      else
+        problems << "legacy: #{legacy_count(by_owner)}, which the dashboards do not read (MULTITENANT_LEGACY is off): their owners " \
+                    "move to `mtshare publish`, or set MULTITENANT_LEGACY=true in #{env_file} while they do"
       end
     end
 
@@ -474,7 +529,7 @@ module MultiTenant
         info = Envelope.parse(job["name"])
         share = open_share(job)
         [job["id"], job["cluster"], job["owner"], info["group"], share ? share.dig("message", "app") : "-", info["version"], info["size"].to_s,
-         share ? "yes" : "no"]
+         info["version"] == "legacy" ? legacy_opens(share) : (share ? "yes" : "no")]
       rescue Error => e
         [job["id"], job["cluster"], job["owner"], "-", "-", "-", job["name"].size.to_s, e.message]
       end
@@ -482,18 +537,32 @@ module MultiTenant
       widths = ([header] + rows).transpose.map { |col| col.map(&:size).max }
       lines = ([header] + rows).map { |r| r.each_with_index.map { |c, i| i == r.size - 1 ? c : c.ljust(widths[i]) }.join("  ") }
       lines << "no running job with --wckey=#{config.wckey}" if rows.empty? && listed["errors"].empty?
+      legacy = legacy_owners(listed["jobs"])
+      unless legacy.empty?
+        lines << "legacy: #{legacy_count(legacy)}: their owners move to `mtshare publish`; " \
+                 "#{config.legacy ? "MULTITENANT_LEGACY is on: keep it on until then" : "the dashboards do not read them (MULTITENANT_LEGACY is off)"}"
+      end
       # A cluster that cannot be asked is one line of list_problems; the others are still listed.
       @list_problems = listed["errors"]
       lines
     end
 
+    # A legacy name opens for anyone (its key is public): list decodes it whatever MULTITENANT_LEGACY
+    # says, so the admin sees whose app still publishes that way.
     def open_share(job)
       info = Envelope.parse(job["name"])
       keys = info["version"] == "legacy" ? [] : key_dir.opening_keys(info["group"])
       Envelope.open(job["name"], keys: keys, job_id: job["id"], owner: job["owner"], cluster: job["cluster"],
-                                 restarts: job["restarts"], legacy: config.legacy)
+                                 restarts: job["restarts"], legacy: true)
     rescue Error
       nil
+    end
+
+    # list's OPENS-HERE for a job in the first implementation's format: whether the dashboards read it.
+    def legacy_opens(share)
+      return "no (legacy format, does not decode)" unless share
+
+      config.legacy ? "yes (legacy format, read while MULTITENANT_LEGACY is on)" : "no (legacy format, MULTITENANT_LEGACY is off)"
     end
 
     def decode(job_id: nil, name: nil, owner: nil, cluster: nil, restarts: nil)
