@@ -28,14 +28,14 @@ task(:keygen) do
                        drop_old: ENV["DROP_OLD"] == "1"))
 end
 
-desc "Check Slurm, the keys and the OOD setup; each problem is one line with its fix"
+desc "Check Slurm, the keys and the OOD setup, and count running jobs still in the first implementation's format; each problem is one line with its fix"
 task :doctor do
   problems, fine = admin.().doctor
   puts fine.map { |l| "ok       #{l}" }, problems.map { |l| "PROBLEM  #{l}" }
   abort "#{problems.size} problem(s)" unless problems.empty?
 end
 
-desc "List every running shared job: owner, group, app, size, and whether this host can open it"
+desc "List every running shared job: owner, group, app, format, size, and whether this host can open it; then jobs in the first implementation's format by owner"
 task :list do
   a = admin.()
   say.(a.list)
