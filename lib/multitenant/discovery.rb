@@ -136,7 +136,9 @@ module MultiTenant
 
         # With several clusters the key is "<job id>@<cluster>": say it as people do.
         job = id.to_s.include?("@") ? "#{s.dig("connection", "jobid")} on #{s.dig("info", "cluster")}" : id
-        label = "#{s.dig("info", "user")}: #{s.dig("accounting", "mta")} (job #{job})"
+        # The app name as published (info "app"); "mta" is its form-safe rendering for the first
+        # implementation's forms, which our forms (writing labels as JSON) do not need.
+        label = "#{s.dig("info", "user")}: #{s.dig("info", "app") || s.dig("accounting", "mta")} (job #{job})"
         [printable(label), printable(value)]
       end
     end

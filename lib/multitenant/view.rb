@@ -243,7 +243,7 @@ module MultiTenant
       expired = expires && expires.to_i <= now.to_i
       audience = expired ? 0 : audience(group, allow, user, group_members)
       table = [
-        ["Shared as", "#{h(acc["mta"])} (#{acc["mtm"] == "form" ? "a choice in other apps' forms only" : "a card on each member's dashboard and a choice in forms"})"],
+        ["Shared as", "#{h(info["app"] || acc["mta"])} (#{acc["mtm"] == "form" ? "a choice in other apps' forms only" : "a card on each member's dashboard and a choice in forms"})"],
         ["With", allow.empty? ? "group #{h(group)}: every member" : "group #{h(group)}, shown only to #{h(allow.join(", "))} (not a lock: every member holds the group's key)"],
         ["Until", expires ? "#{h(Time.at(expires.to_i).localtime.strftime("%Y-%m-%d %H:%M %Z"))}#{expired ? " (expired: members no longer see it)" : ""}" : "the job ends"],
         ["Members who see it now", audience.nil? ? "unknown (group #{h(group)} is not known here)" : "#{audience} (#{allow.empty? ? "the group's listed members" : "allow-listed members of the group"}, you not counted)"]

@@ -31,7 +31,7 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
     card_id = spec["info"]["card_id"]
     db_path = File.join(root, "batch_connect/db", card_id)
     # Only what a dashboard uses is kept per share: the paths are the card id's, in OOD's layout.
-    expect(spec["info"].keys.sort).to eq(%w[card_id cluster expires_at group key_id ood_cluster user version])
+    expect(spec["info"].keys.sort).to eq(%w[app card_id cluster expires_at group key_id ood_cluster user version])
     db = JSON.parse(File.read(db_path))
     expect(db.keys.sort).to eq(%w[cache_completed cluster_id completed_at created_at id job_id script_type title token])
     expect(db).to include("id" => card_id, "cluster_id" => "ood_mt", "job_id" => id, "token" => "sys/multitenant-delivery_default",

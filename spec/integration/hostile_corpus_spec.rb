@@ -709,7 +709,7 @@ RSpec.describe "a hostile corpus of job names", :cluster do
           expect(run["cards"]["created"]).to include(spec["info"]["card_id"])
           db, conn = ood_reads!(card_db(run, spec), run["root"])
           expect(run["written"]).to include(File.realpath(card_db(run, spec))) # the trace sees the run's writes
-          expect(db["title"]).to eq("mtowner: #{spec["accounting"]["mta"]}")
+          expect(db["title"]).to eq("mtowner: #{spec["info"]["app"]}")
           expect(conn).to include("jobid" => job.id, "mt_owner" => "mtowner", "mt_group" => "mtclass")
           if kase[:render]
             expect(db["title"]).to include("<")

@@ -6,6 +6,7 @@ mod dataroot;
 pub mod discover;
 pub mod envelope;
 pub mod error;
+pub mod form_safe;
 pub mod hostlist;
 pub mod keys;
 pub mod legacy;

@@ -154,7 +154,7 @@ const INVISIBLE: &[(char, char)] = &[
 /// hyphen, tags…), line and paragraph separator (Zl, Zp), private-use (Co), surrogate (Cs) and unassigned
 /// (Cn, noncharacters included) code point, the invisible letters and variation selectors of
 /// [`INVISIBLE`], and every White_Space character but U+0020.
-fn app_char_problem(c: char) -> Option<&'static str> {
+pub(crate) fn app_char_problem(c: char) -> Option<&'static str> {
     use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
     if c == ' ' {
         return None;

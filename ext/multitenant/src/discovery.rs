@@ -250,6 +250,19 @@ fn settle_completed(dataroot: String, uid: u32) -> Vec<String> {
     multitenant_core::cards::settle_completed(&PathBuf::from(dataroot), uid).dismissed
 }
 
+/// A spec value as the first implementation's forms get it (for the specs of the legacy shape):
+/// `"name"` an app name as `accounting.mta` gives it, `"value"` a connection value.
+fn form_safe(kind: String, text: String) -> Result<String, Error> {
+    use multitenant_core::form_safe::{form_safe_name, form_safe_value};
+    match kind.as_str() {
+        "name" => Ok(form_safe_name(&text).into_owned()),
+        "value" => Ok(form_safe_value(&text).into_owned()),
+        _ => Err(crate::error::to_ruby(multitenant_core::Error::Invalid(format!(
+            "form_safe: kind {kind:?} is not name or value"
+        )))),
+    }
+}
+
 pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
     let discovery = module.define_module("Discovery")?;
     discovery.define_singleton_method("_run", function!(run_discovery, 1))?;
@@ -257,5 +270,6 @@ pub fn init(_ruby: &Ruby, module: RModule) -> Result<(), Error> {
     discovery.define_singleton_method("_purge", function!(purge, 3))?;
     discovery.define_singleton_method("_command", function!(run_command, 3))?;
     discovery.define_singleton_method("_settle_completed", function!(settle_completed, 2))?;
+    discovery.define_singleton_method("_form_safe", function!(form_safe, 2))?;
     Ok(())
 }
