@@ -18,10 +18,11 @@ use crate::message::app_char_problem;
 ///
 /// - `'` → `’` (U+2019), `"` → `”` (U+201D), everywhere;
 /// - `\` `` ` `` `[` `]` `{` `}` `,` → their fullwidth forms (`＼ ｀ ［ ］ ｛ ｝ ，`), everywhere;
-/// - `#` → `＃` at the start or after a space (a comment); `:` → `：` at the start, or before a space
-///   or the end (a mapping); `%` → `％` at the start, after `<` or before `>` (`<%`, `%>` of ERB);
-/// - `& * ! | > @` at the start (an anchor, alias, tag, block scalar or reserved indicator), and `-`
-///   or `?` at the start before a space or the end (a sequence entry, a complex key) → fullwidth;
+/// - `#` → `＃` at the start or after a space (a comment); `:` → `：` at the start, or before a space,
+///   `?` or the end (a mapping); `%` → `％` at the start, after `<` or before `>` (`<%`, `%>` of ERB);
+/// - `& * ! | > @ ?` at the start (an anchor, alias, tag, block scalar, reserved indicator or, in a
+///   flow sequence, a key), and `-` at the start before a space or the end (a sequence entry) →
+///   fullwidth;
 /// - a character the app-name rule refuses (controls, line separators, invisible characters: never in
 ///   a name that opened, kept for safety) → `�` (U+FFFD).
 ///
@@ -62,10 +63,10 @@ fn name_char(c: char, prev: Option<char>, next: Option<char>) -> Option<char> {
         '"' => Some('\u{201D}'),
         '\\' | '`' | '[' | ']' | '{' | '}' | ',' => Some(fullwidth(c)),
         '#' if prev.is_none_or(|p| p == ' ') => Some(fullwidth(c)),
-        ':' if first || before_space => Some(fullwidth(c)),
+        ':' if first || before_space || next == Some('?') => Some(fullwidth(c)),
         '%' if first || prev == Some('<') || next == Some('>') => Some(fullwidth(c)),
-        '&' | '*' | '!' | '|' | '>' | '@' if first => Some(fullwidth(c)),
-        '-' | '?' if first && before_space => Some(fullwidth(c)),
+        '&' | '*' | '!' | '|' | '>' | '@' | '?' if first => Some(fullwidth(c)),
+        '-' if first && before_space => Some(fullwidth(c)),
         _ if app_char_problem(c).is_some() => Some('\u{FFFD}'),
         _ => None,
     }
@@ -149,6 +150,7 @@ mod tests {
             "50% off",
             "a<b>c",
             "x-y?",
+            "-x",
             "e-mail@host",
             "🦙 llama",
             "a:b",
@@ -180,6 +182,8 @@ mod tests {
             ("@reserved", "＠reserved"),
             ("- item", "－ item"),
             ("? key", "？ key"),
+            ("?x", "？x"),
+            ("a:?b", "a：?b"),
             ("-", "－"),
             ("x\ny", "x\u{FFFD}y"),
             ("x\u{2028}y", "x\u{FFFD}y"),
