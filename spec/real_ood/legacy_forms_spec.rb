@@ -66,8 +66,9 @@ RSpec.describe "A legacy-style client form in the real Open OnDemand dashboard",
         expect(member.get("/").body).to include("/batch_connect/sys/#{LEGACY_APP}/session_contexts/new")
         page = member.get("/batch_connect/sys/#{LEGACY_APP}/session_contexts/new")
         expect(page.code).to eq("200")
-        select = page.body[%r{<select[^>]*id="batch_connect_session_context_llm_url"[^>]*>(.*?)</select>}m, 1]
-        expect(select).not_to be_nil, "no select on the form page:\n#{page.body[0, 2000]}"
+        body = page.body.dup.force_encoding(Encoding::UTF_8) # Net::HTTP gives bytes
+        select = body[%r{<select[^>]*id="batch_connect_session_context_llm_url"[^>]*>(.*?)</select>}m, 1]
+        expect(select).not_to be_nil, "no select on the form page:\n#{body[0, 2000]}"
         options = select.scan(%r{<option[^>]*value="([^"]*)"[^>]*>([^<]*)</option>}m).map { |v, l| [CGI.unescapeHTML(l.strip), CGI.unescapeHTML(v)] }
         expect(options.size).to eq(shares.size + 1), options.inspect
         expect(options.first).to eq(["None", ""])
@@ -77,7 +78,7 @@ RSpec.describe "A legacy-style client form in the real Open OnDemand dashboard",
                              "#{name.inspect}: #{options.inspect}"
         end
 
-        cards = member.cards.values
+        cards = member.cards.values.map { |c| c.dup.force_encoding(Encoding::UTF_8) }
         expect(cards.size).to eq(shares.size)
         LEGACY_NAMES.each_key do |name|
           expect(cards.count { |c| c.include?("mtowner: #{CGI.escapeHTML(name)}") }).to eq(1), "a card titled #{name.inspect}"
