@@ -10,10 +10,10 @@ require "yaml"
 # member's dashboard). The form here is our own fixture written in that style
 # (spec/fixtures/legacy-client); the real dashboard renders it in spec/real_ood/legacy_forms_spec.rb.
 RSpec.describe "the legacy-shaped specs in a legacy-style form" do
-  FIXTURE = File.join(ROOT, "spec/fixtures/legacy-client")
+  LEGACY_SHAPE_FIXTURE = File.join(ROOT, "spec/fixtures/legacy-client")
 
   # Names a publisher accepts (mtshare publish, docs/envelope.md "App names"), hostile and natural.
-  NAMES = ["Prof's LLM", "a: b", "#1 model", "<%= 1+1 %>", "[x], {y}", "Ollama_API", "Llama 3.1 (8B)", "gpt-oss:120b",
+  LEGACY_SHAPE_NAMES = ["Prof's LLM", "a: b", "#1 model", "<%= 1+1 %>", "[x], {y}", "Ollama_API", "Llama 3.1 (8B)", "gpt-oss:120b",
            %(say "hi"), "C# tutor", "50% <off>", "back\\slash `tick`", "&a *b !c |d >e @f", "- dash", "? what", "ends:",
            "Modèle « été »", "日本語モデル", "نموذج", "🦙 llama", "x -- y", "it''s", "a,b", "}{", "%>", "<%", "'"].freeze
 
@@ -33,19 +33,19 @@ RSpec.describe "the legacy-shaped specs in a legacy-style form" do
   # The fixture's form as OOD reads it: ERB (OOD's BatchConnect::App uses trim_mode "-"), then YAML.
   def render_form(specs)
     MultiTenant.instance_variable_set(:@specs, specs)
-    text = ERB.new(File.read(File.join(FIXTURE, "form.yml.erb")), trim_mode: "-").result(binding)
+    text = ERB.new(File.read(File.join(LEGACY_SHAPE_FIXTURE, "form.yml.erb")), trim_mode: "-").result(binding)
     YAML.safe_load(text)
   end
 
   after { MultiTenant.instance_variable_set(:@specs, {}) }
 
   it "renders one option per share, whatever the names and URLs, each name recognisable" do
-    specs = NAMES.each_with_index.to_h do |name, i|
+    specs = LEGACY_SHAPE_NAMES.each_with_index.to_h do |name, i|
       id = i.even? ? (100 + i).to_s : "#{100 + i}@beta.2_x-y"
       [id, share(id, name, "http://node1:#{4000 + i}/p#{i}'s <%= x %> #{name}")]
     end
     options = render_form(specs).dig("attributes", "llm_url", "options")
-    expect(options.size).to eq(NAMES.size + 1)
+    expect(options.size).to eq(LEGACY_SHAPE_NAMES.size + 1)
     expect(options.first).to eq(["None", ""])
     options.drop(1).zip(specs).each do |(label, value), (id, s)|
       expect(label).to eq("#{s["accounting"]["mta"]} (Job ID: #{id})")
@@ -74,7 +74,7 @@ RSpec.describe "the legacy-shaped specs in a legacy-style form" do
     alphabet = [*" !\"\#$%&'()*+,-./:;<=>?@[\\]^_`{|}~".chars, *"aZ09".chars, "é", "日", "🦙", "’", "\u2028", "\u0085", "\t", "\n"]
     generated = Array.new(3000) { Array.new(rng.rand(1..8)) { alphabet.sample(random: rng) }.join }
     scanner = Psych::ScalarScanner.new(Psych::ClassLoader.new)
-    (NAMES + generated).each do |name|
+    (LEGACY_SHAPE_NAMES + generated).each do |name|
       safe = safe_name(name)
       expect(safe.lines.size).to be <= 1, "#{name.inspect} -> #{safe.inspect}"
       expect(safe).not_to include("<%"), "#{name.inspect} -> #{safe.inspect}"
