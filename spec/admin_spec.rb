@@ -269,29 +269,6 @@ RSpec.describe "admin.rake", :cluster do
     expect([code, err]).to eq([1, "multitenant: no running job 999999 with --wckey=multitenant\n"])
   end
 
-  # A job of `owner` that publishes in the first implementation's format (discovery_spec's recipe: gzip,
-  # then AES-256-CBC with key and IV from the job id and owner), on `cluster` (nil: the default one).
-  def legacy_share(owner: "mtowner", cluster: nil, app: "Legacy_API")
-    args = ["--wckey=multitenant", "-J", "legacy", "-o", "/dev/null", "--chdir", lab, "--wrap", "sleep 900"]
-    id = if cluster
-           sbatch_on(cluster, owner, *args)
-         else
-           out, err, = run_as(owner, "sbatch", "--parsable", *args)
-           raise "sbatch failed: #{err}" unless out.strip.match?(/\A\d+\z/)
-
-           ((@jobs ||= []) << out.strip).last
-         end
-    text = "{'mtu':'','mti':'0f8fad5b-d9cb-469f-a165-70867728950e','mta':'#{app}','mtm':'card','mtd':'sys/multitenant-delivery_default'}" \
-           "|{'host':'#{node_of(cluster || "mtcluster")}'}"
-    hex = ->(t, n) { t.unpack1("H*").ljust(n, "0") }
-    env = { "M" => text, "K" => hex.call("#{id}#{owner}", 64), "I" => hex.call("#{id}#{id}", 32) }
-    enc, = Open3.capture2(env, "bash", "-c", %(printf %s "$M" | gzip | openssl enc -aes-256-cbc -e -a -A -K "$K" -iv "$I"))
-    run_as(owner, "scontrol", *(cluster ? ["-M", cluster] : []), "update", "JobId=#{id}", "JobName=sys/dashboard|mtclass|#{enc.strip}")
-    name = -> { cluster ? job_name_on(cluster, id) : job_name(id) }
-    poll("legacy rename of #{id}") { name.call.start_with?("sys/dashboard|") && (cluster ? running_on?(cluster, id) : running?(id)) }
-    id
-  end
-
   def legacy_lines(out) = out.lines.map(&:chomp).grep(/\A(ok|PROBLEM)\s+legacy:/)
 
   it "doctor and list say so when no running job publishes in the first implementation's format, whatever MULTITENANT_LEGACY says" do

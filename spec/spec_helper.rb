@@ -52,6 +52,7 @@ end
 
 require_relative "support/cluster"
 require_relative "support/real_ood"
+require_relative "support/gradio"
 
 RSpec.configure do |config|
   config.include SpecHelpers

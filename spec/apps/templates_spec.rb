@@ -9,6 +9,8 @@ require "yaml"
 # The service and client apps' templates, rendered as OOD renders them: form.yml.erb at top level,
 # submit.yml.erb and template/*.sh.erb with the session context.
 RSpec.describe "service and client app templates" do
+  include GradioHelpers
+
   SERVICES = {
     "multitenant-llm" => { "ollama_model" => "gpt-oss:20b" },
     "multitenant-vllm" => { "vllm_model" => "openai/gpt-oss-20b", "vllm_gpus" => "1", "vllm_max_model_len" => "", "vllm_max_num_seqs" => "" },
@@ -723,22 +725,6 @@ RSpec.describe "service and client app templates" do
       expect(hostile).not_to include("<script>")
       hide_const("MultiTenant::View")
       expect(view({ "host" => "node1", "port" => "4000", "password" => %("><b>) })).to include(%(action="/rnode/node1/4000/?multitenant-login"), %(value="&quot;&gt;&lt;b&gt;"))
-    end
-
-    # One chat message through the chat's gate with its key, by Gradio's HTTP API (gradio 6.31: POST
-    # /gradio_api/call/<endpoint>, then its event stream): the complete event's answer.
-    def gradio_chat(url, key, message)
-      uri = URI("#{url}gradio_api/call/chat")
-      Net::HTTP.start(uri.host, uri.port, nil, read_timeout: 60) do |http|
-        post = Net::HTTP::Post.new(uri, "Content-Type" => "application/json", "Authorization" => "Bearer #{key}")
-        post.body = JSON.generate("data" => [message])
-        res = http.request(post)
-        raise "POST #{uri}: HTTP #{res.code}: #{res.body}" unless res.code == "200"
-
-        events = http.request(Net::HTTP::Get.new(URI("#{uri}/#{JSON.parse(res.body).fetch("event_id")}"), "Authorization" => "Bearer #{key}")).body
-        done = events.split("\n\n").find { |e| e.start_with?("event: complete\n") } or raise "no complete event: #{events}"
-        JSON.parse(done.split("\ndata: ", 2).last).first
-      end
     end
 
     it "whole job with real Gradio: the member's message goes through the chat's gate to the shared vLLM's gate and back; no key, no chat" do

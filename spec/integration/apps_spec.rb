@@ -10,6 +10,8 @@ require "yaml"
 # A service app's real templates run as a real job: the owner "launches" the web dashboard app, its
 # after.sh publishes it, and a member finds the card and reaches the service through it.
 RSpec.describe "service apps launched on the real cluster", :cluster do
+  include GradioHelpers
+
   before { require_cluster! }
   after { cancel_jobs }
 
@@ -442,22 +444,6 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
         events = res.body.to_s.split("\n\n").map { |e| e.delete_prefix("data: ") }
         content = events.reject { |e| e == "[DONE]" }.filter_map { |e| JSON.parse(e).dig("choices", 0, "delta", "content") rescue nil }.join # rubocop:disable Style/RescueModifier
         [res.code, content, events]
-      end
-    end
-
-    # One chat message by Gradio's HTTP API (gradio 6.31: POST /gradio_api/call/<endpoint>, then its
-    # event stream), with the key as a Bearer token: the complete event's answer.
-    def gradio_chat(url, key, message)
-      uri = URI("#{url}gradio_api/call/chat")
-      Net::HTTP.start(uri.host, uri.port, nil, read_timeout: 60) do |http|
-        post = Net::HTTP::Post.new(uri, "Content-Type" => "application/json", "Authorization" => "Bearer #{key}")
-        post.body = JSON.generate("data" => [message])
-        res = http.request(post)
-        raise "POST #{uri}: HTTP #{res.code}: #{res.body}" unless res.code == "200"
-
-        events = http.request(Net::HTTP::Get.new(URI("#{uri}/#{JSON.parse(res.body).fetch("event_id")}"), "Authorization" => "Bearer #{key}")).body
-        done = events.split("\n\n").find { |e| e.start_with?("event: complete\n") } or raise "no complete event: #{events}"
-        JSON.parse(done.split("\ndata: ", 2).last).first
       end
     end
 

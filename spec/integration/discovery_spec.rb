@@ -196,15 +196,7 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
   end
 
   it "reads a legacy name only when legacy decoding is enabled" do
-    out, = run_as("mtowner", "sbatch", "--parsable", "--wckey=multitenant", "-J", "legacy", "-o", "/dev/null", "--wrap", "sleep 900")
-    id = out.strip
-    (@jobs ||= []) << id
-    text = "{'mtu':'','mti':'0f8fad5b-d9cb-469f-a165-70867728950e','mta':'Legacy_API','mtm':'card','mtd':'sys/multitenant-delivery_default'}|{'host':'#{node}'}"
-    hex = ->(s, n) { s.unpack1("H*").ljust(n, "0") }
-    env = { "M" => text, "K" => hex.call("#{id}mtowner", 64), "I" => hex.call("#{id}#{id}", 32) }
-    enc, = Open3.capture2(env, "bash", "-c", %(printf %s "$M" | gzip | openssl enc -aes-256-cbc -e -a -A -K "$K" -iv "$I"))
-    run_as("mtowner", "scontrol", "update", "JobId=#{id}", "JobName=sys/dashboard|mtclass|#{enc.strip}")
-    poll("legacy rename") { job_name(id).start_with?("sys/dashboard|") && running?(id) }
+    id = legacy_share
     off = discover_as("mtmember")
     expect(off["specs"]).to eq({})
     # Not read by default: information, once, naming the setting; not a problem at every start.

@@ -14,24 +14,6 @@ RSpec.describe "migrating a site from the first implementation", :cluster do
 
   let(:node) { node_of("mtcluster") }
 
-  # The first implementation's after.sh, run from outside the job as its owner: gzip, then AES-256-CBC
-  # with key and IV from the (public) job id and owner, then the job renamed sys/dashboard|<group>|<base64>.
-  def legacy_share(owner: "mtowner", app: "Legacy_API")
-    out, err, = run_as(owner, "sbatch", "--parsable", "--wckey=multitenant", "-J", "legacy", "-o", "/dev/null", "--wrap", "sleep 900")
-    id = out.strip
-    raise "sbatch failed: #{err}" unless id.match?(/\A\d+\z/)
-
-    (@jobs ||= []) << id
-    text = "{'mtu':'','mti':'0f8fad5b-d9cb-469f-a165-70867728950e','mta':'#{app}','mtm':'card','mtd':'sys/multitenant-delivery_default'}" \
-           "|{'host':'#{node}','ollama_url':'http://#{node}:4000'}"
-    hex = ->(s, n) { s.unpack1("H*").ljust(n, "0") }
-    env = { "M" => text, "K" => hex.call("#{id}#{owner}", 64), "I" => hex.call("#{id}#{id}", 32) }
-    enc, = Open3.capture2(env, "bash", "-c", %(printf %s "$M" | gzip | openssl enc -aes-256-cbc -e -a -A -K "$K" -iv "$I"))
-    run_as(owner, "scontrol", "update", "JobId=#{id}", "JobName=sys/dashboard|mtclass|#{enc.strip}")
-    poll("legacy rename") { job_name(id).start_with?("sys/dashboard|mtclass|") && running?(id) }
-    id
-  end
-
   # Every file under the data root but the gem's own records.
   def files(root) = Dir.glob("#{root}/**/*", File::FNM_DOTMATCH).select { |f| File.file?(f) }.reject { |f| f.include?("/multitenant/") }
 
@@ -67,7 +49,7 @@ RSpec.describe "migrating a site from the first implementation", :cluster do
     sessions = fingerprint(own)
     untouched = ->(step) { expect(fingerprint(own)).to eq(sessions), "the member's own session files changed: #{step}" }
 
-    old = legacy_share
+    old = legacy_share(connection: { "host" => node, "ollama_url" => "http://#{node}:4000" })
     current = submit_share(owner: "mtowner", args: ["--set", "host=#{node}", "--set", "ollama_url=http://#{node}:4000"])
 
     # The window is open: both shares are specs, and both are cards.

@@ -223,4 +223,29 @@ module ClusterHelpers
 
     JSON.parse(out.lines.last)
   end
+
+  # A running job of `owner` (on `cluster`, else the default one) renamed with a name in the first
+  # implementation's format for mtclass, sealed as it seals (the real gzip and openssl; key and IV from
+  # the public job id and owner): its id. `connection`: the published values (default: the node as host).
+  def legacy_share(owner: "mtowner", app: "Legacy_API", cluster: nil, connection: nil)
+    args = ["--wckey=multitenant", "-J", "legacy", "-o", "/dev/null", "--chdir", lab, "--wrap", "sleep 900"]
+    id = if cluster
+           sbatch_on(cluster, owner, *args)
+         else
+           out, err, = run_as(owner, "sbatch", "--parsable", *args)
+           raise "sbatch failed: #{err}" unless out.strip.match?(/\A\d+\z/)
+
+           ((@jobs ||= []) << out.strip).last
+         end
+    connection ||= { "host" => node_of(cluster || "mtcluster") }
+    text = "{'mtu':'','mti':'0f8fad5b-d9cb-469f-a165-70867728950e','mta':'#{app}','mtm':'card','mtd':'sys/multitenant-delivery_default'}" \
+           "|{#{connection.map { |k, v| "'#{k}':'#{v}'" }.join(",")}}"
+    hex = ->(t, n) { t.unpack1("H*").ljust(n, "0") }
+    env = { "M" => text, "K" => hex.call("#{id}#{owner}", 64), "I" => hex.call("#{id}#{id}", 32) }
+    enc, = Open3.capture2(env, "bash", "-c", %(printf %s "$M" | gzip | openssl enc -aes-256-cbc -e -a -A -K "$K" -iv "$I"))
+    run_as(owner, "scontrol", *(cluster ? ["-M", cluster] : []), "update", "JobId=#{id}", "JobName=sys/dashboard|mtclass|#{enc.strip}")
+    name = -> { cluster ? job_name_on(cluster, id) : job_name(id) }
+    poll("legacy rename of #{id}") { name.call.start_with?("sys/dashboard|") && (cluster ? running_on?(cluster, id) : running?(id)) }
+    id
+  end
 end
