@@ -29,6 +29,11 @@ use crate::message::app_char_problem;
 /// A name needing none of this is returned as it is. Plain-scalar type resolution (a name that is
 /// exactly `true`, `~` or `12`) is not changed: legacy forms quote their labels.
 pub fn form_safe_name(app: &str) -> Cow<'_, str> {
+    // Most names (`Ollama_API`, `Lab dashboard 2`) hold nothing to replace: no per-share allocation.
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b" _.()/+=-".contains(&b);
+    if app.bytes().all(plain) && !app.starts_with(['-', ' ']) {
+        return Cow::Borrowed(app);
+    }
     let chars: Vec<char> = app.chars().collect();
     let mut out: Option<String> = None;
     for (i, &c) in chars.iter().enumerate() {
