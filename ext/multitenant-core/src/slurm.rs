@@ -313,43 +313,6 @@ mod tests {
     }
 
     #[test]
-    fn through_a_submit_host_the_remote_shell_gets_each_word_and_a_scrubbed_environment() {
-        let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("squeue");
-        std::fs::write(
-            &fake,
-            "#!/bin/sh\nenv | grep -E '^(SLURM|SQUEUE|SACCT|SCONTROL|SINFO)_' | sort\nprintf '[%s]' \"$@\"\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let remote = |s: &Scheduler| {
-            let (p, a, c) = s.command_line("squeue", &["-O", "JobID:@x|y@", "it's"]).unwrap();
-            assert_eq!((p, c), (PathBuf::from("ssh"), None));
-            let opts = ["-p", "2222", "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=/dev/null", "-o"];
-            assert_eq!(a[..7], opts);
-            assert_eq!(a[7..11], ["StrictHostKeyChecking=no", "-o", "LogLevel=ERROR", "login1"]);
-            // As sshd hands the words to the remote login shell: one line, in the user's environment.
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(a[11..].join(" "))
-                .env("SQUEUE_PARTITION", "hidden")
-                .env("SCONTROL_ALL", "1")
-                .env("SACCT_LOCAL", "1")
-                .env("SLURM_CONF", "/remote/slurm.conf")
-                .output()
-                .unwrap();
-            String::from_utf8(out.stdout).unwrap()
-        };
-        let s = Scheduler::default()
-            .with_bin_dir(dir.path())
-            .with_cluster("beta")
-            .with_submit_host("login1", false, "2222");
-        assert_eq!(remote(&s), "SLURM_CONF=/remote/slurm.conf\n[-O][JobID:@x|y@][it's][-M][beta]");
-        let s = s.with_conf("/etc/b $(touch x).conf");
-        assert_eq!(remote(&s), "SLURM_CONF=/etc/b $(touch x).conf\n[-O][JobID:@x|y@][it's][-M][beta]");
-    }
-
-    #[test]
     fn a_submit_host_that_ssh_would_read_as_an_option_or_an_unquotable_word_is_refused() {
         let s = Scheduler::default().with_submit_host("-oProxyCommand=touch /tmp/x", true, "22");
         let e = s.command_line("squeue", &[]).unwrap_err().to_string();

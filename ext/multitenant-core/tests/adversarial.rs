@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -28,9 +27,7 @@ fn uid() -> u32 {
 }
 
 fn script(dir: &Path, name: &str, body: &str) {
-    let p = dir.join(name);
-    fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    common::executable(&dir.join(name), &format!("#!/bin/sh\n{body}\n"));
 }
 
 /// Puts a fake `ssh` first on PATH, once for this test binary.

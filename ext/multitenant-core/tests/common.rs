@@ -81,3 +81,19 @@ pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Writes `text` to `path` as an executable script, from a child process: a child that another test's
+/// thread forks while this process holds the file open for writing keeps it so until it execs, and
+/// running the script meanwhile fails with ETXTBSY ("Text file busy").
+pub fn executable(path: &std::path::Path, text: &str) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "cannot write {}", path.display());
+}

@@ -4,30 +4,15 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
 use common::ollama;
-use multitenant_core::discover::{Discovery, Options, Strategy, Target, Viewer};
+use multitenant_core::discover::{discover, Options, Strategy, Target, Viewer};
 use multitenant_core::envelope::seal_bytes;
 use multitenant_core::hostlist::Domains;
 use multitenant_core::{seal, Binding, KeyDir, KeyTarget, Message, Scheduler};
 use nix::unistd::{Gid, Group, Uid, User};
-
-/// Held while a test writes a fake command and while discovery spawns one: a child forked by another
-/// test's thread while a script is open for writing would keep it so, and running that script would
-/// fail with ETXTBSY ("Text file busy").
-static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn spawning() -> std::sync::MutexGuard<'static, ()> {
-    SPAWN.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn discover(targets: &[Target], viewer: &Viewer, opts: &Options) -> Discovery {
-    let _spawning = spawning();
-    multitenant_core::discover::discover(targets, viewer, opts)
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -84,9 +69,7 @@ impl Fixture {
         );
         let bin = self.dir.path().join("bin");
         fs::create_dir_all(&bin).unwrap();
-        let _spawning = spawning();
-        fs::write(bin.join("squeue"), script).unwrap();
-        fs::set_permissions(bin.join("squeue"), fs::Permissions::from_mode(0o755)).unwrap();
+        common::executable(&bin.join("squeue"), &script);
         Scheduler::default().with_bin_dir(Path::new(&bin))
     }
 

@@ -1,9 +1,11 @@
 //! Both discovery strategies against recorded scheduler output, through fake `squeue`/`sacct`
 //! commands (the real ones are exercised by the integration specs on the test cluster).
 
+mod common;
+
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use multitenant_core::discover::{running_jobs, Job, Strategy};
 use multitenant_core::Scheduler;
@@ -16,9 +18,7 @@ fn fake(dir: &Path, name: &str, body: &str) {
         "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$0.args\"\nfor a in \"$@\"; do case \"$a\" in *Name:*) term=\"${{a##*Name:}}\"; sep=\"${{a#JobID:}}\"; sep=\"${{sep%%,*}}\";; --delimiter=*) sep=\"${{a#--delimiter=}}\";; esac; done\nprintf '%s' '{}' | sed \"s/TERM/$term/g; s/SEP/$sep/g\"\n",
         body.replace('\'', "'\\''")
     );
-    let path = dir.join(name);
-    fs::write(&path, script).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    common::executable(&dir.join(name), &script);
 }
 
 fn args(dir: &Path, name: &str) -> Vec<String> {
@@ -107,12 +107,10 @@ fn a_runaway_job_in_accounting_has_ended() {
     let dir = tempfile::tempdir().unwrap();
     fake(dir.path(), "sacct", "10SEPaliceSEPmtclusterSEPmultitenant\n");
     // Recorded: squeue --jobs <an id slurmctld does not know> (Slurm 22.05).
-    fs::write(
-        dir.path().join("squeue"),
+    common::executable(
+        &dir.path().join("squeue"),
         "#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id specified' >&2\nexit 1\n",
-    )
-    .unwrap();
-    fs::set_permissions(dir.path().join("squeue"), fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let l = running_jobs(&Scheduler::default().with_bin_dir(dir.path()), Strategy::SacctSqueue, "multitenant").unwrap();
     assert!(l.jobs.is_empty());
 }
@@ -129,20 +127,52 @@ fn no_accounted_job_means_no_squeue_call() {
 #[test]
 fn a_failing_scheduler_is_one_error_and_a_warning_is_not() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(
-        dir.path().join("squeue"),
+    common::executable(
+        &dir.path().join("squeue"),
         "#!/bin/sh\necho 'squeue: error: Unable to contact slurm controller (connect failure)' >&2\nexit 1\n",
-    )
-    .unwrap();
-    fs::set_permissions(dir.path().join("squeue"), fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let s = Scheduler::default().with_bin_dir(dir.path());
     let e = running_jobs(&s, Strategy::Squeue, "multitenant").unwrap_err();
     assert_eq!(e.to_string(), "squeue: squeue: error: Unable to contact slurm controller (connect failure)");
 
     fake(dir.path(), "squeue", "1SEPaSEPmultitenantSEPcSEP0SEPn1SEPmt|g|1.aTERM\n");
     let body = fs::read_to_string(dir.path().join("squeue")).unwrap();
-    fs::write(dir.path().join("squeue"), body.replace("#!/bin/sh\n", "#!/bin/sh\necho 'squeue: warning: x' >&2\n"))
-        .unwrap();
+    common::executable(
+        &dir.path().join("squeue"),
+        &body.replace("#!/bin/sh\n", "#!/bin/sh\necho 'squeue: warning: x' >&2\n"),
+    );
     let l = running_jobs(&s, Strategy::Squeue, "multitenant").unwrap();
     assert_eq!((l.jobs.len(), l.warnings), (1, vec!["squeue: warning: x".to_string()]));
+}
+
+#[test]
+fn through_a_submit_host_the_remote_shell_gets_each_word_and_a_scrubbed_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    common::executable(
+        &dir.path().join("squeue"),
+        "#!/bin/sh\nenv | grep -E '^(SLURM|SQUEUE|SACCT|SCONTROL|SINFO)_' | sort\nprintf '[%s]' \"$@\"\n",
+    );
+    let remote = |s: &Scheduler| {
+        let (p, a, c) = s.command_line("squeue", &["-O", "JobID:@x|y@", "it's"]).unwrap();
+        assert_eq!((p, c), (PathBuf::from("ssh"), None));
+        let opts = ["-p", "2222", "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=/dev/null", "-o"];
+        assert_eq!(a[..7], opts);
+        assert_eq!(a[7..11], ["StrictHostKeyChecking=no", "-o", "LogLevel=ERROR", "login1"]);
+        // As sshd hands the words to the remote login shell: one line, in the user's environment.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(a[11..].join(" "))
+            .env("SQUEUE_PARTITION", "hidden")
+            .env("SCONTROL_ALL", "1")
+            .env("SACCT_LOCAL", "1")
+            .env("SLURM_CONF", "/remote/slurm.conf")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let s =
+        Scheduler::default().with_bin_dir(dir.path()).with_cluster("beta").with_submit_host("login1", false, "2222");
+    assert_eq!(remote(&s), "SLURM_CONF=/remote/slurm.conf\n[-O][JobID:@x|y@][it's][-M][beta]");
+    let s = s.with_conf("/etc/b $(touch x).conf");
+    assert_eq!(remote(&s), "SLURM_CONF=/etc/b $(touch x).conf\n[-O][JobID:@x|y@][it's][-M][beta]");
 }
