@@ -117,15 +117,19 @@ RSpec.describe "the legacy-shaped specs in a legacy-style form" do
       .each { |v| expect(safe_value(v)).to eq(v) }
   end
 
-  it "keeps our own forms' lookups consistent: the URL offered is the one specs hold and the client job gets, with its key" do
+  it "keeps the lookups consistent: the URL a form offers is the one specs hold and the client job gets, with its key" do
     specs = { "7" => share("7", "Prof's LLM", "http://node1:4000/it's", key: "k" * 32) }
     MultiTenant.instance_variable_set(:@specs, specs)
     offered = MultiTenant.llm_options
     expect(offered).to eq([["alice: Prof's LLM (job 7)", "http://node1:4000/it%27s"]])
-    expect(MultiTenant::Apps.llm_access(offered[0][1])).to eq(url: "http://node1:4000/it%27s", key: "k" * 32)
+    access = { base_url: "http://node1:4000/it%27s/v1", ollama_url: "http://node1:4000/it%27s", key: "k" * 32 }
+    expect(MultiTenant::Apps.llm_access(offered[0][1])).to include(access)
     chat = MultiTenant.openai_options
     expect(chat).to eq([["alice: Prof's LLM (job 7)", "http://node1:4000/it%27s/v1"]])
-    expect(MultiTenant::Apps.openai_access(chat[0][1])).to include(base_url: "http://node1:4000/it%27s/v1", key: "k" * 32)
+    expect(MultiTenant::Apps.llm_access(chat[0][1])).to include(access)
+    # Our own forms offer the share's key.
+    expect(MultiTenant.llm_choices).to eq([["alice: Prof's LLM (job 7)", "7"]])
+    expect(MultiTenant::Apps.llm_access("7")).to include(access)
     # The legacy-style form offers the same value.
     expect(render_form(specs).dig("attributes", "llm_url", "options").last).to eq(["Prof’s LLM (Job ID: 7)", offered[0][1]])
   end

@@ -236,29 +236,23 @@ module MultiTenant
     # the job's environment (before.sh).
     def gate = %(#{Shellwords.escape(publisher)} gate --listen "0.0.0.0:${port}" --upstream "${mt_upstream}")
 
-    # What a client app's job needs to use the LLM the member chose in its form (the select's value is
-    # the share's ollama_url, as MultiTenant.llm_options lists them): {url:, key:}, url "" unless it is
-    # http(s), key the share's gate key, nil when no share of this user has that URL now (it ended) or
-    # it was made without the gate.
-    def llm_access(url, shares = MultiTenant.specs)
-      url = http_only(url)
-      share = chosen(shares, "ollama_url", url)
-      key = share&.dig("connection", "api_key")
-      { url: url, key: key.is_a?(String) && !key.empty? ? key : nil }
-    end
-
-    # What a client app's job needs to use the OpenAI-compatible LLM the member chose in its form (the
-    # select's value is the share's openai_base_url, as MultiTenant.openai_options lists them, from an
-    # Ollama or a vLLM share): {base_url:, key:, model:}; base_url "" unless it is http(s), key nil when
-    # no share of this user has that base URL now (it ended) or it was made without the gate, model the
-    # share's llm_model (vLLM) or ollama_model (Ollama), nil when it names none.
-    def openai_access(base_url, shares = MultiTenant.specs)
-      base_url = http_only(base_url)
-      share = chosen(shares, "openai_base_url", base_url)
+    # What a client app's job needs to use the LLM share the member chose in its form:
+    #   {base_url:, ollama_url:, key:, model:}
+    # choice: the share's key in `shares` (the value MultiTenant.llm_choices offers), or a URL — its
+    # openai_base_url or ollama_url — from a form in the first implementation's style or a value OOD
+    # cached before an upgrade. base_url: the share's openai_base_url; ollama_url: its ollama_url (an
+    # Ollama share); each "" unless http(s). key: its api_key (the gate's), nil without one. model: its
+    # llm_model (vLLM) or ollama_model (Ollama), nil when it names none. All "" / nil when no share of
+    # this user matches now (it ended, or the choice was empty or not http(s)).
+    def llm_access(choice, shares = MultiTenant.specs)
+      choice = choice.to_s.strip
+      share = shares[choice] || chosen(shares, "openai_base_url", http_only(choice)) ||
+              chosen(shares, "ollama_url", http_only(choice))
       conn = share ? share["connection"] : {}
       key = conn["api_key"]
       model = [conn["llm_model"], conn["ollama_model"]].find { |m| m.is_a?(String) && !m.strip.empty? }
-      { base_url: base_url, key: key.is_a?(String) && !key.empty? ? key : nil, model: model }
+      { base_url: http_only(conn["openai_base_url"]), ollama_url: http_only(conn["ollama_url"]),
+        key: key.is_a?(String) && !key.empty? ? key : nil, model: model }
     end
 
     # The share whose connection value `field` is `url`, nil for "". A URL is its publisher's text, which

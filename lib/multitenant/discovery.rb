@@ -134,24 +134,43 @@ module MultiTenant
         value = s.dig("connection", key.to_s)
         next unless value && printable(value) == value
 
-        # With several clusters the key is "<job id>@<cluster>": say it as people do.
-        job = id.to_s.include?("@") ? "#{s.dig("connection", "jobid")} on #{s.dig("info", "cluster")}" : id
-        # The app name as published (info "app"); "mta" is its form-safe rendering for the first
-        # implementation's forms, which our forms (writing labels as JSON) do not need.
-        label = "#{s.dig("info", "user")}: #{s.dig("info", "app") || s.dig("accounting", "mta")} (job #{job})"
-        [printable(label), printable(value)]
+        [share_label(id, s), printable(value)]
       end
     end
 
-    # The running LLMs shared with this user, for a Jupyter form's select: only http(s) URLs.
+    # [[label, key], …] for a client app's select: every running LLM shared with this user, Ollama or
+    # vLLM (both publish an http(s) openai_base_url), the value the share's key in specs ("<job id>", or
+    # "<job id>@<cluster>" with several clusters).
+    #   MultiTenant.llm_choices  # => [["alice: Ollama_API (job 12)", "12"]]
+    # A key names one job, whose owner and node discovery checked; a URL is its publisher's text, which
+    # any member may copy into a share of their own. MultiTenant::Apps.llm_access takes the value back.
+    def llm_choices(shares = specs)
+      shares.filter_map do |id, s|
+        next if Apps.http_url(s.dig("connection", "openai_base_url")).empty? || printable(id) != id.to_s
+
+        [share_label(id, s), id.to_s]
+      end
+    end
+
+    # The running Ollama LLMs shared with this user, [label, ollama_url] (only http(s) URLs): the
+    # first implementation's shape, for forms written for it. Ours use llm_choices.
     def llm_options(shares = specs)
       options_for("ollama_url", shares).select { |_, url| !Apps.http_url(url).empty? }
     end
 
     # The running OpenAI-compatible LLMs shared with this user (Ollama and vLLM shares both publish
-    # openai_base_url), for a chat client's select: only http(s) URLs.
+    # openai_base_url), [label, openai_base_url] (only http(s) URLs). Ours use llm_choices.
     def openai_options(shares = specs)
       options_for("openai_base_url", shares).select { |_, url| !Apps.http_url(url).empty? }
+    end
+
+    # "<owner>: <app> (job <id>)", or "(job <id> on <cluster>)" with several clusters (the key is then
+    # "<job id>@<cluster>"): the owner first, so an app name cannot pose as another owner; the app name as
+    # published (info "app"; "mta" is its form-safe rendering for the first implementation's forms, which
+    # ours, writing labels as JSON, do not need).
+    def share_label(id, share)
+      job = id.to_s.include?("@") ? "#{share.dig("connection", "jobid")} on #{share.dig("info", "cluster")}" : id
+      printable("#{share.dig("info", "user")}: #{share.dig("info", "app") || share.dig("accounting", "mta")} (job #{job})")
     end
 
     def printable(text) = text.to_s.scrub("").gsub(/[\p{C}\u{FFFE}\u{FFFF}]/, "")

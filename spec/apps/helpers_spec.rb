@@ -77,27 +77,42 @@ RSpec.describe MultiTenant::Apps do
     expect(Shellwords.split(described_class.publish(ctx, app: "A"))[1..3]).to eq(%w[publish --group mtclass])
   end
 
-  it ".openai_access and .llm_access: another share claiming the same URL (a URL is the publisher's text) does not take the key's place" do
+  it ".llm_access: the share the form named by its key, whatever other share copies its URL (a URL is the publisher's text)" do
     key = "0123456789abcdef0123456789abcdef"
     url = "http://node1:4000"
-    # Listed first: a share of another member, on another node, naming node1's URL with no key or its own.
+    # Listed first: a share of another member, on node1 too, naming the same URLs with its own key.
+    copy = { "connection" => { "host" => "node1", "openai_base_url" => "#{url}/v1", "ollama_url" => url, "api_key" => "f" * 32, "llm_model" => "evil" } }
+    real = { "connection" => { "host" => "node1", "openai_base_url" => "#{url}/v1", "ollama_url" => url, "api_key" => key, "ollama_model" => "org/m" } }
+    shares = { "9" => copy, "1@beta" => real }
+    access = { base_url: "#{url}/v1", ollama_url: url, key: key, model: "org/m" }
+    expect(described_class.llm_access("1@beta", shares)).to eq(access)
+    expect(described_class.llm_access(" 1@beta ", shares)).to eq(access)
+    expect(described_class.llm_access("9", shares)).to include(key: "f" * 32, model: "evil")
+  end
+
+  it ".llm_access by URL (a first-implementation-style form, a value cached before an upgrade): the share on the URL's host comes first" do
+    key = "0123456789abcdef0123456789abcdef"
+    url = "http://node1:4000"
     forged = { "connection" => { "host" => "node9", "openai_base_url" => "#{url}/v1", "ollama_url" => url, "api_key" => "f" * 32, "llm_model" => "evil" } }
     real = { "connection" => { "host" => "node1", "openai_base_url" => "#{url}/v1", "ollama_url" => url, "api_key" => key, "llm_model" => "org/m" } }
     shares = { "9" => forged, "1" => real }
-    expect(described_class.openai_access("#{url}/v1", shares)).to eq(base_url: "#{url}/v1", key: key, model: "org/m")
-    expect(described_class.llm_access(url, shares)).to eq(url: url, key: key)
+    expect(described_class.llm_access("#{url}/v1", shares)).to eq(base_url: "#{url}/v1", ollama_url: url, key: key, model: "org/m")
+    expect(described_class.llm_access(url, shares)).to eq(base_url: "#{url}/v1", ollama_url: url, key: key, model: "org/m")
   end
 
-  it ".openai_access and .llm_access find the chosen share by its URL as published, odd characters included, and give its key and model" do
+  it ".llm_access gives a share's URLs as published, odd characters included, only http(s) ones, and nothing for a share not running now" do
     key = "0123456789abcdef0123456789abcdef"
     odd = "http://node1:4000/v1/a'b(c)%7e"
     shares = { "1" => { "connection" => { "openai_base_url" => odd, "llm_model" => "org/m", "api_key" => key, "ollama_url" => "#{odd}x" } },
-               "2" => { "connection" => { "openai_base_url" => "http://node2:1/v1", "ollama_model" => "tiny:1b" } } }
-    expect(described_class.openai_access(" #{odd} ", shares)).to eq(base_url: odd, key: key, model: "org/m")
-    expect(described_class.openai_access("http://node2:1/v1", shares)).to eq(base_url: "http://node2:1/v1", key: nil, model: "tiny:1b")
-    expect(described_class.llm_access("#{odd}x", shares)).to eq(url: "#{odd}x", key: key)
-    expect(described_class.openai_access("javascript:alert(1)", shares)).to eq(base_url: "", key: nil, model: nil)
-    expect(described_class.openai_access("http://ended:1/v1", shares)).to eq(base_url: "http://ended:1/v1", key: nil, model: nil)
+               "2" => { "connection" => { "openai_base_url" => "http://node2:1/v1", "ollama_model" => "tiny:1b", "api_key" => "" } },
+               "3" => { "connection" => { "openai_base_url" => "javascript:alert(1)", "ollama_url" => "file:///etc/passwd", "api_key" => key } } }
+    expect(described_class.llm_access("1", shares)).to eq(base_url: odd, ollama_url: "#{odd}x", key: key, model: "org/m")
+    expect(described_class.llm_access(" #{odd} ", shares)).to eq(base_url: odd, ollama_url: "#{odd}x", key: key, model: "org/m")
+    expect(described_class.llm_access("#{odd}x", shares)).to eq(base_url: odd, ollama_url: "#{odd}x", key: key, model: "org/m")
+    expect(described_class.llm_access("2", shares)).to eq(base_url: "http://node2:1/v1", ollama_url: "", key: nil, model: "tiny:1b")
+    expect(described_class.llm_access("3", shares)).to include(base_url: "", ollama_url: "")
+    none = { base_url: "", ollama_url: "", key: nil, model: nil }
+    ["", "99", "javascript:alert(1)", "http://ended:1/v1", nil].each { |c| expect(described_class.llm_access(c, shares)).to eq(none), c.inspect }
   end
 
   it ".argument keeps model ids and paths as typed, and nothing that is an option, shell or YAML syntax in connection.yml" do

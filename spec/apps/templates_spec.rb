@@ -537,27 +537,29 @@ RSpec.describe "service and client app templates" do
   describe "multitenant-jupyter" do
     after { MultiTenant.instance_variable_set(:@specs, {}) }
 
-    it "lists the LLMs shared with the user, hostile labels and URLs included, as valid YAML" do
+    it "lists the LLMs shared with the user, Ollama and vLLM, each by its share's key, hostile labels included, as valid YAML" do
       nasty = %(Ollama "x": [y] #{EVIL}\u007f\u0085\uFFFE\u200B\n- ["injected", "http://evil"])
       MultiTenant.instance_variable_set(:@specs, {
-        "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => nasty }, "connection" => { "ollama_url" => "http://node1:4000" } },
+        "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => nasty }, "connection" => { "ollama_url" => "http://node1:4000", "openai_base_url" => "http://node1:4000/v1" } },
         "13" => { "info" => { "user" => "bob" }, "accounting" => { "mta" => "PostgreSQL" }, "connection" => { "db_name" => "x" } },
-        "14" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "ollama_url" => "http://x/\u007f" } },
-        "15" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "ollama_url" => "javascript:alert(1)" } }
+        "14" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "http://x/\u007f" } },
+        "15" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "javascript:alert(1)" } },
+        "16@beta" => { "info" => { "user" => "carol", "app" => "vLLM", "cluster" => "beta" }, "connection" => { "jobid" => "16", "openai_base_url" => "http://node2:8000/v1" } }
       })
       form = YAML.safe_load(render("multitenant-jupyter", "form.yml.erb"))
-      options = form.dig("attributes", "ollama_host", "options")
-      expect(options.size).to eq(1)
+      expect(form["form"]).to eq(%w[llm_share bc_num_hours])
+      options = form.dig("attributes", "llm_share", "options")
+      expect(options.map(&:last)).to eq(%w[12 16@beta])
       expect(options[0][0]).to start_with("alice: Ollama \"x\": [y]")
       expect(options[0][0]).not_to match(/[\u007f\u0085\uFFFE\u200B\n]/)
-      expect(options[0][1]).to eq("http://node1:4000")
+      expect(options[1][0]).to eq("carol: vLLM (job 16 on beta)")
     end
 
     it "says when no LLM is shared, and that the list refreshes by itself" do
       form = YAML.safe_load(render("multitenant-jupyter", "form.yml.erb"))
-      expect(form.dig("attributes", "ollama_host", "options")).to eq([["No shared LLM is running for you", ""]])
-      expect(form.dig("attributes", "ollama_host", "help")).to include("refreshes on its own within about a minute")
-      expect(form.dig("attributes", "ollama_host", "help")).not_to include("restart")
+      expect(form.dig("attributes", "llm_share", "options")).to eq([["No shared LLM is running for you", ""]])
+      expect(form.dig("attributes", "llm_share", "help")).to include("refreshes on its own within about a minute")
+      expect(form.dig("attributes", "llm_share", "help")).not_to include("restart")
     end
 
     it "submits to MultiTenant::Apps.submit_cluster, and still renders when the gem did not load" do
@@ -570,7 +572,7 @@ RSpec.describe "service and client app templates" do
 
     it "every app's port is one the kernel hands out (OOD's find_port only without python3)" do
       %w[multitenant-database multitenant-dashboard multitenant-jupyter multitenant-llm multitenant-vllm multitenant-chat].each do |app|
-        before = render(app, "template/before.sh.erb", { "ollama_host" => "", "llm_base_url" => "", "db_engine" => "postgresql", "db_name" => "x", "vllm_model" => "m" })
+        before = render(app, "template/before.sh.erb", { "llm_share" => "", "db_engine" => "postgresql", "db_name" => "x", "vllm_model" => "m" })
         port = lambda do |path|
           # OOD's find_port, here: 1 on the node's name, 2 on loopback.
           out, = Open3.capture2({ "PATH" => path }, "/bin/bash", "-c", "find_port() { [ \"$1\" = 127.0.0.1 ] && echo 2 || echo 1; }; host=node1\n#{before.lines.take_while { |l| !l.start_with?("export port") }.join}\nprintf '%s %s' \"$port\" \"${inner_port:-}\"")
@@ -586,22 +588,40 @@ RSpec.describe "service and client app templates" do
     end
 
     it "renders job scripts bash can parse" do
-      MultiTenant.instance_variable_set(:@specs, { "12" => { "connection" => { "ollama_url" => "http://node1:4000", "api_key" => "ab" * 16 } } })
+      MultiTenant.instance_variable_set(:@specs, { "12" => { "connection" => { "ollama_url" => "http://node1:4000", "openai_base_url" => "http://node1:4000/v1", "api_key" => "ab" * 16 } } })
       %w[before.sh.erb script.sh.erb].each do |t|
-        _, err, status = Open3.capture3("bash", "-n", stdin_data: render("multitenant-jupyter", "template/#{t}", { "ollama_host" => "http://node1:4000" }))
+        _, err, status = Open3.capture3("bash", "-n", stdin_data: render("multitenant-jupyter", "template/#{t}", { "llm_share" => "12" }))
         expect(status).to be_success, "#{t}: #{err}"
       end
     end
 
-    it "exports only an http(s) URL as OLLAMA_HOST, quoted" do
-      run = lambda do |host|
-        before = render("multitenant-jupyter", "template/before.sh.erb", { "ollama_host" => host })
-        out, = Open3.capture2("bash", "-c", "find_port() { echo 1; }; #{before}\nprintf %s \"$OLLAMA_HOST\"")
-        out
+    it "exports the chosen share's URLs, key and model, quoted (Ollama: also OLLAMA_HOST); a share not running now is one line and no LLM" do
+      key = "ab" * 16
+      odd = "http://node3:8000/v1/$(touch$IFS/tmp/mt-pwned)'x'"
+      MultiTenant.instance_variable_set(:@specs, {
+        "12" => { "connection" => { "host" => "node1", "ollama_url" => "http://node1:4000", "openai_base_url" => "http://node1:4000/v1", "api_key" => key, "ollama_model" => "gpt-oss:20b" } },
+        "13" => { "connection" => { "host" => "node2", "openai_base_url" => "http://node2:8000/v1", "api_key" => "cd" * 16, "llm_model" => "org/m" } },
+        "14" => { "connection" => { "host" => "node3", "openai_base_url" => odd, "llm_model" => %(m"$(touch /tmp/mt-pwned)') } }
+      })
+      names = %w[OPENAI_BASE_URL OPENAI_API_KEY MULTITENANT_LLM_MODEL MULTITENANT_LLM_KEY OLLAMA_HOST OLLAMA_API_KEY MULTITENANT_LLM_URL]
+      run = lambda do |choice|
+        before = render("multitenant-jupyter", "template/before.sh.erb", { "llm_share" => choice })
+        out, = Open3.capture2(names.to_h { |n| [n, nil] }, "bash", "-c", "find_port() { echo 1; }; #{before}\necho; echo @@env; env -0")
+        said, env = out.split("\n@@env\n", 2)
+        [said.lines(chomp: true).grep(/multitenant:/), env.split("\0").map { |l| l.split("=", 2) }.select { |n, _| names.include?(n) }.to_h]
       end
-      expect(run.call("http://node1:4000")).to eq("http://node1:4000")
-      expect(run.call("javascript:alert(1)")).to eq("")
-      expect(run.call("http://x/$(touch /tmp/mt-pwned)")).to eq("")
+      FileUtils.rm_f("/tmp/mt-pwned")
+      expect(run.call("12")).to eq([[], { "OPENAI_BASE_URL" => "http://node1:4000/v1", "OPENAI_API_KEY" => key, "MULTITENANT_LLM_KEY" => key, "MULTITENANT_LLM_MODEL" => "gpt-oss:20b",
+                                          "OLLAMA_HOST" => "http://node1:4000", "OLLAMA_API_KEY" => key, "MULTITENANT_LLM_URL" => "http://node1:4000" }])
+      vllm = [[], { "OPENAI_BASE_URL" => "http://node2:8000/v1", "OPENAI_API_KEY" => "cd" * 16, "MULTITENANT_LLM_KEY" => "cd" * 16, "MULTITENANT_LLM_MODEL" => "org/m" }]
+      expect(run.call("13")).to eq(vllm)
+      # A URL: a form of the first implementation's shape, or a value OOD cached before the upgrade.
+      expect(run.call("http://node2:8000/v1")).to eq(vllm)
+      expect(run.call("14")).to eq([[], { "OPENAI_BASE_URL" => odd, "MULTITENANT_LLM_MODEL" => %(m"$(touch /tmp/mt-pwned)') }])
+      expect(run.call("")).to eq([[], {}])
+      ["99", "javascript:alert(1)", "http://x/$(touch /tmp/mt-pwned)"].each do |gone|
+        expect(run.call(gone)).to eq([["multitenant: the chosen shared LLM is not running now: the notebook starts without it (choose a running one in the form)"], {}]), gone
+      end
       expect(File.exist?("/tmp/mt-pwned")).to be(false)
     end
   end
@@ -625,9 +645,9 @@ RSpec.describe "service and client app templates" do
         "15" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "javascript:alert(1)" } }
       })
       form = YAML.safe_load(render("multitenant-chat", "form.yml.erb"))
-      expect(form["form"]).to eq(%w[llm_base_url bc_num_hours])
-      options = form.dig("attributes", "llm_base_url", "options")
-      expect(options.map(&:last)).to eq(["http://node1:4000/v1", "http://node2:4000/v1"])
+      expect(form["form"]).to eq(%w[llm_share bc_num_hours])
+      options = form.dig("attributes", "llm_share", "options")
+      expect(options.map(&:last)).to eq(%w[12 13])
       expect(options[0][0]).to start_with("alice: vLLM \"x\": [y]")
       expect(options[0][0]).not_to match(/[\u007f\u0085\uFFFE\u200B\n]/)
       expect(options[1][0]).to eq("bob: Ollama_API (job 13)")
@@ -635,25 +655,25 @@ RSpec.describe "service and client app templates" do
 
     it "says when no LLM is shared, and still renders when the gem did not load" do
       form = YAML.safe_load(render("multitenant-chat", "form.yml.erb"))
-      expect(form.dig("attributes", "llm_base_url", "options")).to eq([["No shared LLM is running for you", ""]])
-      expect(form.dig("attributes", "llm_base_url", "help")).to include("refreshes on its own within about a minute")
+      expect(form.dig("attributes", "llm_share", "options")).to eq([["No shared LLM is running for you", ""]])
+      expect(form.dig("attributes", "llm_share", "help")).to include("refreshes on its own within about a minute")
       hide_const("MultiTenant::Apps")
       hide_const("MultiTenant")
       form = with_env("MULTITENANT_SUBMIT_CLUSTER" => nil) { YAML.safe_load(render("multitenant-chat", "form.yml.erb")) }
       expect(form["cluster"]).to eq("cluster")
-      expect(form.dig("attributes", "llm_base_url", "options")).to eq([["No shared LLM is running for you", ""]])
+      expect(form.dig("attributes", "llm_share", "options")).to eq([["No shared LLM is running for you", ""]])
     end
 
     it "has a manifest under Use a shared service and submits no WCKey (it publishes nothing), with the key for its view" do
       manifest = YAML.safe_load(File.read(app_file("multitenant-chat", "manifest.yml")))
       expect(manifest).to include("name" => "Chat with a shared LLM", "category" => "Multitenant", "subcategory" => "Use a shared service", "role" => "batch_connect")
-      submit = YAML.safe_load(render_submit("multitenant-chat", { "llm_base_url" => "" }))
+      submit = YAML.safe_load(render_submit("multitenant-chat", { "llm_share" => "" }))
       expect(submit).to eq("batch_connect" => { "template" => "basic", "conn_params" => ["password"] })
     end
 
     # Runs before.sh and script.sh as the job would, with a stand-in Python that records its arguments and
     # environment, and a stand-in gate that waits: {argv:, env:, out:, code:}.
-    def chat_run(base, env: {})
+    def chat_run(choice, env: {})
       Dir.mktmpdir do |dir|
         py = File.join(dir, "python")
         File.write(py, "#!/bin/sh\nprintf '%s\\n' \"$@\" > #{dir}/argv\nenv > #{dir}/env\n")
@@ -661,7 +681,7 @@ RSpec.describe "service and client app templates" do
         File.write(gate, "#!/bin/sh\nexec sleep 5\n")
         FileUtils.chmod(0o755, [py, gate])
         before, script = with_env(env.merge("MULTITENANT_CHAT_PYTHON" => py, "MULTITENANT_PUBLISHER" => gate)) do
-          %w[before script].map { |t| render("multitenant-chat", "template/#{t}.sh.erb", { "llm_base_url" => base }) }
+          %w[before script].map { |t| render("multitenant-chat", "template/#{t}.sh.erb", { "llm_share" => choice }) }
         end
         File.write(File.join(dir, "script.sh"), script)
         File.chmod(0o755, File.join(dir, "script.sh"))
@@ -673,7 +693,7 @@ RSpec.describe "service and client app templates" do
 
     it "gives the chat the chosen LLM's base URL, key and model in its environment, and no key on its command line" do
       shares
-      run = chat_run("http://node1:4000/v1")
+      run = chat_run("12")
       expect(run[:argv]).to eq(["./chat.py"]), run[:out]
       expect(run[:env]).to include("OPENAI_BASE_URL" => "http://node1:4000/v1", "OPENAI_API_KEY" => CHAT_KEY, "MULTITENANT_LLM_MODEL" => "org/tiny",
                                    "GRADIO_SERVER_NAME" => "127.0.0.1", "GRADIO_ROOT_PATH" => "/rnode/node1/#{run[:env]["port"]}")
@@ -686,31 +706,34 @@ RSpec.describe "service and client app templates" do
 
     it "serves Gradio under the node proxy's path the dashboard uses (MULTITENANT_NODE_PROXY), as the Open button links to it" do
       shares
-      expect(chat_run("http://node1:4000/v1", env: { "MULTITENANT_NODE_PROXY" => "node" })[:env]["GRADIO_ROOT_PATH"]).to match(%r{\A/node/node1/\d+\z})
-      expect(chat_run("http://node1:4000/v1", env: { "MULTITENANT_NODE_PROXY" => "direct" })[:env]["GRADIO_ROOT_PATH"]).to eq("")
-      expect(chat_run("http://node1:4000/v1", env: { "MULTITENANT_NODE_PROXY" => "bogus" })[:env]["GRADIO_ROOT_PATH"]).to match(%r{\A/rnode/node1/\d+\z})
+      expect(chat_run("12", env: { "MULTITENANT_NODE_PROXY" => "node" })[:env]["GRADIO_ROOT_PATH"]).to match(%r{\A/node/node1/\d+\z})
+      expect(chat_run("12", env: { "MULTITENANT_NODE_PROXY" => "direct" })[:env]["GRADIO_ROOT_PATH"]).to eq("")
+      expect(chat_run("12", env: { "MULTITENANT_NODE_PROXY" => "bogus" })[:env]["GRADIO_ROOT_PATH"]).to match(%r{\A/rnode/node1/\d+\z})
     end
 
     it "exports only an http(s) base URL, quoted; without one it says so in one line and the job ends" do
       odd = "http://node1:4000/v1?c=$(touch${IFS}/tmp/mt-pwned);id&d=!x"
       shares(odd, model: %(m"$(touch /tmp/mt-pwned)'))
       FileUtils.rm_f("/tmp/mt-pwned")
-      run = chat_run(odd)
+      run = chat_run("12")
       expect(run[:env]).to include("OPENAI_BASE_URL" => odd, "OPENAI_API_KEY" => CHAT_KEY, "MULTITENANT_LLM_MODEL" => %(m"$(touch /tmp/mt-pwned)'))
-      ["", "javascript:alert(1)", "file:///etc/passwd", "http://x/$(touch /tmp/mt-pwned) y"].each do |bad|
+      # A URL (a value OOD cached before the upgrade) still finds its share.
+      expect(chat_run(odd)[:env]).to include("OPENAI_BASE_URL" => odd, "OPENAI_API_KEY" => CHAT_KEY)
+      { "" => "no shared LLM was chosen" }.merge(["99", "javascript:alert(1)", "file:///etc/passwd", "http://x/$(touch /tmp/mt-pwned) y", "http://node9:4000/v1"].to_h { |c| [c, "the chosen shared LLM is not running now"] }).each do |bad, why|
         run = chat_run(bad)
         expect(run[:code]).to eq(1)
         expect(run[:argv]).to be_nil
-        expect(run[:out].lines(chomp: true)).to eq(["multitenant: no shared LLM was chosen (or its URL is not http(s)): choose one in the form"]), bad.inspect
+        expect(run[:out].lines(chomp: true)).to eq(["multitenant: #{why}: choose a running one in the form"]), bad.inspect
       end
       expect(File.exist?("/tmp/mt-pwned")).to be(false)
     end
 
-    it "runs without OPENAI_API_KEY when no share has that base URL now (it ended), and the chat says what it uses" do
-      shares("http://node9:4000/v1")
-      run = chat_run("http://node1:4000/v1")
+    it "runs without OPENAI_API_KEY when the share carries none, and the chat says what it uses" do
+      shares(key: nil, model: nil)
+      run = chat_run("12")
       expect(run[:env]).to include("OPENAI_BASE_URL" => "http://node1:4000/v1", "MULTITENANT_LLM_MODEL" => "")
       expect(run[:env]).not_to have_key("OPENAI_API_KEY")
+      expect(run[:out]).to include("Chatting with the shared LLM at http://node1:4000/v1\n")
     end
 
     def view(conn, env: {}) = with_env(env) { ERB.new(File.read(app_file("multitenant-chat", "view.html.erb")), trim_mode: "-").result(OpenStruct.new(conn).instance_eval { binding }) }
@@ -740,7 +763,7 @@ RSpec.describe "service and client app templates" do
                            out: File::NULL, err: File::NULL)
       base = "http://127.0.0.1:#{llm_port}/v1"
       shares(base, key: llm_key)
-      job = run_job("multitenant-chat", { "llm_base_url" => base }, host: "127.0.0.1", env: { "MULTITENANT_CHAT_PYTHON" => CHAT_PYTHON }, timeout: 120) do |conn, _|
+      job = run_job("multitenant-chat", { "llm_share" => "12" }, host: "127.0.0.1", env: { "MULTITENANT_CHAT_PYTHON" => CHAT_PYTHON }, timeout: 120) do |conn, _|
         url = "http://127.0.0.1:#{conn["port"]}/"
         expect(conn["password"]).to match(/\A\h{32}\z/)
         expect(gradio_chat(url, conn["password"], "hello through two gates")).to eq("fake vllm says: hello through two gates")

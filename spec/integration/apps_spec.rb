@@ -493,11 +493,11 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
 
       # The member's chat, offered the share in its form as the member's own discovery lists it.
       MultiTenant.instance_variable_set(:@specs, specs)
-      choice = MultiTenant.openai_options.find { |_, url| url == base }
-      expect(choice).not_to be_nil, MultiTenant.openai_options.inspect
+      choice = MultiTenant.llm_choices.find { |_, id| specs.dig(id, "connection", "openai_base_url") == base }
+      expect(choice).not_to be_nil, MultiTenant.llm_choices.inspect
       chat = nil
       watched = watch_cmdlines do
-        chat = launch("multitenant-chat", { "llm_base_url" => choice.last, "bc_num_hours" => "1" }, publishes: :ready, user: "mtmember",
+        chat = launch("multitenant-chat", { "llm_share" => choice.last, "bc_num_hours" => "1" }, publishes: :ready, user: "mtmember",
                                                                                                     render_env: { "MULTITENANT_CHAT_PYTHON" => CHAT_VENV_PYTHON }, timeout: 120)
       end
       log = File.read(@log)
@@ -523,7 +523,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
   it "the Jupyter client app hands the chosen LLM's URL and key to the notebook's environment, and its token and the key to no command line" do
     url = "http://#{node_of("mtcluster")}:4000"
     key = SecureRandom.hex(16)
-    MultiTenant.instance_variable_set(:@specs, { "41" => { "connection" => { "ollama_url" => url, "api_key" => key } } })
+    MultiTenant.instance_variable_set(:@specs, { "41" => { "connection" => { "ollama_url" => url, "openai_base_url" => "#{url}/v1", "api_key" => key } } })
     stub = File.join(lab, "jupyter-stub")
     FileUtils.mkdir_p(stub)
     out = File.join(stub, "env")
@@ -536,7 +536,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     FileUtils.chmod(0o755, [stub, File.join(stub, "jupyter")])
     FileUtils.chown("mtmember", nil, stub)
     watched = watch_cmdlines do
-      launch("multitenant-jupyter", { "ollama_host" => url, "bc_num_hours" => "1" }, publishes: false, user: "mtmember",
+      launch("multitenant-jupyter", { "llm_share" => "41", "bc_num_hours" => "1" }, publishes: false, user: "mtmember",
                                                                                      env: { "PATH" => "#{stub}:/usr/local/bin:/usr/bin:/bin" })
     end
     token, base, api_key, host, ollama_key = File.read(out).lines(chomp: true)

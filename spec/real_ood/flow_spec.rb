@@ -141,7 +141,7 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         poll("the owner's card to say it is no longer shared", timeout: 30) { owner.cards[vllm["id"]].to_s.include?("Not shared now") }
       end
 
-      it "the Jupyter client's real form lists the LLM shared while the dashboard runs, and its job gets the URL in its environment" do
+      it "the Jupyter client's real form lists the LLM shared while the dashboard runs, by its share, and its job gets the URL in its environment" do
         member = dashboard(version, "mtmember").start
         form = "/batch_connect/sys/multitenant-jupyter/session_contexts/new"
         options = -> { member.get(form).body.scan(/<option[^>]*value="([^"]*)"[^>]*>([^<]*)</) }
@@ -153,15 +153,15 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
         # The live refresh (TTL 5 s here) finds it; OOD 4.2 must also render its cached form again.
         # The harness serves two clusters (hpc and beta), so the label names the job's cluster.
         label = "mtowner: Ollama_API (job #{llm["job_id"]} on mtcluster)"
-        url = poll("the running dashboard's Jupyter form to list the LLM", timeout: 30) { options.call.find { |_, l| l == label }&.first }
-        expect(url).to match(%r{\Ahttp://[^/]+:\d+\z})
+        share = poll("the running dashboard's Jupyter form to list the LLM", timeout: 30) { options.call.find { |_, l| l == label }&.first }
+        expect(share).to eq("#{llm["job_id"]}@mtcluster")
 
-        job = launch(member, "multitenant-jupyter", { "cluster" => "hpc", "ollama_host" => url, "bc_num_hours" => "1" })
+        job = launch(member, "multitenant-jupyter", { "cluster" => "hpc", "llm_share" => share, "bc_num_hours" => "1" })
         # The job script OOD rendered runs as the member; its output is the session's output.log.
         log = File.join(home("mtmember"), "ondemand/data/sys/dashboard/batch_connect/sys/multitenant-jupyter/output", job["id"], "output.log")
         text = poll("the Jupyter job to report its LLM", timeout: 60) { File.file?(log) && File.read(log)[/^Using the shared LLM at .*$/] }
-        # The form's select gives the URL; the rendered job script also carries the share's key (in its environment).
-        expect(text).to eq("Using the shared LLM at #{url} (with the share key)")
+        # The form's select names the share; the rendered job script carries its URL, model and key (in its environment).
+        expect(text).to match(%r{\AUsing the shared LLM at http://[^/]+:\d+/v1 \(tiny:1b\) \(with the share key\)\z})
       end
 
       it "Delete on a delivered card dismisses it, the job keeps running (also for a Slurm operator), and it stays dismissed across starts" do
