@@ -239,35 +239,43 @@ module MultiTenant
     # What a client app's job needs to use the LLM share the member chose in its form:
     #   {base_url:, ollama_url:, key:, model:}
     # choice: the share's key in `shares` (the value MultiTenant.llm_choices offers), or a URL — its
-    # openai_base_url or ollama_url — from a form in the first implementation's style or a value OOD
-    # cached before an upgrade. base_url: the share's openai_base_url; ollama_url: its ollama_url (an
-    # Ollama share); each "" unless http(s). key: its api_key (the gate's), nil without one. model: its
+    # openai_base_url or ollama_url — from a form written for the first implementation's shape
+    # (MultiTenant.llm_options). base_url: the share's openai_base_url, or "<ollama_url>/v1" for an
+    # Ollama share that publishes only ollama_url (Ollama's OpenAI-compatible API); ollama_url: its
+    # ollama_url; each "" unless http(s). key: its api_key (the gate's), nil without one. model: its
     # llm_model (vLLM) or ollama_model (Ollama), nil when it names none. All "" / nil when no share of
-    # this user matches now (it ended, or the choice was empty or not http(s)).
+    # this user matches now (it ended, the choice was empty or not http(s), or a URL that several shares
+    # publish cannot say which).
     def llm_access(choice, shares = MultiTenant.specs)
       choice = choice.to_s.strip
-      share = shares[choice] || chosen(shares, "openai_base_url", http_only(choice)) ||
-              chosen(shares, "ollama_url", http_only(choice))
-      conn = share ? share["connection"] : {}
+      share = shares[choice] || by_url(shares, http_only(choice))
+      conn = share.is_a?(Hash) && share["connection"].is_a?(Hash) ? share["connection"] : {}
+      ollama = http_only(conn["ollama_url"])
+      base = http_only(conn["openai_base_url"])
+      base = http_only("#{ollama.chomp("/")}/v1") if base.empty? && !ollama.empty?
       key = conn["api_key"]
       model = [conn["llm_model"], conn["ollama_model"]].find { |m| m.is_a?(String) && !m.strip.empty? }
-      { base_url: http_only(conn["openai_base_url"]), ollama_url: http_only(conn["ollama_url"]),
-        key: key.is_a?(String) && !key.empty? ? key : nil, model: model }
+      { base_url: base, ollama_url: ollama, key: key.is_a?(String) && !key.empty? ? key : nil, model: model }
     end
 
-    # The share whose connection value `field` is `url`, nil for "". A URL is its publisher's text, which
-    # any member may copy into a share of theirs: one whose host (which discovery checked is a node of its
-    # job) is the URL's comes first.
-    def chosen(shares, field, url)
+    # The one share that publishes `url` as its openai_base_url or ollama_url, nil for "" or when it is
+    # not one. A URL is its publisher's text, which any member may copy into a share of theirs, in either
+    # field: of the shares naming it, those whose host (which discovery checked is a node of its job) is
+    # the URL's count, if any; more than one left is a tie no URL can break.
+    def by_url(shares, url)
       return nil if url.empty?
 
-      matches = shares.each_value.select { |s| s.dig("connection", field) == url }
+      matches = shares.each_value.select do |s|
+        s.is_a?(Hash) && s["connection"].is_a?(Hash) && [s["connection"]["openai_base_url"], s["connection"]["ollama_url"]].include?(url)
+      end
       host = begin
         URI.parse(url).host
       rescue URI::InvalidURIError
         nil
       end
-      matches.find { |s| host && s.dig("connection", "host") == host } || matches.first
+      on_host = matches.select { |s| host && s["connection"]["host"] == host }
+      matches = on_host unless on_host.empty?
+      matches.size == 1 ? matches.first : nil
     end
 
     # The value as the share published it (and the form offered it) when it is an http(s) URL, else "":

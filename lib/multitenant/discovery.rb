@@ -139,14 +139,15 @@ module MultiTenant
     end
 
     # [[label, key], …] for a client app's select: every running LLM shared with this user, Ollama or
-    # vLLM (both publish an http(s) openai_base_url), the value the share's key in specs ("<job id>", or
-    # "<job id>@<cluster>" with several clusters).
+    # vLLM (an http(s) openai_base_url or ollama_url: the first implementation's Ollama shares publish
+    # only the latter), the value the share's key in specs ("<job id>", or "<job id>@<cluster>" with
+    # several clusters).
     #   MultiTenant.llm_choices  # => [["alice: Ollama_API (job 12)", "12"]]
     # A key names one job, whose owner and node discovery checked; a URL is its publisher's text, which
     # any member may copy into a share of their own. MultiTenant::Apps.llm_access takes the value back.
     def llm_choices(shares = specs)
       shares.filter_map do |id, s|
-        next if Apps.http_url(s.dig("connection", "openai_base_url")).empty? || printable(id) != id.to_s
+        next if Apps.llm_access(id.to_s, shares)[:base_url].empty? || printable(id) != id.to_s
 
         [share_label(id, s), id.to_s]
       end
@@ -173,6 +174,7 @@ module MultiTenant
       printable("#{share.dig("info", "user")}: #{share.dig("info", "app") || share.dig("accounting", "mta")} (job #{job})")
     end
 
-    def printable(text) = text.to_s.scrub("").gsub(/[\p{C}\u{FFFE}\u{FFFF}]/, "")
+    # Without controls, noncharacters, or the line and paragraph separators YAML reads as line breaks.
+    def printable(text) = text.to_s.scrub("").gsub(/[\p{C}\p{Zl}\p{Zp}\u{FFFE}\u{FFFF}]/, "")
   end
 end

@@ -90,14 +90,39 @@ RSpec.describe MultiTenant::Apps do
     expect(described_class.llm_access("9", shares)).to include(key: "f" * 32, model: "evil")
   end
 
-  it ".llm_access by URL (a first-implementation-style form, a value cached before an upgrade): the share on the URL's host comes first" do
+  it ".llm_access by URL (a form of the first implementation's shape): the one share naming it in either field, on the URL's host if any; a tie gives none" do
     key = "0123456789abcdef0123456789abcdef"
     url = "http://node1:4000"
-    forged = { "connection" => { "host" => "node9", "openai_base_url" => "#{url}/v1", "ollama_url" => url, "api_key" => "f" * 32, "llm_model" => "evil" } }
     real = { "connection" => { "host" => "node1", "openai_base_url" => "#{url}/v1", "ollama_url" => url, "api_key" => key, "llm_model" => "org/m" } }
-    shares = { "9" => forged, "1" => real }
-    expect(described_class.llm_access("#{url}/v1", shares)).to eq(base_url: "#{url}/v1", ollama_url: url, key: key, model: "org/m")
-    expect(described_class.llm_access(url, shares)).to eq(base_url: "#{url}/v1", ollama_url: url, key: key, model: "org/m")
+    # Listed first, on another node: one names node1's Ollama URL as its own, one names it as its OpenAI base URL.
+    forged = { "connection" => { "host" => "node9", "openai_base_url" => "#{url}/v1", "ollama_url" => url, "api_key" => "f" * 32, "llm_model" => "evil" } }
+    crossed = { "connection" => { "host" => "node9", "openai_base_url" => url, "ollama_url" => "http://node9:5555", "api_key" => "e" * 32 } }
+    shares = { "9" => forged, "8" => crossed, "1" => real }
+    access = { base_url: "#{url}/v1", ollama_url: url, key: key, model: "org/m" }
+    expect(described_class.llm_access("#{url}/v1", shares)).to eq(access)
+    expect(described_class.llm_access(url, shares)).to eq(access)
+    # Another share on node1 naming the same URL: no URL can say which, so none.
+    twin = { "connection" => { "host" => "node1", "ollama_url" => url, "api_key" => "d" * 32 } }
+    none = { base_url: "", ollama_url: "", key: nil, model: nil }
+    expect(described_class.llm_access(url, shares.merge("7" => twin))).to eq(none)
+    expect(described_class.llm_access("1", shares.merge("7" => twin))).to eq(access)
+    # None on the URL's host: the one share naming it, else none.
+    expect(described_class.llm_access(url, { "9" => forged })).to include(key: "f" * 32)
+    expect(described_class.llm_access(url, { "9" => forged, "8" => crossed })).to eq(none)
+  end
+
+  it ".llm_access and MultiTenant.llm_choices take an Ollama share that publishes only ollama_url (the first implementation's), at its /v1" do
+    shares = { "5" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => "Ollama_API" }, "connection" => { "host" => "node1", "ollama_url" => "http://node1:4000/" } },
+               "6" => { "info" => { "user" => "bob" }, "connection" => "not a hash" }, "7" => { "info" => { "user" => "eve" } } }
+    expect(described_class.llm_access("5", shares)).to eq(base_url: "http://node1:4000/v1", ollama_url: "http://node1:4000/", key: nil, model: nil)
+    expect(described_class.llm_access("http://node1:4000/", shares)).to include(base_url: "http://node1:4000/v1")
+    %w[6 7].each { |k| expect(described_class.llm_access(k, shares)).to eq(base_url: "", ollama_url: "", key: nil, model: nil) }
+    expect(MultiTenant.llm_choices(shares)).to eq([["alice: Ollama_API (job 5)", "5"]])
+  end
+
+  it "MultiTenant.llm_choices drops from labels what YAML would read as a line break (U+2028, U+2029)" do
+    shares = { "5" => { "info" => { "user" => "alice", "app" => "a\u2028--- x\u2029: y" }, "connection" => { "openai_base_url" => "http://node1:4000/v1" } } }
+    expect(MultiTenant.llm_choices(shares)).to eq([["alice: a--- x: y (job 5)", "5"]])
   end
 
   it ".llm_access gives a share's URLs as published, odd characters included, only http(s) ones, and nothing for a share not running now" do

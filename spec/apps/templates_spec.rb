@@ -544,12 +544,14 @@ RSpec.describe "service and client app templates" do
         "13" => { "info" => { "user" => "bob" }, "accounting" => { "mta" => "PostgreSQL" }, "connection" => { "db_name" => "x" } },
         "14" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "http://x/\u007f" } },
         "15" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "javascript:alert(1)" } },
-        "16@beta" => { "info" => { "user" => "carol", "app" => "vLLM", "cluster" => "beta" }, "connection" => { "jobid" => "16", "openai_base_url" => "http://node2:8000/v1" } }
+        "16@beta" => { "info" => { "user" => "carol", "app" => "vLLM", "cluster" => "beta" }, "connection" => { "jobid" => "16", "openai_base_url" => "http://node2:8000/v1" } },
+        # The first implementation's Ollama share: only ollama_url.
+        "17" => { "info" => { "user" => "dave" }, "accounting" => { "mta" => "Ollama" }, "connection" => { "host" => "node3", "ollama_url" => "http://node3:4000" } }
       })
       form = YAML.safe_load(render("multitenant-jupyter", "form.yml.erb"))
       expect(form["form"]).to eq(%w[llm_share bc_num_hours])
       options = form.dig("attributes", "llm_share", "options")
-      expect(options.map(&:last)).to eq(%w[12 16@beta])
+      expect(options.map(&:last)).to eq(%w[12 16@beta 17])
       expect(options[0][0]).to start_with("alice: Ollama \"x\": [y]")
       expect(options[0][0]).not_to match(/[\u007f\u0085\uFFFE\u200B\n]/)
       expect(options[1][0]).to eq("carol: vLLM (job 16 on beta)")
@@ -601,7 +603,8 @@ RSpec.describe "service and client app templates" do
       MultiTenant.instance_variable_set(:@specs, {
         "12" => { "connection" => { "host" => "node1", "ollama_url" => "http://node1:4000", "openai_base_url" => "http://node1:4000/v1", "api_key" => key, "ollama_model" => "gpt-oss:20b" } },
         "13" => { "connection" => { "host" => "node2", "openai_base_url" => "http://node2:8000/v1", "api_key" => "cd" * 16, "llm_model" => "org/m" } },
-        "14" => { "connection" => { "host" => "node3", "openai_base_url" => odd, "llm_model" => %(m"$(touch /tmp/mt-pwned)') } }
+        "14" => { "connection" => { "host" => "node3", "openai_base_url" => odd, "llm_model" => %(m"$(touch /tmp/mt-pwned)') } },
+        "17" => { "connection" => { "host" => "node4", "ollama_url" => "http://node4:4000" } }
       })
       names = %w[OPENAI_BASE_URL OPENAI_API_KEY MULTITENANT_LLM_MODEL MULTITENANT_LLM_KEY OLLAMA_HOST OLLAMA_API_KEY MULTITENANT_LLM_URL]
       run = lambda do |choice|
@@ -618,6 +621,7 @@ RSpec.describe "service and client app templates" do
       # A URL: a form of the first implementation's shape, or a value OOD cached before the upgrade.
       expect(run.call("http://node2:8000/v1")).to eq(vllm)
       expect(run.call("14")).to eq([[], { "OPENAI_BASE_URL" => odd, "MULTITENANT_LLM_MODEL" => %(m"$(touch /tmp/mt-pwned)') }])
+      expect(run.call("17")).to eq([[], { "OPENAI_BASE_URL" => "http://node4:4000/v1", "MULTITENANT_LLM_MODEL" => "", "OLLAMA_HOST" => "http://node4:4000", "MULTITENANT_LLM_URL" => "http://node4:4000" }])
       expect(run.call("")).to eq([[], {}])
       ["99", "javascript:alert(1)", "http://x/$(touch /tmp/mt-pwned)"].each do |gone|
         expect(run.call(gone)).to eq([["multitenant: the chosen shared LLM is not running now: the notebook starts without it (choose a running one in the form)"], {}]), gone
