@@ -105,8 +105,9 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
   end
 
   it "leaves cards and dismissals alone when the scheduler cannot be asked" do
-    a = submit_share(owner: "mtowner", args: conn)
-    b = submit_share(owner: "mtowner", app: "Other", args: conn)
+    a = submit_share(owner: "mtowner", args: conn, wait: false)
+    b = submit_share(owner: "mtowner", app: "Other", args: conn, wait: false)
+    wait_published(a, b)
     root = dataroot_for("mtmember")
     specs = discover_as("mtmember", dataroot: root)["specs"]
     run_as("mtmember", "rm", File.join(root, "batch_connect/db", specs[a]["info"]["card_id"]))
@@ -128,16 +129,18 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
   end
 
   it "honours the allow-list and expiry" do
-    allowed = submit_share(owner: "mtowner", args: conn + ["--allow", "mtprimary"])
-    expiring = submit_share(owner: "mtowner", args: conn + ["--expires-in", "1h"])
+    allowed = submit_share(owner: "mtowner", args: conn + ["--allow", "mtprimary"], wait: false)
+    expiring = submit_share(owner: "mtowner", args: conn + ["--expires-in", "1h"], wait: false)
+    wait_published(allowed, expiring)
     expect(discover_as("mtmember")["specs"].keys).to eq([expiring])
     expect(discover_as("mtprimary")["specs"].keys).to contain_exactly(allowed, expiring)
     expect(discover_as("mtprimary", now: Time.now.to_i + 3601)["specs"].keys).to eq([allowed])
   end
 
   it "rejects a name moved to another job, a forged name, and a name with a newline that forges a record" do
-    a = submit_share(owner: "mtowner", args: conn)
-    b = submit_share(owner: "mtowner", app: "Other", args: conn)
+    a = submit_share(owner: "mtowner", args: conn, wait: false)
+    b = submit_share(owner: "mtowner", app: "Other", args: conn, wait: false)
+    wait_published(a, b)
     name_a = job_name(a)
     run_as("mtowner", "scontrol", "update", "JobId=#{b}", "JobName=#{name_a}")
     poll("rename") { job_name(b) == name_a }
@@ -169,11 +172,12 @@ RSpec.describe "discovery on a real Slurm cluster", :cluster do
   end
 
   it "refuses a share whose host is not a node of its job, in one line, with both strategies; the node's name with a cluster domain is one" do
-    away = submit_share(owner: "mtowner", app: "Elsewhere", args: ["--set", "host=node1", "--set", "port=22"])
-    fqdn = submit_share(owner: "mtowner", app: "Here", args: ["--set", "host=#{node.upcase}.cluster.example.edu"])
+    away = submit_share(owner: "mtowner", app: "Elsewhere", args: ["--set", "host=node1", "--set", "port=22"], wait: false)
+    fqdn = submit_share(owner: "mtowner", app: "Here", args: ["--set", "host=#{node.upcase}.cluster.example.edu"], wait: false)
     # The node's name and a domain the publisher controls: OOD's shell button would go there.
-    evil = submit_share(owner: "mtowner", app: "Evil", args: ["--set", "host=#{node}.evil.example.com"])
-    plain = submit_share(owner: "mtowner", app: "No_host", args: ["--set", "url=https://lab.example.edu/"])
+    evil = submit_share(owner: "mtowner", app: "Evil", args: ["--set", "host=#{node}.evil.example.com"], wait: false)
+    plain = submit_share(owner: "mtowner", app: "No_host", args: ["--set", "url=https://lab.example.edu/"], wait: false)
+    wait_published(away, fqdn, evil, plain)
     root = dataroot_for("mtmember")
     domains = "cluster.example.edu"
     %w[squeue sacct].each do |strategy|

@@ -62,8 +62,9 @@ RSpec.describe "faults at a dashboard start", :cluster do
   before(:all) do
     require_cluster!
     @node = node_of("mtcluster")
-    @a = submit_share(owner: "mtowner", args: conn)
-    @b = submit_share(owner: "mtowner", app: "Other", args: conn)
+    @a = submit_share(owner: "mtowner", args: conn, wait: false)
+    @b = submit_share(owner: "mtowner", app: "Other", args: conn, wait: false)
+    wait_published(@a, @b)
     @base = File.join(lab, "faults")
     FileUtils.mkdir_p(@base)
     File.chmod(0o755, @base)

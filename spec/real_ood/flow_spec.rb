@@ -213,8 +213,9 @@ RSpec.describe "In the real Open OnDemand dashboard", :cluster do
 
       it "the card goes away on the next live refresh when the share ends: expired, member removed, key rotated away" do
         member = dashboard(version, "mtmember")
-        expiring = submit_share(owner: "mtowner", app: "Expiring", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default", "--expires-in", "40s"])
-        lasting = submit_share(owner: "mtowner", app: "Lasting", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default"])
+        lasting = submit_share(owner: "mtowner", app: "Lasting", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default"], wait: false)
+        expiring = submit_share(owner: "mtowner", app: "Expiring", args: ["--method", "card", "--delivery", "sys/multitenant-delivery_default", "--expires-in", "30s"], wait: false)
+        wait_published(lasting, expiring)
         member.start
         titles = -> { member.cards.values.map { |c| c[/mtowner: (\w+)/, 1] }.sort }
         expect(titles.call).to eq(%w[Expiring Lasting])

@@ -58,9 +58,10 @@ RSpec.describe "A legacy-style client form in the real Open OnDemand dashboard",
         node = node_of("mtcluster")
         shares = LEGACY_NAMES.keys.each_with_index.map do |name, i|
           url = "http://#{node}:#{4100 + i}/it's"
-          id = submit_share(owner: "mtowner", app: name, args: ["--set", "host=#{node}", "--set", "ollama_url=#{url}"])
+          id = submit_share(owner: "mtowner", app: name, args: ["--set", "host=#{node}", "--set", "ollama_url=#{url}"], wait: false)
           [id, name, "http://#{node}:#{4100 + i}/it%27s"]
         end
+        wait_published(*shares.map(&:first))
 
         member = dashboard(version, "mtmember", env: { "MULTITENANT_TTL" => "3600" }).start
         expect(member.get("/").body).to include("/batch_connect/sys/#{LEGACY_APP}/session_contexts/new")

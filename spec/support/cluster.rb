@@ -81,8 +81,9 @@ module ClusterHelpers
   end
 
   # Submits a job as `owner` that publishes itself with mtshare, and waits until it is shared and
-  # visible to both discovery strategies.
-  def submit_share(owner:, app: "Ollama_API", group: "mtclass", args: [], wckey: "multitenant", sleep_for: 900)
+  # visible to both discovery strategies (wait: false: the caller waits, with wait_published, for
+  # several submitted at once).
+  def submit_share(owner:, app: "Ollama_API", group: "mtclass", args: [], wckey: "multitenant", sleep_for: 900, wait: true)
     publish = [File.join(lab, "mtshare"), "publish", "--group", group, "--app", app, *args].map { |a| Shellwords.escape(a) }.join(" ")
     script = "#{publish} || exit 1; exec sleep #{sleep_for}"
     wck = wckey ? ["--wckey=#{wckey}"] : []
@@ -92,9 +93,14 @@ module ClusterHelpers
     raise "sbatch failed: #{err}" unless id.match?(/\A\d+\z/)
 
     (@jobs ||= []) << id
-    poll("job #{id} to publish") { job_name(id).include?("|") }
-    poll("job #{id} in accounting") { in_accounting?(id) }
+    wait_published(id) if wait
     id
+  end
+
+  # Waits until each of these jobs is shared and visible to both discovery strategies.
+  def wait_published(*ids)
+    ids.each { |id| poll("job #{id} to publish") { job_name(id).include?("|") } }
+    ids.each { |id| poll("job #{id} in accounting") { in_accounting?(id) } }
   end
 
   def plain_job(user)
