@@ -120,7 +120,14 @@ RSpec.describe "admin.rake", :cluster do
     out, _, code = rake("doctor")
     expect([code, problems(out)]).to eq([0, []])
     expect(out).to include("ok       OOD: the installed apps are this gem's",
-                           "ok       OOD: the vLLM app runs `vllm` from the compute nodes' PATH (or its module); MULTITENANT_VLLM in #{env_path} names another")
+                           "ok       OOD: the vLLM app runs `vllm` from the compute nodes' PATH (or its module); MULTITENANT_VLLM in #{env_path} names another",
+                           "ok       OOD: the vLLM app serves on a private Unix socket (vllm serve --uds: vLLM 0.9 or later); MULTITENANT_VLLM_LISTEN=loopback in #{env_path} for an older vLLM")
+    File.write(env_path, "#{File.read(env_path)}MULTITENANT_VLLM_LISTEN=tcp\n")
+    expect(problems(rake("doctor").first)).to eq(["PROBLEM  OOD: MULTITENANT_VLLM_LISTEN=tcp is neither unix nor loopback (the vLLM app uses a Unix socket): set it to one of them in #{env_path}, or remove it"])
+    File.write(env_path, File.read(env_path).sub("MULTITENANT_VLLM_LISTEN=tcp\n", "MULTITENANT_VLLM_LISTEN=loopback\n"))
+    out, _, code = rake("doctor")
+    expect([code, problems(out)]).to eq([0, []])
+    expect(out).to include(a_string_including("OOD: the vLLM app serves on 127.0.0.1 (MULTITENANT_VLLM_LISTEN=loopback): other jobs on the node reach it around the gate"))
   end
 
   it "doctor names an app setting that is here but the wrong kind: a program where a directory is meant, and the reverse" do

@@ -513,6 +513,19 @@ module MultiTenant
           fine << "OOD: #{what} runs #{value} on the compute nodes (not on this host, so not checked here)"
         end
       end
+      doctor_vllm_listen(env["MULTITENANT_VLLM_LISTEN"].to_s.strip, problems, fine)
+    end
+
+    # How vLLM listens behind its gate (Apps.vllm_listen): a private Unix socket unless "loopback".
+    def doctor_vllm_listen(value, problems, fine)
+      case value
+      when "", "unix"
+        fine << "OOD: the vLLM app serves on a private Unix socket (vllm serve --uds: vLLM 0.9 or later); MULTITENANT_VLLM_LISTEN=loopback in #{env_file} for an older vLLM"
+      when "loopback"
+        fine << "OOD: the vLLM app serves on 127.0.0.1 (MULTITENANT_VLLM_LISTEN=loopback): other jobs on the node reach it around the gate: give vLLM jobs whole nodes, or use vLLM 0.9 or later and remove the setting"
+      else
+        problems << "OOD: MULTITENANT_VLLM_LISTEN=#{value} is neither unix nor loopback (the vLLM app uses a Unix socket): set it to one of them in #{env_file}, or remove it"
+      end
     end
 
     def app_dirs = Dir[File.join(GEM_ROOT, "ood/apps/*")].select { |d| File.directory?(d) }.sort

@@ -24,6 +24,13 @@ module MultiTenant
     # The vllm command on the compute nodes (MULTITENANT_VLLM in the dashboard's env, else on PATH).
     def vllm = ENV.fetch("MULTITENANT_VLLM", "vllm")
 
+    # Where vLLM listens behind its gate (MULTITENANT_VLLM_LISTEN in the dashboard's env): "unix", the
+    # default and any value but "loopback", a Unix socket in a private directory (mktemp -d, 0700), which
+    # no other user's process on the node can connect to (vllm serve --uds, vLLM 0.9 and later,
+    # vllm/entrypoints/openai/cli_args.py FrontendArgs.uds); "loopback", 127.0.0.1, for an older vLLM,
+    # where any process on the node reaches it around the gate.
+    def vllm_listen = ENV["MULTITENANT_VLLM_LISTEN"].to_s.strip == "loopback" ? "loopback" : "unix"
+
     # The Python on the compute nodes that runs the chat client, with the gradio and openai packages
     # (MULTITENANT_CHAT_PYTHON in the dashboard's env, e.g. a venv's bin/python; else python3 on PATH).
     def chat_python = ENV.fetch("MULTITENANT_CHAT_PYTHON", "python3")

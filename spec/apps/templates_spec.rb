@@ -110,7 +110,7 @@ RSpec.describe "service and client app templates" do
         printf '%s\\n' "$@" > #{dir}/args.tmp && mv #{dir}/args.tmp #{dir}/args
       SH
       File.chmod(0o755, fake)
-      settings = env.slice("MULTITENANT_OLLAMA", "MULTITENANT_VLLM", "MULTITENANT_CHAT_PYTHON", "MULTITENANT_NODE_PROXY")
+      settings = env.slice("MULTITENANT_OLLAMA", "MULTITENANT_VLLM", "MULTITENANT_VLLM_LISTEN", "MULTITENANT_CHAT_PYTHON", "MULTITENANT_NODE_PROXY")
       rendered = with_env(settings.merge("MULTITENANT_PUBLISHER" => fake)) do
         %w[before script after].to_h { |t| [t, render(app, "template/#{t}.sh.erb", context)] }
       end
@@ -291,7 +291,7 @@ RSpec.describe "service and client app templates" do
 
     # Runs before.sh and script.sh with a stand-in vllm that records its arguments and whether it got the
     # gate's key; the gate a stand-in that waits, so the recording is done before script.sh ends.
-    def vllm_run(extra)
+    def vllm_run(extra, env = {})
       Dir.mktmpdir do |dir|
         stub = File.join(dir, "vllm")
         File.write(stub, %(#!/bin/sh\nprintf '%s\\n' "$@" > #{dir}/argv\necho "key:${MULTITENANT_GATE_KEY:+set}" >> #{dir}/argv\n))
@@ -299,7 +299,7 @@ RSpec.describe "service and client app templates" do
         File.write(gate, "#!/bin/sh\nexec sleep 5\n")
         FileUtils.chmod(0o755, [stub, gate])
         ctx = context_for("multitenant-vllm", extra)
-        before, script = with_env("MULTITENANT_VLLM" => stub, "MULTITENANT_PUBLISHER" => gate) do
+        before, script = with_env(env.merge("MULTITENANT_VLLM" => stub, "MULTITENANT_PUBLISHER" => gate)) do
           %w[before script].map { |t| render("multitenant-vllm", "template/#{t}.sh.erb", ctx) }
         end
         File.write(File.join(dir, "script.sh"), script)
@@ -310,19 +310,29 @@ RSpec.describe "service and client app templates" do
       end
     end
 
-    it "serves the model on loopback under its own name, with --max-model-len, --max-num-seqs and --tensor-parallel-size only from validated whole numbers" do
+    it "serves the model on a private Unix socket under its own name, with --max-model-len, --max-num-seqs and --tensor-parallel-size only from validated whole numbers" do
+      sock = %r{\A/tmp/mtvllm\.\w{6}/vllm\.sock\z}
       argv, out = vllm_run("vllm_model" => "Qwen/Qwen2.5-7B-Instruct", "vllm_gpus" => "2", "vllm_max_model_len" => "4096", "vllm_max_num_seqs" => "08")
-      expect(argv).to eq(["serve", "Qwen/Qwen2.5-7B-Instruct", "--host", "127.0.0.1", "--port", argv[5], "--served-model-name", "Qwen/Qwen2.5-7B-Instruct",
+      expect(argv).to eq(["serve", "Qwen/Qwen2.5-7B-Instruct", "--uds", argv[3], "--served-model-name", "Qwen/Qwen2.5-7B-Instruct",
                           "--max-model-len", "4096", "--max-num-seqs", "8", "--tensor-parallel-size", "2", "key:"]), out
-      expect(Integer(argv[5])).to be > 1024
+      expect(argv[3]).to match(sock)
+      # The job's private directory goes with the job.
+      expect(File.exist?(File.dirname(argv[3]))).to be(false)
       argv, out = vllm_run("vllm_gpus" => "1")
-      expect(argv).to eq(["serve", "openai/gpt-oss-20b", "--host", "127.0.0.1", "--port", argv[5], "--served-model-name", "openai/gpt-oss-20b", "key:"]), out
+      expect(argv).to eq(["serve", "openai/gpt-oss-20b", "--uds", argv[3], "--served-model-name", "openai/gpt-oss-20b", "key:"]), out
       FileUtils.rm_f("/tmp/mt-pwned")
       ["0", "-4096", "4096 --trust-remote-code", "1e5", "40.5", "99999999999", "$(touch /tmp/mt-pwned)", EVIL].each do |bad|
         argv, out = vllm_run("vllm_gpus" => bad, "vllm_max_model_len" => bad, "vllm_max_num_seqs" => bad)
-        expect(argv).to eq(["serve", "openai/gpt-oss-20b", "--host", "127.0.0.1", "--port", argv[5], "--served-model-name", "openai/gpt-oss-20b", "key:"]), "#{bad.inspect}: #{out}"
+        expect(argv).to eq(["serve", "openai/gpt-oss-20b", "--uds", argv[3], "--served-model-name", "openai/gpt-oss-20b", "key:"]), "#{bad.inspect}: #{out}"
       end
       expect(File.exist?("/tmp/mt-pwned")).to be(false)
+      # MULTITENANT_VLLM_LISTEN=loopback (a vLLM before 0.9, which has no --uds); any other value keeps the socket.
+      argv, out = vllm_run({ "vllm_max_model_len" => "4096" }, { "MULTITENANT_VLLM_LISTEN" => "loopback" })
+      expect(argv).to eq(["serve", "openai/gpt-oss-20b", "--host", "127.0.0.1", "--port", argv[5], "--served-model-name", "openai/gpt-oss-20b", "--max-model-len", "4096", "key:"]), out
+      expect(Integer(argv[5])).to be > 1024
+      ["", "tcp", "LOOPBACK", "127.0.0.1"].each do |other|
+        expect(vllm_run({}, { "MULTITENANT_VLLM_LISTEN" => other }).first[2]).to eq("--uds"), other.inspect
+      end
     end
 
     it "refuses a model that vllm would read as an option, or with spaces, in one line, before anything runs" do
@@ -490,7 +500,7 @@ RSpec.describe "service and client app templates" do
 
     FAKE_VLLM = File.join(ROOT, "spec/ood/fake-vllm")
 
-    it "multitenant-vllm: a slow load is published only once the published URL lists the model; vllm listens on loopback, without the key, the gate on every interface" do
+    it "multitenant-vllm: a slow load is published only once the published URL lists the model; vllm listens on its private socket, without the key, the gate on every interface" do
       ip = outward_ip
       model = "org/tiny-1.5B_v2"
       Dir.mktmpdir do |rec|
@@ -499,18 +509,41 @@ RSpec.describe "service and client app templates" do
                                                                                                                                   env: { "MULTITENANT_VLLM" => FAKE_VLLM, "FAKE_VLLM_LOAD" => "slow:3", "FAKE_VLLM_ARGS" => "#{rec}/args" })
         expect(job[:args]).not_to be_nil, job[:out].join("\n")
         expect(Time.now - t).to be >= 3
-        inner = job[:out].join("\n")[/Starting vLLM API server on http:\/\/127\.0\.0\.1:(\d+)/, 1]
-        expect(inner).not_to be_nil, job[:out].join("\n")
-        expect(job[:out]).to include(a_string_matching(/\Amtshare gate: listening on 0\.0\.0\.0:\d+, forwarding to 127\.0\.0\.1:#{inner}/))
+        sock = job[:out].join("\n")[%r{Starting vLLM API server on unix:(/tmp/mtvllm\.\w{6}/vllm\.sock) }, 1]
+        expect(sock).not_to be_nil, job[:out].join("\n")
+        expect(job[:out]).to include(a_string_matching(/\Amtshare gate: listening on 0\.0\.0\.0:\d+, forwarding to unix:#{Regexp.escape(sock)}/))
         port = job[:args].grep(/\Aport=/).first.delete_prefix("port=")
         expect(job[:args].each_cons(2).to_a).to include(["--set", "llm_model=#{model}"], ["--set", "openai_base_url=http://#{ip}:#{port}/v1"],
                                                         ["--set", "llm_engine=vllm"], ["--env", "api_key=MULTITENANT_GATE_KEY"])
         expect(job[:models_at_publish]["data"].map { |m| [m["id"], m["max_model_len"]] }).to eq([[model, 4096]])
         recorded = JSON.parse(File.read("#{rec}/args"))
-        expect(recorded["argv"]).to eq(["serve", model, "--host", "127.0.0.1", "--port", inner, "--served-model-name", model, "--max-model-len", "4096"])
+        expect(recorded["argv"]).to eq(["serve", model, "--uds", sock, "--served-model-name", model, "--max-model-len", "4096"])
         expect(recorded["env"]["MULTITENANT_GATE_KEY"]).to be(false)
         expect(job[:out].grep(/multitenant:/)).to eq([])
+        poll_gone = (1..50).find { File.exist?(File.dirname(sock)) ? (sleep 0.1; false) : true } # rubocop:disable Style/Semicolon
+        expect(poll_gone).not_to be_nil, "#{File.dirname(sock)} is still there"
       end
+    end
+
+    it "multitenant-vllm: MULTITENANT_VLLM_LISTEN=loopback serves on 127.0.0.1 and checks nothing answers around the gate; a vLLM without --uds says which setting to use" do
+      ip = outward_ip
+      job = run_job("multitenant-vllm", context_for("multitenant-vllm", "vllm_model" => "org/tiny"), host: ip,
+                                                                                                    env: { "MULTITENANT_VLLM" => FAKE_VLLM, "MULTITENANT_VLLM_LISTEN" => "loopback" })
+      expect(job[:args]).not_to be_nil, job[:out].join("\n")
+      inner = job[:out].join("\n")[/Starting vLLM API server on http:\/\/127\.0\.0\.1:(\d+)/, 1]
+      expect(inner).not_to be_nil, job[:out].join("\n")
+      expect(job[:out]).to include(a_string_matching(/\Amtshare gate: listening on 0\.0\.0\.0:\d+, forwarding to 127\.0\.0\.1:#{inner}/))
+      after = ->(listen) { with_env("MULTITENANT_VLLM_LISTEN" => listen) { render("multitenant-vllm", "template/after.sh.erb", context_for("multitenant-vllm")) } }
+      expect(after.call("loopback")).to include('mt_loopback_only "${inner_port}"')
+      expect(after.call(nil)).not_to include('mt_loopback_only "${inner_port}"')
+
+      old = run_job("multitenant-vllm", context_for("multitenant-vllm", "vllm_model" => "org/tiny"), host: ip,
+                                                                                                    env: { "MULTITENANT_VLLM" => FAKE_VLLM, "FAKE_VLLM_NO_UDS" => "1" })
+      expect(old[:args]).to be_nil
+      expect(old[:code]).to eq(1)
+      expect(old[:out]).to include(a_string_matching(/\Avllm: error: unrecognized arguments: --uds /), "vllm serve org/tiny ended with status 2 (its output is above)",
+                                   "if it says --uds is not recognized, this vLLM is older than 0.9: the site sets MULTITENANT_VLLM_LISTEN=loopback in the dashboard's env, or installs a newer vLLM")
+      expect(old[:out].grep(NOT_PUBLISHED).size).to eq(1)
     end
 
     it "multitenant-vllm: a load that fails (no internet) publishes nothing, says so in one line, and the job fails" do

@@ -481,7 +481,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
       expect(base).to match(%r{\Ahttp://#{Regexp.escape(node_of("mtcluster"))}:\d+/v1\z})
       expect(conn).to include("llm_model" => "org/tiny", "llm_engine" => "vllm", "host" => node_of("mtcluster"), "port" => base[/:(\d+)\/v1\z/, 1])
       expect(specs.fetch(id)["accounting"]).to include("mta" => "vLLM")
-      expect_no_secret_seen(watched, %r{spec/ood/fake-vllm serve org/tiny --host 127\.0\.0\.1 --port \d+ --served-model-name org/tiny --max-model-len 4096 \z}, key)
+      expect_no_secret_seen(watched, %r{spec/ood/fake-vllm serve org/tiny --uds /tmp/mtvllm\.\w{6}/vllm\.sock --served-model-name org/tiny --max-model-len 4096 \z}, key)
 
       models = JSON.parse(gate_get("#{base}/models", key: key).body)
       expect(models["data"].map { |m| [m["id"], m["max_model_len"]] }).to eq([["org/tiny", 4096]])
@@ -490,6 +490,16 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
       code, content, events = streamed_chat(base, key, "org/tiny", "hello from mtmember")
       expect([code, content, events.last]).to eq(["200", "fake vllm says: hello from mtmember", "[DONE]"])
       expect(streamed_chat(base, nil, "org/tiny", "hi").first).to eq("401")
+      # Around the gate: vLLM's socket is in the owner's private directory; another user on the node
+      # cannot connect to it, the owner can.
+      sock = File.read(@log)[%r{Starting vLLM API server on unix:(/tmp/mtvllm\.\w{6}/vllm\.sock) }, 1]
+      expect(sock).not_to be_nil, File.read(@log)
+      expect(File.stat(File.dirname(sock)).mode & 0o777).to eq(0o700)
+      around = ->(user) { run_as(user, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", sock, "http://localhost/v1/models") }
+      out, err, status = around.call("mtoutsider")
+      expect([out, status.success?]).to eq(["000", false]), err
+      expect(err).to include("Permission denied").or include("Couldn't connect")
+      expect(around.call("mtowner").first).to eq("200")
 
       # The member's chat, offered the share in its form as the member's own discovery lists it.
       MultiTenant.instance_variable_set(:@specs, specs)
