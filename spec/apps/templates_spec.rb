@@ -733,10 +733,13 @@ RSpec.describe "service and client app templates" do
       run = chat_run("12")
       expect(run[:argv]).to eq(["./chat.py"]), run[:out]
       expect(run[:env]).to include("OPENAI_BASE_URL" => "http://node1:4000/v1", "OPENAI_API_KEY" => CHAT_KEY, "MULTITENANT_LLM_MODEL" => "org/tiny",
-                                   "GRADIO_SERVER_NAME" => "127.0.0.1", "GRADIO_ROOT_PATH" => "/rnode/node1/#{run[:env]["port"]}")
+                                   "GRADIO_ROOT_PATH" => "/rnode/node1/#{run[:env]["port"]}")
+      # Gradio serves on a socket in a private directory of the job, behind the gate on the published port.
+      expect(run[:env]["MULTITENANT_CHAT_SOCKET"]).to match(%r{\A/tmp/mtchat\.\w{6}/gradio\.sock\z})
+      expect(run[:env]["mt_upstream"]).to eq("unix:#{run[:env]["MULTITENANT_CHAT_SOCKET"]}")
+      expect(run[:env].keys).not_to include("GRADIO_SERVER_PORT", "GRADIO_SERVER_NAME")
       # The chat's own gate key stays with the gate: Gradio is not given it.
       expect(run[:env].keys).not_to include("MULTITENANT_GATE_KEY", "password")
-      expect(Integer(run[:env]["GRADIO_SERVER_PORT"])).not_to eq(Integer(run[:env]["port"]))
       expect(run[:out]).to include("Chatting with the shared LLM at http://node1:4000/v1 (org/tiny) (with the share key)")
       expect(run[:out]).not_to include(CHAT_KEY)
     end
@@ -809,6 +812,10 @@ RSpec.describe "service and client app templates" do
       end
       expect(job[:timed_out]).to be(false), job[:out].join("\n")
       expect(job[:out].grep(/multitenant:/)).to eq([])
+      sock = job[:out].join("\n")[%r{Uvicorn running on unix socket (/tmp/mtchat\.\w{6}/gradio\.sock)}, 1]
+      expect(sock).not_to be_nil, job[:out].join("\n")
+      poll_gone = (1..50).find { File.exist?(File.dirname(sock)) ? (sleep 0.1; false) : true } # rubocop:disable Style/Semicolon
+      expect(poll_gone).not_to be_nil, "#{File.dirname(sock)} is still there"
     ensure
       [gate, vllm].compact.each { |pid| Process.kill("TERM", pid) rescue nil } # rubocop:disable Style/RescueModifier
       [gate, vllm].compact.each { |pid| Process.wait(pid) rescue nil } # rubocop:disable Style/RescueModifier

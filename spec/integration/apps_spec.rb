@@ -495,11 +495,11 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
       sock = File.read(@log)[%r{Starting vLLM API server on unix:(/tmp/mtvllm\.\w{6}/vllm\.sock) }, 1]
       expect(sock).not_to be_nil, File.read(@log)
       expect(File.stat(File.dirname(sock)).mode & 0o777).to eq(0o700)
-      around = ->(user) { run_as(user, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", sock, "http://localhost/v1/models") }
-      out, err, status = around.call("mtoutsider")
+      around = ->(user, socket, path) { run_as(user, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "http://localhost#{path}") }
+      out, err, status = around.call("mtoutsider", sock, "/v1/models")
       expect([out, status.success?]).to eq(["000", false]), err
       expect(err).to include("Permission denied").or include("Couldn't connect")
-      expect(around.call("mtowner").first).to eq("200")
+      expect(around.call("mtowner", sock, "/v1/models").first).to eq("200")
 
       # The member's chat, offered the share in its form as the member's own discovery lists it.
       MultiTenant.instance_variable_set(:@specs, specs)
@@ -517,6 +517,13 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
       expect(python).to include("OPENAI_BASE_URL" => base, "OPENAI_API_KEY" => key, "MULTITENANT_LLM_MODEL" => "org/tiny")
       expect(python.keys).not_to include("MULTITENANT_GATE_KEY", "password")
       chat_key = environ_of("mtmember", /mtshare gate --listen 0\.0\.0\.0:#{port} /)["MULTITENANT_GATE_KEY"]
+      # Gradio, which holds the LLM's key, is on a socket in the member's private directory: another user
+      # on the node cannot reach the chat around its gate.
+      chat_sock = python["MULTITENANT_CHAT_SOCKET"]
+      expect(chat_sock).to match(%r{\A/tmp/mtchat\.\w{6}/gradio\.sock\z})
+      out, err, status = around.call("mtoutsider", chat_sock, "/")
+      expect([out, status.success?]).to eq(["000", false]), err
+      expect(around.call("mtmember", chat_sock, "/").first).to eq("200")
       expect_no_secret_seen(watched, %r{/chat\.py \z}, key, chat_key)
 
       url = "http://#{node_of("mtcluster")}:#{port}/"

@@ -2,7 +2,8 @@
 
 The openai package reads OPENAI_BASE_URL and OPENAI_API_KEY from the environment (before.sh sets them
 from the share; never on a command line). The model is MULTITENANT_LLM_MODEL, else the first one the
-server lists. Gradio serves on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT under GRADIO_ROOT_PATH (the path
+server lists. Gradio serves on the Unix socket MULTITENANT_CHAT_SOCKET (in the job's private directory:
+no other user's process on the node can connect to it, around the gate) under GRADIO_ROOT_PATH (the path
 OOD's node proxy gives it), set by script.sh.
 """
 import os
@@ -10,6 +11,8 @@ import sys
 
 import gradio as gr
 import openai
+import uvicorn
+from fastapi import FastAPI
 
 # A share made without the gate has no key; the openai package refuses to start without one.
 os.environ.setdefault("OPENAI_API_KEY", "none")
@@ -60,10 +63,13 @@ def main():
     if not BASE_URL:
         sys.exit("multitenant-chat: OPENAI_BASE_URL is not set: choose a shared LLM in the form")
     title = "Chat with " + (os.environ.get("MULTITENANT_LLM_MODEL") or "a shared LLM")
+    socket = os.environ.get("MULTITENANT_CHAT_SOCKET", "")
+    if not socket:
+        sys.exit("multitenant-chat: MULTITENANT_CHAT_SOCKET is not set: start it from the app's script.sh")
     demo = gr.ChatInterface(respond, title=title, api_name="chat")
-    demo.queue().launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                        server_port=int(os.environ["GRADIO_SERVER_PORT"]),
-                        root_path=os.environ.get("GRADIO_ROOT_PATH") or None, show_error=True, quiet=False)
+    # Gradio's own launch() listens only on a TCP port; mounted, uvicorn serves it on the socket.
+    app = gr.mount_gradio_app(FastAPI(), demo.queue(), path="/", root_path=os.environ.get("GRADIO_ROOT_PATH") or "", show_error=True)
+    uvicorn.run(app, uds=socket, log_level="info")
 
 
 if __name__ == "__main__":
