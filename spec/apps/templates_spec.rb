@@ -90,6 +90,12 @@ RSpec.describe "service and client app templates" do
   # code:, args:, tags_at_publish:, models_at_publish:}; a job that publishes is stopped once it has. A
   # client app publishes nothing: with a block, the block runs once after.sh is done, with the job's
   # connection.yml (as OOD's create_yml writes it) and directory, and the job is stopped after it.
+  # A job's file or directory is removed when the job ends (its EXIT trap), within 5 s.
+  def expect_gone(path)
+    gone = (1..50).find { File.exist?(path) ? (sleep 0.1; false) : true } # rubocop:disable Style/Semicolon
+    expect(gone).not_to be_nil, "#{path} is still there"
+  end
+
   def run_job(app, context, host:, env: {}, stubs: {}, timeout: 60, &while_running)
     Dir.mktmpdir do |dir|
       Dir[app_file(app, "template/*")].reject { |f| f.end_with?(".erb") }.each { |f| FileUtils.cp(f, dir) }
@@ -452,8 +458,7 @@ RSpec.describe "service and client app templates" do
       expect(sock).to match(%r{\A/tmp/mtdb\.\w{6}\z})
       expect(job[:files]["sockdir.mode"].strip).to eq("700")
       expect(args[args.index("-D") + 1]).to include("x" * 120)
-      poll_gone = (1..50).find { File.exist?(sock) ? (sleep 0.1; false) : true } # rubocop:disable Style/Semicolon
-      expect(poll_gone).not_to be_nil, "#{sock} is still there"
+      expect_gone(sock)
     end
 
     it "multitenant-database: publishes only after the shared role logs in over TCP at the published host and port; a failing login is not published" do
@@ -520,8 +525,7 @@ RSpec.describe "service and client app templates" do
         expect(recorded["argv"]).to eq(["serve", model, "--uds", sock, "--served-model-name", model, "--max-model-len", "4096"])
         expect(recorded["env"]["MULTITENANT_GATE_KEY"]).to be(false)
         expect(job[:out].grep(/multitenant:/)).to eq([])
-        poll_gone = (1..50).find { File.exist?(File.dirname(sock)) ? (sleep 0.1; false) : true } # rubocop:disable Style/Semicolon
-        expect(poll_gone).not_to be_nil, "#{File.dirname(sock)} is still there"
+        expect_gone(File.dirname(sock))
       end
     end
 
@@ -814,8 +818,7 @@ RSpec.describe "service and client app templates" do
       expect(job[:out].grep(/multitenant:/)).to eq([])
       sock = job[:out].join("\n")[%r{Uvicorn running on unix socket (/tmp/mtchat\.\w{6}/gradio\.sock)}, 1]
       expect(sock).not_to be_nil, job[:out].join("\n")
-      poll_gone = (1..50).find { File.exist?(File.dirname(sock)) ? (sleep 0.1; false) : true } # rubocop:disable Style/Semicolon
-      expect(poll_gone).not_to be_nil, "#{File.dirname(sock)} is still there"
+      expect_gone(File.dirname(sock))
     ensure
       [gate, vllm].compact.each { |pid| Process.kill("TERM", pid) rescue nil } # rubocop:disable Style/RescueModifier
       [gate, vllm].compact.each { |pid| Process.wait(pid) rescue nil } # rubocop:disable Style/RescueModifier
