@@ -342,11 +342,14 @@ RSpec.describe "service and client app templates" do
     end
 
     it "refuses a model that vllm would read as an option, or with spaces, in one line, before anything runs" do
+      made = Dir["/tmp/mtvllm.*"]
       ["--trust-remote-code", "org/m --trust-remote-code", "", "org/\tm", %(org/tiny<i>"&'$(id)</i>), "a\\nport: 1", "*m", "@m", "m:"].each do |bad|
         argv, out = vllm_run("vllm_model" => bad)
         expect(argv).to be_nil
         expect(out.lines(chomp: true)).to eq(["multitenant: the model must be a Hugging Face model id or a directory (letters, digits and _ . / + = -, not starting with -): not published"]), bad.inspect
       end
+      # Refused before the job's private directory is made: nothing is left in /tmp.
+      expect(Dir["/tmp/mtvllm.*"] - made).to eq([])
     end
 
     it "lists its fields in its form, and OOD's connection.yml gets what the owner's view shows" do
@@ -524,6 +527,8 @@ RSpec.describe "service and client app templates" do
         recorded = JSON.parse(File.read("#{rec}/args"))
         expect(recorded["argv"]).to eq(["serve", model, "--uds", sock, "--served-model-name", model, "--max-model-len", "4096"])
         expect(recorded["env"]["MULTITENANT_GATE_KEY"]).to be(false)
+        # vLLM's engine sockets (ZMQ ipc://, in /tmp by default) go in the same private directory.
+        expect(recorded["rpc_base"]).to eq(File.dirname(sock))
         expect(job[:out].grep(/multitenant:/)).to eq([])
         expect_gone(File.dirname(sock))
       end
@@ -756,6 +761,7 @@ RSpec.describe "service and client app templates" do
     end
 
     it "exports only an http(s) base URL, quoted; without one it says so in one line and the job ends" do
+      made = Dir["/tmp/mtchat.*"]
       odd = "http://node1:4000/v1?c=$(touch${IFS}/tmp/mt-pwned);id&d=!x"
       shares(odd, model: %(m"$(touch /tmp/mt-pwned)'))
       FileUtils.rm_f("/tmp/mt-pwned")
@@ -770,6 +776,8 @@ RSpec.describe "service and client app templates" do
         expect(run[:out].lines(chomp: true)).to eq(["multitenant: #{why}: choose a running one in the form"]), bad.inspect
       end
       expect(File.exist?("/tmp/mt-pwned")).to be(false)
+      # Refused before the job's private directory is made: nothing is left in /tmp.
+      expect(Dir["/tmp/mtchat.*"] - made).to eq([])
     end
 
     it "runs without OPENAI_API_KEY when the share carries none, and the chat says what it uses" do

@@ -67,8 +67,10 @@ def main():
     if not socket:
         sys.exit("multitenant-chat: MULTITENANT_CHAT_SOCKET is not set: start it from the app's script.sh")
     demo = gr.ChatInterface(respond, title=title, api_name="chat")
-    # Gradio's own launch() listens only on a TCP port; mounted, uvicorn serves it on the socket.
-    app = gr.mount_gradio_app(FastAPI(), demo.queue(), path="/", root_path=os.environ.get("GRADIO_ROOT_PATH") or "", show_error=True)
+    # Gradio's own launch() listens only on a TCP port; mounted, uvicorn serves it on the socket. No
+    # server-side rendering: its Node server would listen on a TCP port of the node.
+    app = gr.mount_gradio_app(FastAPI(), demo.queue(), path="/", root_path=os.environ.get("GRADIO_ROOT_PATH") or "", show_error=True,
+                             ssr_mode=False)
     uvicorn.run(app, uds=socket, log_level="info")
 
 
