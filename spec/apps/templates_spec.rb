@@ -576,28 +576,37 @@ RSpec.describe "service and client app templates" do
     end
   end
 
-  describe "multitenant-jupyter" do
+  describe "the client apps' LLM choice" do
     after { MultiTenant.instance_variable_set(:@specs, {}) }
 
-    it "lists the LLMs shared with the user, Ollama and vLLM, each by its share's key, hostile labels included, as valid YAML" do
-      nasty = %(Ollama "x": [y] #{EVIL}\u007f\u0085\uFFFE\u200B\n- ["injected", "http://evil"])
-      MultiTenant.instance_variable_set(:@specs, {
-        "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => nasty }, "connection" => { "ollama_url" => "http://node1:4000", "openai_base_url" => "http://node1:4000/v1" } },
-        "13" => { "info" => { "user" => "bob" }, "accounting" => { "mta" => "PostgreSQL" }, "connection" => { "db_name" => "x" } },
-        "14" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "http://x/\u007f" } },
-        "15" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "javascript:alert(1)" } },
-        "16@beta" => { "info" => { "user" => "carol", "app" => "vLLM", "cluster" => "beta" }, "connection" => { "jobid" => "16", "openai_base_url" => "http://node2:8000/v1" } },
-        # The first implementation's Ollama share: only ollama_url.
-        "17" => { "info" => { "user" => "dave" }, "accounting" => { "mta" => "Ollama" }, "connection" => { "host" => "node3", "ollama_url" => "http://node3:4000" } }
-      })
-      form = YAML.safe_load(render("multitenant-jupyter", "form.yml.erb"))
-      expect(form["form"]).to eq(%w[llm_share bc_num_hours])
-      options = form.dig("attributes", "llm_share", "options")
-      expect(options.map(&:last)).to eq(%w[12 16@beta 17])
-      expect(options[0][0]).to start_with("alice: Ollama \"x\": [y]")
-      expect(options[0][0]).not_to match(/[\u007f\u0085\uFFFE\u200B\n]/)
-      expect(options[1][0]).to eq("carol: vLLM (job 16 on beta)")
+    %w[multitenant-jupyter multitenant-chat].each do |app|
+      it "#{app}: lists the LLMs shared with the user, Ollama and vLLM, each by its share's key, hostile labels included, as valid YAML" do
+        nasty = %(Ollama "x": [y] #{EVIL}\u007f\u0085\uFFFE\u200B\n- ["injected", "http://evil"])
+        MultiTenant.instance_variable_set(:@specs, {
+          "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => nasty }, "connection" => { "ollama_url" => "http://node1:4000", "openai_base_url" => "http://node1:4000/v1" } },
+          "13" => { "info" => { "user" => "bob" }, "accounting" => { "mta" => "Ollama_API" }, "connection" => { "ollama_url" => "http://node2:4000", "openai_base_url" => "http://node2:4000/v1" } },
+          "14" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "PostgreSQL" }, "connection" => { "db_name" => "x" } },
+          "15" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "http://x/\u007f" } },
+          "16" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "javascript:alert(1)" } },
+          "16@beta" => { "info" => { "user" => "carol", "app" => "vLLM", "cluster" => "beta" }, "connection" => { "jobid" => "16", "openai_base_url" => "http://node2:8000/v1" } },
+          # The first implementation's Ollama share: only ollama_url.
+          "17" => { "info" => { "user" => "dave" }, "accounting" => { "mta" => "Ollama" }, "connection" => { "host" => "node3", "ollama_url" => "http://node3:4000" } }
+        })
+        form = YAML.safe_load(render(app, "form.yml.erb"))
+        expect(form["form"]).to eq(%w[llm_share bc_num_hours])
+        options = form.dig("attributes", "llm_share", "options")
+        expect(options.map(&:last)).to eq(%w[12 13 16@beta 17])
+        expect(options[0][0]).to start_with("alice: Ollama \"x\": [y]")
+        expect(options[0][0]).not_to match(/[\u007f\u0085\uFFFE\u200B\n]/)
+        expect(options[1][0]).to eq("bob: Ollama_API (job 13)")
+        expect(options[2][0]).to eq("carol: vLLM (job 16 on beta)")
+        expect(options[3][0]).to eq("dave: Ollama (job 17)")
+      end
     end
+  end
+
+  describe "multitenant-jupyter" do
+    after { MultiTenant.instance_variable_set(:@specs, {}) }
 
     it "says when no LLM is shared, and that the list refreshes by itself" do
       form = YAML.safe_load(render("multitenant-jupyter", "form.yml.erb"))
@@ -674,29 +683,11 @@ RSpec.describe "service and client app templates" do
 
   describe "multitenant-chat" do
     CHAT_KEY = "ab" * 16
-    CHAT_PYTHON = "/var/tmp/multitenant-chat-venv/bin/python"
     after { MultiTenant.instance_variable_set(:@specs, {}) if defined?(MultiTenant) }
 
     def shares(base = "http://node1:4000/v1", key: CHAT_KEY, model: "org/tiny")
       MultiTenant.instance_variable_set(:@specs, { "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => "vLLM" },
                                                              "connection" => { "openai_base_url" => base, "api_key" => key, "llm_model" => model }.compact } })
-    end
-
-    it "lists the OpenAI-compatible LLMs shared with the user, hostile labels and URLs included, as valid YAML" do
-      nasty = %(vLLM "x": [y] #{EVIL}\u007f\u0085\uFFFE\u200B\n- ["injected", "http://evil"])
-      MultiTenant.instance_variable_set(:@specs, {
-        "12" => { "info" => { "user" => "alice" }, "accounting" => { "mta" => nasty }, "connection" => { "openai_base_url" => "http://node1:4000/v1" } },
-        "13" => { "info" => { "user" => "bob" }, "accounting" => { "mta" => "Ollama_API" }, "connection" => { "ollama_url" => "http://node2:4000", "openai_base_url" => "http://node2:4000/v1" } },
-        "14" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "PostgreSQL" }, "connection" => { "db_name" => "x" } },
-        "15" => { "info" => { "user" => "eve" }, "accounting" => { "mta" => "LLM" }, "connection" => { "openai_base_url" => "javascript:alert(1)" } }
-      })
-      form = YAML.safe_load(render("multitenant-chat", "form.yml.erb"))
-      expect(form["form"]).to eq(%w[llm_share bc_num_hours])
-      options = form.dig("attributes", "llm_share", "options")
-      expect(options.map(&:last)).to eq(%w[12 13])
-      expect(options[0][0]).to start_with("alice: vLLM \"x\": [y]")
-      expect(options[0][0]).not_to match(/[\u007f\u0085\uFFFE\u200B\n]/)
-      expect(options[1][0]).to eq("bob: Ollama_API (job 13)")
     end
 
     it "says when no LLM is shared, and still renders when the gem did not load" do
@@ -803,11 +794,7 @@ RSpec.describe "service and client app templates" do
     end
 
     it "whole job with real Gradio: the member's message goes through the chat's gate to the shared vLLM's gate and back; no key, no chat" do
-      unless File.executable?(CHAT_PYTHON)
-        raise "CI=true: #{CHAT_PYTHON} is missing: run script/setup" if ENV["CI"] == "true"
-
-        skip "#{CHAT_PYTHON} is missing: script/setup makes it"
-      end
+      python = chat_python!
       llm_key = SecureRandom.hex(16)
       llm_port, inner = 2.times.map { TCPServer.new("127.0.0.1", 0).then { |s| s.addr[1].tap { s.close } } }
       vllm = Process.spawn(FAKE_VLLM, "serve", "org/tiny", "--host", "127.0.0.1", "--port", inner.to_s, out: File::NULL, err: File::NULL)
@@ -815,7 +802,7 @@ RSpec.describe "service and client app templates" do
                            out: File::NULL, err: File::NULL)
       base = "http://127.0.0.1:#{llm_port}/v1"
       shares(base, key: llm_key)
-      job = run_job("multitenant-chat", { "llm_share" => "12" }, host: "127.0.0.1", env: { "MULTITENANT_CHAT_PYTHON" => CHAT_PYTHON }, timeout: 120) do |conn, _|
+      job = run_job("multitenant-chat", { "llm_share" => "12" }, host: "127.0.0.1", env: { "MULTITENANT_CHAT_PYTHON" => python }, timeout: 120) do |conn, _|
         url = "http://127.0.0.1:#{conn["port"]}/"
         expect(conn["password"]).to match(/\A\h{32}\z/)
         expect(gradio_chat(url, conn["password"], "hello through two gates")).to eq("fake vllm says: hello through two gates")

@@ -432,7 +432,6 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     VLLM = { "mt_group" => "mtclass", "vllm_model" => "org/tiny", "vllm_gpus" => "0", "vllm_max_model_len" => "4096", "vllm_max_num_seqs" => "",
              "mt_method" => "card", "mt_delivery" => "sys/multitenant-delivery_default", "mt_expires_hours" => "" }.freeze
     VLLM_SITE = { "MULTITENANT_VLLM" => File.join(ROOT, "spec/ood/fake-vllm") }.freeze
-    CHAT_VENV_PYTHON = "/var/tmp/multitenant-chat-venv/bin/python"
 
     # A chat completion as a member's program asks it, streamed: [HTTP status, the text of the chunks, the raw body].
     def streamed_chat(base, key, model, text)
@@ -467,11 +466,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
     end
 
     it "shares vLLM behind its gate once the model is listed; a member's chat job reaches it with the share's key: member → gate → Gradio → openai → vLLM's gate → vllm" do
-      unless File.executable?(CHAT_VENV_PYTHON)
-        raise "CI=true: #{CHAT_VENV_PYTHON} is missing: run script/setup" if ENV["CI"] == "true"
-
-        skip "#{CHAT_VENV_PYTHON} is missing: script/setup makes it"
-      end
+      venv = chat_python!
       id = nil
       watched = watch_cmdlines { id = launch("multitenant-vllm", VLLM, render_env: VLLM_SITE, env: { "FAKE_VLLM_LOAD" => "slow:3" }) }
       specs = discover_as("mtmember")["specs"]
@@ -508,7 +503,7 @@ RSpec.describe "service apps launched on the real cluster", :cluster do
       chat = nil
       watched = watch_cmdlines do
         chat = launch("multitenant-chat", { "llm_share" => choice.last, "bc_num_hours" => "1" }, publishes: :ready, user: "mtmember",
-                                                                                                    render_env: { "MULTITENANT_CHAT_PYTHON" => CHAT_VENV_PYTHON }, timeout: 120)
+                                                                                                    render_env: { "MULTITENANT_CHAT_PYTHON" => venv }, timeout: 120)
       end
       log = File.read(@log)
       port = log[/mtshare gate: listening on 0\.0\.0\.0:(\d+)/, 1]

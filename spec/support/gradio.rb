@@ -7,6 +7,17 @@ require "net/http"
 # /gradio_api/call/<endpoint>, then its event stream), with the key as a Bearer token: the complete
 # event's answer. Raises with the status when the gate or Gradio refuses.
 module GradioHelpers
+  # The Python with gradio and openai that script/setup makes (the chat app's MULTITENANT_CHAT_PYTHON).
+  PYTHON = "/var/tmp/multitenant-chat-venv/bin/python"
+
+  # PYTHON, for an example that runs the real Gradio: missing, the example is skipped, and fails in CI.
+  def chat_python!
+    return PYTHON if File.executable?(PYTHON)
+    raise "CI=true: #{PYTHON} is missing: run script/setup" if ENV["CI"] == "true"
+
+    skip "#{PYTHON} is missing: script/setup makes it"
+  end
+
   def gradio_chat(url, key, message)
     uri = URI("#{url}gradio_api/call/chat")
     Net::HTTP.start(uri.host, uri.port, nil, read_timeout: 60) do |http|

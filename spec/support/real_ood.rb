@@ -20,7 +20,7 @@ module RealOOD
     @ready ||= {}
     @ready[version] ||= begin
       env = { "MT_OOD_ENV" => "MULTITENANT_KEY_DIR=#{key_dir} MULTITENANT_TTL=5 MULTITENANT_OLLAMA=#{File.join(ROOT, "spec/ood/fake-ollama")} " \
-                                  "MULTITENANT_VLLM=#{File.join(ROOT, "spec/ood/fake-vllm")} MULTITENANT_CHAT_PYTHON=/var/tmp/multitenant-chat-venv/bin/python " \
+                                  "MULTITENANT_VLLM=#{File.join(ROOT, "spec/ood/fake-vllm")} MULTITENANT_CHAT_PYTHON=#{GradioHelpers::PYTHON} " \
                                   "MULTITENANT_NODE_PROXY=direct" } # the harness has no node proxy: links go straight to the node
       t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       out, status = Open3.capture2e(env, SCRIPT, "install", version)
